@@ -22,10 +22,23 @@ def _check(bank: torch.Tensor, n: int) -> None:
         raise ValueError(f"n must be >= 0, got {n}")
 
 
+def _check_offset(offset: int) -> int:
+    if not 0 <= int(offset) < 2**63:
+        raise ValueError(f"offset must be in [0, 2^63), got {offset}")
+    return int(offset)
+
+
+def _seed64(seed: int) -> int:
+    """Any Python int seed -> the int64 with the same low 64 bits (what the native op takes)."""
+    seed = int(seed) & (2**64 - 1)
+    return seed - 2**64 if seed >= 2**63 else seed
+
+
 def sample_kernels_torch(bank: torch.Tensor, n: int, seed: int, offset: int = 0):
     """Pure-torch fallback: identical indices to the native op."""
     _check(bank, n)
-    idx = sample_indices_torch(int(n), bank.shape[0], int(seed), int(offset), bank.device)
+    offset = _check_offset(offset)
+    idx = sample_indices_torch(int(n), bank.shape[0], _seed64(seed), offset, bank.device)
     return bank[idx], idx
 
 
@@ -44,7 +57,7 @@ def sample_kernels(bank: torch.Tensor, n: int, seed: int, offset: int = 0,
         op = _native.load()
         if op is not None:
             _check(bank, n)
-            return op(bank, int(n), int(seed), int(offset))
+            return op(bank, int(n), _seed64(seed), _check_offset(offset))
         if backend == "native":
             raise RuntimeError("the native fastreg extension is not built "
                                "(pip install -e . with a compiler; FASTREG_NO_EXT unset)")

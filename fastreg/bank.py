@@ -1,0 +1,145 @@
+"""``KernelBank``: good 2-D kernels by source layer, stored as safetensors (SPEC §2).
+
+Loading never unpickles: safetensors for banks, ``np.load(allow_pickle=False)`` for
+``.npy`` imports. Every load is validated (format, shape, dtype, finiteness).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+FORMAT = "fastreg-bank/1"
+DEFAULT_BANK = Path(__file__).parent / "assets" / "bank_cifar10.safetensors"
+
+
+class BankError(ValueError):
+    """An unreadable, corrupt or unsuitable bank (reported as one line, exit code 2)."""
+
+
+def _validate_layer(name: str, t: torch.Tensor, where: str) -> torch.Tensor:
+    if not t.is_floating_point():
+        raise BankError(f"{where}: layer {name!r} has non-float dtype {t.dtype}")
+    if t.dim() != 3 or t.shape[1] != t.shape[2]:
+        raise BankError(f"{where}: layer {name!r} must be [N, k, k], got {tuple(t.shape)}")
+    if t.shape[0] == 0:
+        raise BankError(f"{where}: layer {name!r} is empty")
+    if not torch.isfinite(t).all():
+        raise BankError(f"{where}: layer {name!r} contains NaN or Inf")
+    return t.float().contiguous()
+
+
+class KernelBank:
+    """Layer name → ``[N, k, k]`` float32 kernels, plus string metadata."""
+
+    def __init__(self, layers: Mapping[str, torch.Tensor], meta: Mapping[str, str] | None = None):
+        if not layers:
+            raise BankError("a bank needs at least one layer")
+        self.layers = {n: _validate_layer(n, t, "bank") for n, t in layers.items()}
+        self.meta = {"format": FORMAT, **{k: str(v) for k, v in (meta or {}).items()}}
+
+    # ---- building -------------------------------------------------------------
+    @classmethod
+    def collect(cls, models: Iterable[nn.Module], layer_names: Iterable[str],
+                meta: Mapping[str, str] | None = None) -> "KernelBank":
+        """All ``O·I`` 2-D kernels of the named conv layers of every model."""
+        names = list(layer_names)
+        parts: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+        for m in models:
+            mods = dict(m.named_modules())
+            for n in names:
+                if n not in mods or not isinstance(mods[n], nn.Conv2d):
+                    raise BankError(f"model has no conv layer named {n!r}")
+                w = mods[n].weight.detach().float().cpu()
+                parts[n].append(w.reshape(-1, w.shape[-2], w.shape[-1]))
+        return cls({n: torch.cat(p) for n, p in parts.items()}, meta)
+
+    @classmethod
+    def from_npy(cls, path: str | Path, layer: str | None = None) -> "KernelBank":
+        """Import a DWP-layout ``.npy`` (``[N, 1, k, k]`` or ``[N, k, k]``) as a one-layer bank."""
+        path = Path(path)
+        try:
+            a = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise BankError(f"{path}: cannot read .npy ({str(e).splitlines()[0]})") from None
+        if a.ndim == 4 and a.shape[1] == 1:
+            a = a[:, 0]
+        if a.ndim != 3:
+            raise BankError(f"{path}: expected [N, 1, k, k] or [N, k, k], got {a.shape}")
+        if not np.issubdtype(a.dtype, np.floating):
+            raise BankError(f"{path}: non-float dtype {a.dtype}")
+        k = a.shape[-1]
+        t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+        return cls({layer or f"k{k}": _validate_layer(layer or f"k{k}", t, str(path))},
+                   {"source": f"imported from {path.name}", "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+
+    # ---- files ------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        """Write atomically as one ``.safetensors`` file."""
+        from safetensors.torch import save
+        from .io_util import atomic_write_bytes
+        meta = {k: str(v) for k, v in self.meta.items()}
+        atomic_write_bytes(path, save({n: t.cpu().contiguous() for n, t in self.layers.items()}, meta))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "KernelBank":
+        """Load and validate a bank (``.safetensors``, or ``.npy`` import)."""
+        path = Path(path)
+        if not path.is_file():
+            raise BankError(f"{path}: no such bank file")
+        if path.suffix == ".npy":
+            return cls.from_npy(path)
+        from safetensors import SafetensorError, safe_open
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = dict(f.metadata() or {})
+                layers = {n: f.get_tensor(n) for n in f.keys()}
+        except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+            raise BankError(f"{path}: not a readable safetensors bank ({str(e).splitlines()[0][:200]})") from None
+        if meta.get("format") != FORMAT:
+            raise BankError(f"{path}: unknown bank format {meta.get('format')!r} (expected {FORMAT!r})")
+        if not layers:
+            raise BankError(f"{path}: bank has no layers")
+        for n, t in layers.items():
+            _validate_layer(n, t, str(path))
+        return cls(layers, meta)
+
+    # ---- use ----------------------------------------------------------------------
+    def to(self, device: torch.device | str) -> "KernelBank":
+        """Move every layer to ``device`` once (sampling then never leaves it)."""
+        self.layers = {n: t.to(device) for n, t in self.layers.items()}
+        return self
+
+    def kernel_size(self, name: str) -> int:
+        return int(self.layers[name].shape[-1])
+
+    def layer_for(self, name: str, kernel_size: int) -> str:
+        """The bank layer that serves classifier layer ``name``: same name, else the
+        single bank layer with that kernel size."""
+        if name in self.layers:
+            if self.kernel_size(name) != kernel_size:
+                raise BankError(f"bank layer {name!r} has {self.kernel_size(name)}x"
+                                f"{self.kernel_size(name)} kernels, the classifier layer has "
+                                f"{kernel_size}x{kernel_size}")
+            return name
+        same = [n for n in self.layers if self.kernel_size(n) == kernel_size]
+        if len(same) != 1:
+            sizes = ", ".join(f"{n}: {self.kernel_size(n)}x{self.kernel_size(n)}" for n in self.layers)
+            raise BankError(f"bank has no layer {name!r} and {'no' if not same else 'several'} "
+                            f"{kernel_size}x{kernel_size} layers ({sizes})")
+        return same[0]
+
+    def sample(self, name: str, n: int, seed: int, offset: int = 0) -> torch.Tensor:
+        from .ops import sample_kernels
+        return sample_kernels(self.layers[name], n, seed, offset)[0]
+
+    def info(self) -> dict:
+        return {"layers": {n: list(t.shape) for n, t in self.layers.items()}, "meta": self.meta}
+
+    def __repr__(self) -> str:
+        return f"KernelBank({json.dumps(self.info()['layers'])})"

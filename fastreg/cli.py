@@ -1,0 +1,77 @@
+"""Shared CLI plumbing: bad input → one line on stderr, exit code 2, no traceback."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Sequence
+
+
+class UsageError(Exception):
+    """A problem with the user's input: reported as one line, exit code 2."""
+
+
+class NonFiniteError(RuntimeError):
+    """Training produced NaN/Inf: stop, keep the last good checkpoint (exit code 3)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports errors in one line (exit 2) instead of usage + error."""
+
+    def error(self, message: str):  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        sys.exit(2)
+
+
+def run_main(main: Callable[[Sequence[str] | None], int | None],
+             argv: Sequence[str] | None = None) -> int:
+    """Run ``main``; map known failures to one stderr line and an exit code."""
+    from .bank import BankError
+    from .io_util import UnsafeCheckpoint
+    try:
+        return int(main(argv) or 0)
+    except (UsageError, BankError, UnsafeCheckpoint) as e:
+        sys.stderr.write(f"error: {e}\n")
+        return 2
+    except NonFiniteError as e:
+        sys.stderr.write(f"error: {e}\n")
+        return 3
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted; rerun with --resume to continue from the last checkpoint\n")
+        return 130
+
+
+def positive_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def nonneg_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {s!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
+    return v
+
+
+def nonneg_float(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {s!r}") from None
+    if not v >= 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {s}")
+    return v
+
+
+def positive_float(s: str) -> float:
+    v = nonneg_float(s)
+    if v == 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {s}")
+    return v

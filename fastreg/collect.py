@@ -1,0 +1,141 @@
+"""``python -m fastreg.collect``: train source CNNs on plenty of data, bank their kernels.
+
+Each seed trains in its own folder and checkpoints every epoch; a finished seed
+(``result.json`` present) is never retrained, so rerunning the command resumes.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from . import __version__
+from .bank import KernelBank
+from .cli import Parser, UsageError, positive_float, positive_int, run_main
+from .data import DATASETS, data_root, source_sets
+from .device import pick_device
+from .io_util import UnsafeCheckpoint, atomic_torch_save, atomic_write_json, read_json, safe_torch_load
+from .loop import LoopConfig, Trainer
+from .models import CONV_PLAN, DWPNet
+from .viz import save_filter_grid
+
+PRESETS = {
+    # 5 seeds within an hour on a 2-core CPU (bf16 autocast, half width)
+    "cpu": dict(width=0.5, epochs=8, batch_size=128, lr=0.05, amp=True),
+    # the full-width DWP classifier, for a GPU
+    "full": dict(width=1.0, epochs=30, batch_size=256, lr=0.1, amp=True),
+    # seconds; for tests and smoke runs
+    "tiny": dict(width=0.125, epochs=1, batch_size=64, lr=0.05, amp=False),
+}
+
+
+def parse_args(argv: Sequence[str] | None):
+    p = Parser(prog="python -m fastreg.collect", description=__doc__.splitlines()[0])
+    p.add_argument("--dataset", default="cifar10",
+                   help="source data: cifar10 (its source split, disjoint from the target pool) or "
+                        "cifar100 (the DWP protocol; needs torchvision files or network)")
+    p.add_argument("--data-root", default=None, help="folder with the data (default: $FASTREG_DATA or ./data)")
+    p.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated source-model seeds (default 0-4)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="recipe: cpu (half width, 8 epochs: ~1 h for 5 seeds on 2 cores), full "
+                        "(GPU), tiny (smoke). Default: full on CUDA, cpu otherwise")
+    p.add_argument("--width", type=positive_float, default=None, help="channel multiplier (overrides preset)")
+    p.add_argument("--epochs", type=positive_int, default=None, help="epochs per seed (overrides preset)")
+    p.add_argument("--layers", default="conv1,conv2,conv3,conv4", help="conv layers to bank")
+    p.add_argument("--out", default=None, help="output folder (default runs/collect-DATASET)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
+    p.add_argument("--limit-train", type=positive_int, default=None, help=argparse_hide())
+    return p.parse_args(argv)
+
+
+def argparse_hide():
+    import argparse
+    return argparse.SUPPRESS
+
+
+def _seeds(s: str) -> list[int]:
+    try:
+        seeds = [int(v) for v in s.split(",") if v.strip() != ""]
+    except ValueError:
+        raise UsageError(f"--seeds must be comma-separated integers, got {s!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise UsageError(f"--seeds must be distinct non-negative integers, got {s!r}")
+    return seeds
+
+
+def train_seed(seed: int, recipe: dict, sets, num_classes: int, device, folder: Path,
+               pos: int) -> tuple[DWPNet, dict]:
+    """Train (or resume, or load) one source model; returns it and its result record."""
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    model = DWPNet(num_classes, recipe["width"]).to(device)
+    if (folder / "result.json").exists() and (folder / "model.pt").exists():
+        model.load_state_dict(safe_torch_load(folder / "model.pt", device))
+        return model, read_json(folder / "result.json")
+    train, test = sets
+    cfg = LoopConfig(epochs=recipe["epochs"], batch_size=recipe["batch_size"], lr=recipe["lr"],
+                     optimizer="sgd", weight_decay=5e-4, amp=recipe["amp"], eval_every=recipe["epochs"],
+                     ckpt_every=1, eval_size=test.x.shape[0], seed=seed, label_smoothing=0.1)
+    tr = Trainer(model, train, test, cfg, device, folder, desc=f"seed {seed}")
+    if (folder / "checkpoint.pt").exists():
+        tr.load_state(safe_torch_load(folder / "checkpoint.pt", device))
+    t0 = time.time()
+    last = tr.run()
+    res = {"seed": seed, "test_acc": last["test_acc"], "test_loss": last["test_loss"],
+           "epochs": recipe["epochs"], "width": recipe["width"], "train_time_s": round(time.time() - t0, 1)}
+    atomic_torch_save(folder / "model.pt", model.state_dict())
+    atomic_write_json(folder / "result.json", res)
+    (folder / "checkpoint.pt").unlink(missing_ok=True)
+    return model, res
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    a = parse_args(argv)
+    if a.dataset not in DATASETS:
+        raise UsageError(f"unknown dataset {a.dataset!r}; choose one of {', '.join(DATASETS)}")
+    seeds = _seeds(a.seeds)
+    known = [n for n, _, _ in CONV_PLAN]
+    layers = [s for s in a.layers.split(",") if s]
+    bad = [s for s in layers if s not in known]
+    if bad or not layers:
+        raise UsageError(f"unknown layer(s) {', '.join(bad) or a.layers!r}; choose from {', '.join(known)}")
+    device = pick_device(a.device)
+    recipe = dict(PRESETS[a.preset or ("full" if device.type == "cuda" else "cpu")])
+    recipe.update({k: v for k, v in (("width", a.width), ("epochs", a.epochs)) if v is not None})
+    out = Path(a.out or f"runs/collect-{a.dataset}")
+    train, test, num_classes = source_sets(a.dataset, data_root(a.data_root), device)
+    if a.limit_train:
+        from .data import Split
+        sel = torch.linspace(0, train.x.shape[0] - 1, min(a.limit_train, train.x.shape[0])).long()
+        train = Split(train.x[sel.to(device)], train.y[sel.to(device)], train.index[sel.numpy()])
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "recipe.json", {"dataset": a.dataset, "seeds": seeds, **recipe})
+    models, results = [], []
+    for i, seed in enumerate(tqdm(seeds, desc="source models", unit="seed")):
+        m, r = train_seed(seed, recipe, (train, test), num_classes, device, out / f"seed{seed}", i)
+        tqdm.write(f"seed {seed}: test accuracy {r['test_acc']:.4f}")
+        models.append(m)
+        results.append(r)
+    meta = {"dataset": a.dataset, "source_split": "cifar10 train minus the target pool"
+            if a.dataset == "cifar10" else "cifar100 train",
+            "architecture": f"DWPNet(width={recipe['width']})", "seeds": json.dumps(seeds),
+            "source_test_acc": json.dumps({r["seed"]: r["test_acc"] for r in results}),
+            "recipe": json.dumps(recipe), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "version": __version__}
+    bank = KernelBank.collect(models, layers, meta)
+    bank.save(out / "bank.safetensors")
+    for n in layers:
+        save_filter_grid(bank.layers[n], out / f"bank_{n}.png", f"bank {n}: {len(bank.layers[n])} kernels")
+    save_filter_grid(models[0].conv1.weight, out / "source_seed0_conv1_rgb.png", "source model conv1 (RGB)")
+    print(f"bank written to {out / 'bank.safetensors'}: " +
+          ", ".join(f"{n} {tuple(t.shape)}" for n, t in bank.layers.items()))
+    print("source test accuracy: " + ", ".join(f"seed {r['seed']}: {r['test_acc']:.4f}" for r in results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_main(main))

@@ -1,0 +1,179 @@
+"""CIFAR data: loading (local npz or torchvision), the source/target split,
+stratified reduced training sets, and on-device batched augmentation.
+
+The split (documented in the README): within each CIFAR-10 training class a
+fixed permutation (``SPLIT_SEED``) puts the first ``TARGET_FRACTION`` (20 %:
+1000 per class, 10 000 images) in the *target pool* — the only images reduced
+training sets are drawn from — and the rest (40 000) in the *source split*
+used to train the bank's source models. The two never overlap.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .cli import UsageError
+
+DATASETS = {"cifar10": 10, "cifar100": 100}
+SPLIT_SEED = 0
+TARGET_FRACTION = 0.2
+# Mean/std of the CIFAR-10 training images (used for both datasets: the bank's
+# source models and the target classifier see the same input scale).
+MEAN = (0.4914, 0.4822, 0.4465)
+STD = (0.2470, 0.2435, 0.2616)
+
+
+def data_root(arg: str | None) -> Path:
+    """``--data-root``, else ``$FASTREG_DATA``, else ``./data``."""
+    return Path(arg or os.environ.get("FASTREG_DATA") or "data")
+
+
+def _npz_path(root: Path, name: str, split: str) -> Path:
+    return root / f"{name}_{split}.npz"
+
+
+def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as d:
+            x, y = d["images"], d["labels"]
+    except (OSError, KeyError, ValueError) as e:
+        raise UsageError(f"{path}: not a readable dataset npz with 'images' and 'labels' ({e})") from None
+    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[3] != 3 or y.shape != (x.shape[0],):
+        raise UsageError(f"{path}: expected images uint8 [N, H, W, 3] and labels [N], "
+                         f"got {x.dtype} {x.shape} and {y.shape}")
+    return x, y.astype(np.int64)
+
+
+def _online(timeout: float = 3.0) -> bool:
+    if os.environ.get("FASTREG_OFFLINE") == "1":
+        return False
+    try:
+        socket.create_connection(("www.cs.toronto.edu", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _load_torchvision(root: Path, name: str, split: str) -> tuple[np.ndarray, np.ndarray] | None:
+    import torchvision
+    cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
+    train = split == "train"
+    try:
+        ds = cls(str(root), train=train, download=False)
+    except RuntimeError:
+        if not _online():
+            return None
+        ds = cls(str(root), train=train, download=True)
+    return np.asarray(ds.data, dtype=np.uint8), np.asarray(ds.targets, dtype=np.int64)
+
+
+def load_arrays(name: str, root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 NHWC images and int64 labels, from ``{name}_{split}.npz`` or torchvision."""
+    if name not in DATASETS:
+        raise UsageError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    npz = _npz_path(root, name, split)
+    if npz.exists():
+        x, y = _load_npz(npz)
+    else:
+        got = _load_torchvision(root, name, split)
+        if got is None:
+            raise UsageError(
+                f"no {name} {split} data in {root} and no network: put {npz.name} (npz with "
+                f"'images' uint8 NHWC, 'labels') or torchvision's {name} files there, "
+                f"or pass --data-root / set FASTREG_DATA")
+        x, y = got
+    if y.min() < 0 or y.max() >= DATASETS[name]:
+        raise UsageError(f"{name} {split}: labels outside [0, {DATASETS[name]})")
+    return x, y
+
+
+def split_target_source(labels: np.ndarray, fraction: float = TARGET_FRACTION,
+                        seed: int = SPLIT_SEED) -> tuple[np.ndarray, np.ndarray]:
+    """(target_pool, source) index arrays: disjoint, stratified, fixed by ``seed``."""
+    rng = np.random.Generator(np.random.PCG64(seed))
+    pool, source = [], []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        idx = idx[rng.permutation(idx.size)]
+        k = int(round(idx.size * fraction))
+        pool.append(idx[:k])
+        source.append(idx[k:])
+    return np.sort(np.concatenate(pool)), np.sort(np.concatenate(source))
+
+
+def stratified_subset(pool: np.ndarray, labels: np.ndarray, n: int, num_classes: int,
+                      seed: int) -> np.ndarray:
+    """``n`` indices from ``pool``, ``n / num_classes`` per class, drawn by ``seed``."""
+    if n % num_classes:
+        raise UsageError(f"--train-size {n} is not divisible by the {num_classes} classes")
+    per = n // num_classes
+    rng = np.random.Generator(np.random.PCG64(seed))
+    out = []
+    for c in range(num_classes):
+        idx = pool[labels[pool] == c]
+        if per > idx.size:
+            raise UsageError(f"--train-size {n} needs {per} images of class {c}, "
+                             f"the target pool has {idx.size}")
+        out.append(np.sort(idx[rng.permutation(idx.size)[:per]]))
+    return np.concatenate(out)
+
+
+def to_device_tensor(images: np.ndarray, device: torch.device | str) -> torch.Tensor:
+    """uint8 NHWC → normalized float NCHW on ``device`` (the whole set lives there)."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float()
+    x = x.div_(255.0)
+    mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(STD, device=device).view(1, 3, 1, 1)
+    return ((x - mean) / std).contiguous()
+
+
+def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Batched random crop (reflect-pad ``pad``) + horizontal flip, on x's device."""
+    n, _, h, w = x.shape
+    dev = x.device
+    padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=dev)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=dev)
+    flip = torch.rand(n, generator=gen, device=dev) < 0.5
+    rows = (torch.arange(h, device=dev)[None, :] + dy[:, None])            # [n, h]
+    cols = torch.arange(w, device=dev)[None, :]
+    cols = torch.where(flip[:, None], w - 1 - cols, cols) + dx[:, None]    # [n, w]
+    bidx = torch.arange(n, device=dev)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[bidx, rows[:, :, None], cols[:, None, :]]
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+@dataclass
+class Split:
+    x: torch.Tensor        # float NCHW on the device
+    y: torch.Tensor        # int64 on the device
+    index: np.ndarray      # indices into the source arrays (for provenance)
+
+
+def target_sets(root: Path, train_size: int, data_seed: int, device, test_size: int | None = None
+                ) -> tuple[Split, Split, int]:
+    """(reduced train set from the CIFAR-10 target pool, CIFAR-10 test set, num classes)."""
+    xtr, ytr = load_arrays("cifar10", root, "train")
+    xte, yte = load_arrays("cifar10", root, "test")
+    pool, _ = split_target_source(ytr)
+    sub = stratified_subset(pool, ytr, train_size, DATASETS["cifar10"], data_seed)
+    te = np.arange(len(yte)) if test_size is None else np.arange(min(test_size, len(yte)))
+    train = Split(to_device_tensor(xtr[sub], device), torch.from_numpy(ytr[sub]).to(device), sub)
+    test = Split(to_device_tensor(xte[te], device), torch.from_numpy(yte[te]).to(device), te)
+    return train, test, DATASETS["cifar10"]
+
+
+def source_sets(name: str, root: Path, device) -> tuple[Split, Split, int]:
+    """Training data for the bank's source models: CIFAR-10's source split, or all of CIFAR-100."""
+    xtr, ytr = load_arrays(name, root, "train")
+    xte, yte = load_arrays(name, root, "test")
+    idx = split_target_source(ytr)[1] if name == "cifar10" else np.arange(len(ytr))
+    train = Split(to_device_tensor(xtr[idx], device), torch.from_numpy(ytr[idx]).to(device), idx)
+    test = Split(to_device_tensor(xte, device), torch.from_numpy(yte).to(device), np.arange(len(yte)))
+    return train, test, DATASETS[name]

@@ -1,0 +1,92 @@
+"""Atomic file writes (temp + fsync + rename) and safe checkpoint loading.
+
+A crash never leaves a truncated file under the final name.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def _check_finite(obj: Any, where: str = "") -> None:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        raise ValueError(f"refusing to write a non-finite number at {where or 'top level'}")
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            _check_finite(v, f"{where}.{k}" if where else str(k))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            _check_finite(v, f"{where}[{i}]")
+
+
+def dumps_json(obj: Any, indent: int | None = 2) -> str:
+    """JSON text; NaN/Inf are refused so they never reach a results file."""
+    _check_finite(obj)
+    return json.dumps(obj, indent=indent, allow_nan=False)
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_bytes(path, (dumps_json(obj) + "\n").encode())
+
+
+def atomic_write_jsonl(path: str | os.PathLike, rows: list[dict]) -> None:
+    atomic_write_bytes(path, "".join(dumps_json(r, None) + "\n" for r in rows).encode())
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+class UnsafeCheckpoint(ValueError):
+    """A checkpoint that needs arbitrary unpickling (or is corrupt): never loaded."""
+
+
+def safe_torch_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
+    """``torch.load(weights_only=True)``: tensors, dicts, lists, numbers, strings only."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise UnsafeCheckpoint(f"{path}: refused to load (not a plain-weights checkpoint: "
+                               f"{str(e).splitlines()[0][:200]})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise UnsafeCheckpoint(f"{path}: cannot read checkpoint "
+                               f"({str(e).splitlines()[0][:200]})") from None

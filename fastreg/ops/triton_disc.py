@@ -1,0 +1,137 @@
+"""Fused Triton discriminator step (SPEC §3, issue 3): host side.
+
+``disc_step_triton`` -> ``torch.ops.fastreg.disc_step_fused`` (disc_op.py, one
+opaque op so a compiled training step does not graph-break) -> ``launch`` here
+-> kernels in triton_disc_kernels.py. Per call: [batch norm] stats kernel, main
+fused fwd+bwd kernel, one deterministic torch.sum over per-program partials
+(skipped when one program ran), [batch norm with a G head] dx kernel.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from typing import Optional, Sequence
+
+import torch
+import triton
+
+from . import disc_op  # noqa: F401  (registers torch.ops.fastreg.disc_step_fused)
+from . import triton_disc_kernels as K
+from .types import DiscStepOutput
+
+# Output allocator; tests replace it with a NaN-filling one to prove every element is written.
+_alloc = torch.empty
+
+STATS_BLOCK = 256  # rows per tile of the batch-norm stats pass
+DX_BLOCK = 128     # rows per program of the batch-norm dx pass
+
+
+def _p2(n: int) -> int:
+    """Padded tile extent: power of two, >= 16 (tl.dot's minimum)."""
+    return max(16, triton.next_power_of_2(int(n)))
+
+
+def _interpreted(dev: torch.device) -> bool:
+    return dev.type != "cuda" or os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+@functools.lru_cache(maxsize=None)
+def _sm_count(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def flat_size(D: int, param_numels: Sequence[int], batch_norm: bool) -> int:
+    """Length of the reduced buffer: grads in parameters() order, d/g loss, [BN sums]."""
+    return sum(param_numels) + 2 + (2 * D if batch_norm else 0)
+
+
+def launch(x: torch.Tensor, params: Sequence[torch.Tensor], norm: str, loss: str,
+           slope: float, eps: float, d_target: float, g_target: Optional[float],
+           tf32: bool = False, block_b: int = 0, num_programs: int = 0):
+    """Run the kernels on ``x`` ``[B, D]`` (float32, contiguous).
+
+    Returns ``(logits [B], flat, g_grad [B, D] or [0])`` where ``flat`` holds the
+    D grads flattened in ``disc.parameters()`` order, then d_loss, g_loss.
+    """
+    B, D = x.shape
+    bn = norm == "batch"
+    has_g = g_target is not None
+    ws = list(params[2:] if bn else params)
+    hidden = [int(w.shape[0]) for w in ws[0:-2:2]]
+    L = len(hidden)
+    if not 1 <= L <= 3:
+        raise ValueError(f"the Triton disc step supports 1-3 hidden layers, got {L}")
+    H = hidden + [16] * (3 - L)  # absent layers: unused dummies
+    DP = _p2(D)
+    interp = _interpreted(x.device)
+    BB = block_b or (64 if interp else 32)
+    n_tiles = triton.cdiv(B, BB)
+    cap = num_programs or (4 if interp else 2 * _sm_count(x.device.index or 0))
+    P = min(n_tiles, cap)
+
+    off = 2 * D if bn else 0
+    offs, widths = {}, [D] + hidden
+    for i in range(3):
+        offs[f"OFF_W{i + 1}"] = off
+        if i < L:
+            off += widths[i + 1] * widths[i] + widths[i + 1]
+    offs["OFF_WO"] = off
+    off += hidden[-1] + 1
+    offs["OFF_LOSS"] = off
+    offs["OFF_S"] = off + 2
+    total = flat_size(D, [p.numel() for p in params], bn)
+
+    if bn:
+        n_st = triton.cdiv(B, STATS_BLOCK)
+        Ps = min(n_st, 4 if interp else max(1, 4096 // DP))  # bounds the finalize reads
+        stats = _alloc((Ps, 3, DP), device=x.device, dtype=torch.float32)
+        K._bn_stats_kernel[(Ps,)](x, stats, B, n_st, D=D, DP=DP, BLOCK_B=STATS_BLOCK, num_warps=4)
+    else:
+        Ps, stats = 0, x
+    musd = _alloc(2 * DP, device=x.device, dtype=torch.float32)
+    logits = _alloc(B, device=x.device, dtype=torch.float32)
+    g_grad = _alloc((B, D) if has_g else (0,), device=x.device, dtype=torch.float32)
+    part = _alloc((P, total), device=x.device, dtype=torch.float32)
+
+    w = ws + [ws[0], ws[1]] * (3 - L)  # dummy pointers for absent layers
+    gam, bet = (params[0], params[1]) if bn else (x, x)
+    K._disc_main_kernel[(P,)](
+        x, gam, bet, w[0], w[1], w[2], w[3], w[4], w[5], ws[-2], ws[-1],
+        stats, Ps, musd, logits, g_grad if has_g else logits, part,
+        B, n_tiles, float(d_target), float(g_target or 0.0), float(slope), float(eps),
+        D=D, DP=DP, H1=H[0], H1P=_p2(H[0]), H2=H[1], H2P=_p2(H[1]), H3=H[2], H3P=_p2(H[2]),
+        HL=hidden[-1], HLP=_p2(hidden[-1]), L=L, BATCH_NORM=bn, HINGE=loss == "hinge",
+        HAS_G=has_g, BLOCK_B=BB, STAT_BLOCK=16, PREC="tf32" if tf32 else "ieee",
+        TOTAL=total, **offs, num_warps=8 if max(hidden) >= 128 else 4,
+        num_stages=1)  # no pipelining: W tiles are L2-resident; 3 stages ~doubled smem
+    red = part[0] if P == 1 else part.sum(0)  # fixed-order reduction: deterministic
+    if bn and has_g:
+        K._bn_dx_kernel[(triton.cdiv(B, DX_BLOCK),)](
+            x, g_grad, musd, gam, red, B, D=D, DP=DP, OFF_S=offs["OFF_S"], BLOCK_B=DX_BLOCK,
+            num_warps=4)
+    return logits, red, g_grad
+
+
+def disc_step_triton(x: torch.Tensor, disc, d_target: float = 0.0,
+                     g_target: Optional[float] = 1.0, tf32: bool = False,
+                     block_b: int = 0, num_programs: int = 0) -> DiscStepOutput:
+    """SPEC §3 disc step from one fused forward over ``x`` (float32 math).
+
+    ``block_b`` / ``num_programs`` (0 = auto) are tuning knobs: rows per tile and
+    the persistent grid size (more programs = more partials to sum).
+    """
+    params = [p.detach().float() for p in disc.parameters()]
+    x2 = x.detach().reshape(x.shape[0], -1).float()
+    logits, flat, g = torch.ops.fastreg.disc_step_fused(
+        x2, params, disc.norm, disc.loss, float(disc.slope), float(disc.eps), float(d_target),
+        None if g_target is None else float(g_target), bool(tf32), int(block_b),
+        int(num_programs))
+    grads, off = [], 0
+    for p in params:
+        grads.append(flat[off:off + p.numel()].view(p.shape))
+        off += p.numel()
+    has_g = g_target is not None
+    return DiscStepOutput(
+        logits=logits, d_loss=flat[off], d_grads=tuple(grads),
+        g_loss=flat[off + 1] if has_g else None,
+        g_grad=g.view(x.shape).to(x.dtype) if has_g else None)

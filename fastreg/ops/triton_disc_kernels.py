@@ -1,0 +1,286 @@
+"""Triton kernels of the fused discriminator step (SPEC §3); host code is in triton_disc.py.
+
+Why the backward is cheap: D is row-wise (one logit per kernel) and its MLP
+backward is linear in dlogit, so one backward pass with dlogit = 1 gives
+``J_i[b] = d logit_b / d a_i[b]`` for every layer; the D head (per-row weight
+``gd_b = L_D'(l_b)/B``) and the G head (``gg_b = L_G'(l_b)/B``) are per-row
+scalings of the same J. Only batch norm couples rows, through its batch sums.
+
+Launches: [batch norm] stats -> main (fwd + bwd, per-program partials) ->
+torch.sum of partials -> [batch norm with G head] dx.
+"""
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _leaky(a, slope):
+    return tl.where(a > 0, a, a * slope)
+
+
+@triton.jit
+def _load_w(w_ptr, N, K, NP: tl.constexpr, KP: tl.constexpr):
+    """nn.Linear weight ``[N, K]`` as a zero-padded ``[NP, KP]`` tile."""
+    n = tl.arange(0, NP)
+    k = tl.arange(0, KP)
+    m = (n[:, None] < N) & (k[None, :] < K)
+    return tl.load(w_ptr + n[:, None] * K + k[None, :], mask=m, other=0.0)
+
+
+@triton.jit
+def _load_v(p, N, NP: tl.constexpr):
+    n = tl.arange(0, NP)
+    return tl.load(p + n, mask=n < N, other=0.0)
+
+
+@triton.jit
+def _store_w(p, acc, N, K, NP: tl.constexpr, KP: tl.constexpr):
+    n = tl.arange(0, NP)
+    k = tl.arange(0, KP)
+    tl.store(p + n[:, None] * K + k[None, :], acc, mask=(n[:, None] < N) & (k[None, :] < K))
+
+
+@triton.jit
+def _store_v(p, v, N, NP: tl.constexpr):
+    n = tl.arange(0, NP)
+    tl.store(p + n, v, mask=n < N)
+
+
+@triton.jit
+def _loss(l, t, HINGE: tl.constexpr, GEN: tl.constexpr):
+    """Per-row loss and dloss/dlogit. Hinge at the margin takes relu'(0) = 0 like torch."""
+    if HINGE:
+        s = 1.0 - 2.0 * t  # t=1 -> -1, t=0 -> +1
+        if GEN:
+            val = s * l
+            grad = s + 0.0 * l
+        else:
+            m = 1.0 + s * l
+            val = tl.maximum(m, 0.0)
+            grad = tl.where(m > 0, s, 0.0)
+    else:
+        val = tl.maximum(l, 0.0) + tl.log(1.0 + tl.exp(-tl.abs(l))) - t * l
+        grad = tl.sigmoid(l) - t
+    return val, grad
+
+
+@triton.jit
+def _bn_stats_kernel(x_ptr, part_ptr, B, n_tiles, D: tl.constexpr, DP: tl.constexpr,
+                     BLOCK_B: tl.constexpr):
+    """Per-program (count, mean, M2) over its row tiles, merged with Chan's formula
+    (no E[x^2]-mu^2 cancellation). part: ``[P, 3, DP]``."""
+    pid = tl.program_id(0)
+    P = tl.num_programs(0)
+    cols = tl.arange(0, DP)
+    cm = cols < D
+    n = tl.zeros([DP], tl.float32)
+    mean = tl.zeros([DP], tl.float32)
+    m2 = tl.zeros([DP], tl.float32)
+    for t in range(pid, n_tiles, P):
+        rows = t * BLOCK_B + tl.arange(0, BLOCK_B)
+        rm = rows < B
+        msk = rm[:, None] & cm[None, :]
+        x = tl.load(x_ptr + rows.to(tl.int64)[:, None] * D + cols[None, :], mask=msk, other=0.0)
+        nt = tl.sum(rm.to(tl.float32), 0)
+        mt = tl.sum(x, 0) / nt
+        d = tl.where(msk, x - mt[None, :], 0.0)
+        delta = mt - mean
+        nn = n + nt
+        mean = mean + delta * (nt / nn)
+        m2 = m2 + tl.sum(d * d, 0) + delta * delta * (n * nt / nn)
+        n = nn
+    base = part_ptr + pid * 3 * DP + cols
+    tl.store(base, n)
+    tl.store(base + DP, mean)
+    tl.store(base + 2 * DP, m2)
+
+
+@triton.jit
+def _bn_finalize(stat_ptr, n_stat, B, eps, DP: tl.constexpr, SB: tl.constexpr):
+    """Merge the stats partials into (mu, rstd); deterministic, same in every program."""
+    cols = tl.arange(0, DP)
+    s = tl.zeros([DP], tl.float32)
+    for i in range(0, n_stat, SB):
+        r = i + tl.arange(0, SB)
+        p = stat_ptr + r[:, None] * (3 * DP) + cols[None, :]
+        m = (r < n_stat)[:, None]
+        s += tl.sum(tl.load(p, mask=m, other=0.0) * tl.load(p + DP, mask=m, other=0.0), 0)
+    mu = s / B
+    m2 = tl.zeros([DP], tl.float32)
+    for i in range(0, n_stat, SB):
+        r = i + tl.arange(0, SB)
+        p = stat_ptr + r[:, None] * (3 * DP) + cols[None, :]
+        m = (r < n_stat)[:, None]
+        d = tl.load(p + DP, mask=m, other=0.0) - mu[None, :]
+        m2 += tl.sum(tl.load(p + 2 * DP, mask=m, other=0.0)
+                     + tl.load(p, mask=m, other=0.0) * d * d, 0)
+    return mu, 1.0 / tl.sqrt(m2 / B + eps)
+
+
+@triton.jit
+def _disc_main_kernel(
+        x_ptr, gam_ptr, bet_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, wo_ptr, bo_ptr,
+        stat_ptr, n_stat, musd_ptr, logit_ptr, u_ptr, part_ptr,
+        B, n_tiles, d_t, g_t, slope, eps,
+        D: tl.constexpr, DP: tl.constexpr, H1: tl.constexpr, H1P: tl.constexpr,
+        H2: tl.constexpr, H2P: tl.constexpr, H3: tl.constexpr, H3P: tl.constexpr,
+        HL: tl.constexpr, HLP: tl.constexpr,
+        L: tl.constexpr, BATCH_NORM: tl.constexpr, HINGE: tl.constexpr, HAS_G: tl.constexpr,
+        BLOCK_B: tl.constexpr, STAT_BLOCK: tl.constexpr, PREC: tl.constexpr,
+        OFF_W1: tl.constexpr, OFF_W2: tl.constexpr, OFF_W3: tl.constexpr, OFF_WO: tl.constexpr,
+        OFF_LOSS: tl.constexpr, OFF_S: tl.constexpr, TOTAL: tl.constexpr):
+    """Forward + one dlogit=1 backward per row tile (persistent loop over tiles).
+
+    Writes logits, per-program partials of every D grad / loss / BN-backward sum
+    into ``part[pid, :TOTAL]`` (flat, in ``disc.parameters()`` order), and the
+    G-head grad: final dx for kernel norm, dxhat for batch norm (fixed by the dx pass).
+    """
+    pid = tl.program_id(0)
+    P = tl.num_programs(0)
+    inv_b = 1.0 / B
+    cols = tl.arange(0, DP)
+    cm = cols < D
+    if BATCH_NORM:
+        mu, rstd = _bn_finalize(stat_ptr, n_stat, B, eps, DP, STAT_BLOCK)
+        if pid == 0:
+            tl.store(musd_ptr + cols, mu)
+            tl.store(musd_ptr + DP + cols, rstd)
+        gam = _load_v(gam_ptr, D, DP)
+        bet = _load_v(bet_ptr, D, DP)
+        acc_gam = tl.zeros([DP], tl.float32)
+        acc_bet = tl.zeros([DP], tl.float32)
+        acc_s1 = tl.zeros([DP], tl.float32)
+        acc_s2 = tl.zeros([DP], tl.float32)
+    acc_w1 = tl.zeros([H1P, DP], tl.float32)
+    acc_b1 = tl.zeros([H1P], tl.float32)
+    if L >= 2:
+        acc_w2 = tl.zeros([H2P, H1P], tl.float32)
+        acc_b2 = tl.zeros([H2P], tl.float32)
+    if L >= 3:
+        acc_w3 = tl.zeros([H3P, H2P], tl.float32)
+        acc_b3 = tl.zeros([H3P], tl.float32)
+    acc_wo = tl.zeros([HLP], tl.float32)
+    acc_bo = tl.zeros([BLOCK_B], tl.float32)
+    acc_ld = tl.zeros([BLOCK_B], tl.float32)
+    acc_lg = tl.zeros([BLOCK_B], tl.float32)
+
+    for t in range(pid, n_tiles, P):
+        rows = t * BLOCK_B + tl.arange(0, BLOCK_B)
+        rm = rows < B
+        msk = rm[:, None] & cm[None, :]
+        xoff = rows.to(tl.int64)[:, None] * D + cols[None, :]
+        x = tl.load(x_ptr + xoff, mask=msk, other=0.0)
+        # ---- normalization
+        if BATCH_NORM:
+            xhat = (x - mu[None, :]) * rstd[None, :]
+            z = xhat * gam[None, :] + bet[None, :]
+        else:
+            xc = tl.where(msk, x - (tl.sum(x, 1) / D)[:, None], 0.0)
+            rs = 1.0 / tl.sqrt(tl.sum(xc * xc, 1) / D + eps)
+            xhat = xc * rs[:, None]
+            z = xhat
+        # ---- forward MLP
+        w1 = _load_w(w1_ptr, H1, D, H1P, DP)
+        a1 = tl.dot(z, tl.trans(w1), input_precision=PREC) + _load_v(b1_ptr, H1, H1P)[None, :]
+        hl = _leaky(a1, slope)
+        if L >= 2:
+            h1 = hl
+            w2 = _load_w(w2_ptr, H2, H1, H2P, H1P)
+            a2 = tl.dot(h1, tl.trans(w2), input_precision=PREC) + _load_v(b2_ptr, H2, H2P)[None, :]
+            hl = _leaky(a2, slope)
+        if L >= 3:
+            h2 = hl
+            w3 = _load_w(w3_ptr, H3, H2, H3P, H2P)
+            a3 = tl.dot(h2, tl.trans(w3), input_precision=PREC) + _load_v(b3_ptr, H3, H3P)[None, :]
+            hl = _leaky(a3, slope)
+        wo = _load_v(wo_ptr, HL, HLP)
+        logit = tl.sum(hl * wo[None, :], 1) + tl.load(bo_ptr)
+        tl.store(logit_ptr + rows, logit, mask=rm)
+        # ---- losses: per-row weights of the D head (gd) and G head (gg), 1/B folded in
+        ld, gd = _loss(logit, d_t, HINGE, False)
+        acc_ld += tl.where(rm, ld, 0.0) * inv_b
+        gd = tl.where(rm, gd, 0.0) * inv_b
+        if HAS_G:
+            lg, gg = _loss(logit, g_t, HINGE, True)
+            acc_lg += tl.where(rm, lg, 0.0) * inv_b
+            gg = tl.where(rm, gg, 0.0) * inv_b
+        # ---- backward with dlogit = 1: J = dlogit/da of the top layer
+        acc_wo += tl.sum(hl * gd[:, None], 0)
+        acc_bo += gd
+        if L == 3:
+            j = wo[None, :] * tl.where(a3 > 0, 1.0, slope)
+            jd = j * gd[:, None]
+            acc_w3 += tl.dot(tl.trans(jd), h2, input_precision=PREC)
+            acc_b3 += tl.sum(jd, 0)
+            j = tl.dot(j, w3, input_precision=PREC) * tl.where(a2 > 0, 1.0, slope)
+        if L == 2:
+            j = wo[None, :] * tl.where(a2 > 0, 1.0, slope)
+        if L >= 2:
+            jd = j * gd[:, None]
+            acc_w2 += tl.dot(tl.trans(jd), h1, input_precision=PREC)
+            acc_b2 += tl.sum(jd, 0)
+            j = tl.dot(j, w2, input_precision=PREC) * tl.where(a1 > 0, 1.0, slope)
+        if L == 1:
+            j = wo[None, :] * tl.where(a1 > 0, 1.0, slope)
+        jd = j * gd[:, None]
+        acc_w1 += tl.dot(tl.trans(jd), z, input_precision=PREC)
+        acc_b1 += tl.sum(jd, 0)
+        # ---- through the normalization
+        if BATCH_NORM or HAS_G:
+            jz = tl.dot(j, w1, input_precision=PREC)  # dlogit/dz, [BLOCK_B, DP]
+        if BATCH_NORM:
+            jzd = jz * gd[:, None]
+            acc_gam += tl.sum(jzd * xhat, 0)
+            acc_bet += tl.sum(jzd, 0)
+            if HAS_G:
+                jzg = jz * gg[:, None]
+                acc_s1 += tl.sum(jzg, 0)
+                acc_s2 += tl.sum(jzg * xhat, 0)
+                tl.store(u_ptr + xoff, jzg * gam[None, :], mask=msk)  # dxhat; dx pass finishes
+        elif HAS_G:
+            dxh = tl.where(msk, jz * gg[:, None], 0.0)
+            m1 = tl.sum(dxh, 1) / D
+            m2 = tl.sum(dxh * xhat, 1) / D
+            dx = rs[:, None] * (dxh - m1[:, None] - xhat * m2[:, None])
+            tl.store(u_ptr + xoff, dx, mask=msk)
+
+    # ---- per-program partials, flat in disc.parameters() order
+    out = part_ptr + pid * TOTAL
+    if BATCH_NORM:
+        _store_v(out, acc_gam, D, DP)
+        _store_v(out + D, acc_bet, D, DP)
+        _store_v(out + OFF_S, acc_s1, D, DP)
+        _store_v(out + OFF_S + D, acc_s2, D, DP)
+    _store_w(out + OFF_W1, acc_w1, H1, D, H1P, DP)
+    _store_v(out + OFF_W1 + H1 * D, acc_b1, H1, H1P)
+    if L >= 2:
+        _store_w(out + OFF_W2, acc_w2, H2, H1, H2P, H1P)
+        _store_v(out + OFF_W2 + H2 * H1, acc_b2, H2, H2P)
+    if L >= 3:
+        _store_w(out + OFF_W3, acc_w3, H3, H2, H3P, H2P)
+        _store_v(out + OFF_W3 + H3 * H2, acc_b3, H3, H3P)
+    _store_v(out + OFF_WO, acc_wo, HL, HLP)
+    tl.store(out + OFF_WO + HL, tl.sum(acc_bo, 0))
+    tl.store(out + OFF_LOSS, tl.sum(acc_ld, 0))
+    tl.store(out + OFF_LOSS + 1, tl.sum(acc_lg, 0))
+
+
+@triton.jit
+def _bn_dx_kernel(x_ptr, u_ptr, musd_ptr, gam_ptr, red_ptr, B,
+                  D: tl.constexpr, DP: tl.constexpr, OFF_S: tl.constexpr, BLOCK_B: tl.constexpr):
+    """Batch-norm backward of the G head, in place on u (= dxhat):
+    ``dx = rstd * (dxhat - mean_b dxhat - xhat * mean_b(dxhat * xhat))``."""
+    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    cols = tl.arange(0, DP)
+    cm = cols < D
+    msk = (rows < B)[:, None] & cm[None, :]
+    off = rows.to(tl.int64)[:, None] * D + cols[None, :]
+    mu = tl.load(musd_ptr + cols)
+    rstd = tl.load(musd_ptr + DP + cols)
+    gam = _load_v(gam_ptr, D, DP)
+    s1 = _load_v(red_ptr + OFF_S, D, DP) * gam / B
+    s2 = _load_v(red_ptr + OFF_S + D, D, DP) * gam / B
+    xhat = (tl.load(x_ptr + off, mask=msk, other=0.0) - mu[None, :]) * rstd[None, :]
+    u = tl.load(u_ptr + off, mask=msk, other=0.0)
+    dx = rstd[None, :] * (u - s1[None, :] - xhat * s2[None, :])
+    tl.store(u_ptr + off, dx, mask=msk)

@@ -1,0 +1,187 @@
+"""``python -m fastreg.train``: a small-data CIFAR-10 classifier, adversarially regularized.
+
+λ · G-loss from a kernel discriminator (trained against a bank of good filters)
+is added to the cross-entropy (SPEC §5); ``--lambda 0`` is the baseline.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from . import __version__
+from .bank import DEFAULT_BANK, BankError, KernelBank
+from .cli import Parser, UsageError, nonneg_float, nonneg_int, positive_float, positive_int, run_main
+from .data import data_root, target_sets
+from .device import pick_device
+from .io_util import atomic_write_json, read_json, safe_torch_load
+from .loop import LoopConfig, Trainer
+from .models import DWPNet, conv_layers
+from .ops import BACKENDS
+from .regularizer import AdversarialRegularizer
+from .viz import save_filter_grid
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="python -m fastreg.train", description=__doc__.splitlines()[0],
+               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--train-size", type=positive_int, default=100,
+                   help="training images, stratified, from the CIFAR-10 target pool")
+    p.add_argument("--lambda", dest="lam", type=nonneg_float, default=1.0,
+                   help="weight of the adversarial filter loss (0 = baseline)")
+    p.add_argument("--bank", default=str(DEFAULT_BANK),
+                   help="bank file (.safetensors or DWP .npy); 'none' = no discriminator at all")
+    p.add_argument("--reg-layers", default="conv1", help="comma-separated conv layers to regularize")
+    p.add_argument("--epochs", type=positive_int, default=None,
+                   help="default: max(30, 30000 / train-size), i.e. >= 300 steps")
+    p.add_argument("--batch-size", type=positive_int, default=100)
+    p.add_argument("--lr", type=positive_float, default=1e-3, help="AdamW learning rate")
+    p.add_argument("--weight-decay", type=nonneg_float, default=5e-4)
+    p.add_argument("--width", type=positive_float, default=1.0, help="channel multiplier of the classifier")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="model init, augmentation and D seed")
+    p.add_argument("--data-seed", type=nonneg_int, default=None, help="which reduced set (default: --seed)")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast for the classifier (CUDA and CPU)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
+    p.add_argument("--backend", choices=BACKENDS, default="auto",
+                   help="discriminator-step backend (auto: triton on CUDA, eager on CPU)")
+    p.add_argument("--d-hidden", default="128,128", help="discriminator hidden widths")
+    p.add_argument("--d-norm", choices=("batch", "kernel"), default="batch")
+    p.add_argument("--d-loss", choices=("ns", "hinge"), default="ns")
+    p.add_argument("--d-lr", type=positive_float, default=2e-4)
+    p.add_argument("--lecam", type=nonneg_float, default=0.0, help="LeCam weight for D (0 = off)")
+    p.add_argument("--init", choices=("default", "bank"), default="default",
+                   help="'bank': initialize the regularized layers with bank samples (DWP 'filters' init)")
+    p.add_argument("--data-root", default=None, help="data folder (default: $FASTREG_DATA or ./data)")
+    p.add_argument("--eval-every", type=positive_int, default=None, help="epochs between evaluations")
+    p.add_argument("--eval-size", type=positive_int, default=2000, help="test images per periodic evaluation")
+    p.add_argument("--out", default=None, help="run directory (default runs/train/n{size}-lam{λ}-s{seed})")
+    p.add_argument("--resume", nargs="?", const="", default=None, metavar="PATH",
+                   help="continue from the run directory's checkpoint (or from PATH)")
+    return p
+
+
+def _hidden(s: str) -> tuple[int, ...]:
+    try:
+        h = tuple(int(v) for v in s.split(","))
+    except ValueError:
+        raise UsageError(f"--d-hidden must be comma-separated integers, got {s!r}") from None
+    if not h or any(v < 1 for v in h):
+        raise UsageError(f"--d-hidden widths must be positive, got {s!r}")
+    return h
+
+
+def config_of(a) -> dict:
+    """The run's settings as they go into config.json (and are checked on resume)."""
+    return {k: v for k, v in vars(a).items() if k not in ("resume", "out", "device")}
+
+
+def bank_init(model: torch.nn.Module, bank: KernelBank, layers: Sequence[str], seed: int) -> None:
+    """DWP 'filters' init: every kernel of each layer drawn from the bank, rescaled to the
+    layer's default init std so activations keep their scale."""
+    for li, name in enumerate(layers):
+        conv = conv_layers(model)[name]
+        w = conv.weight
+        src = bank.layer_for(name, w.shape[-1])
+        draws = bank.sample(src, w.shape[0] * w.shape[1], seed * 1000 + 500 + li).to(w.device)
+        draws = draws.reshape(w.shape)
+        with torch.no_grad():
+            w.copy_(draws * (w.std() / draws.std().clamp_min(1e-12)))
+
+
+def prepare(a):
+    """Validate everything and build the pieces, before anything is written."""
+    if a.reg_layers.strip() == "":
+        raise UsageError("--reg-layers is empty")
+    layers = [s.strip() for s in a.reg_layers.split(",")]
+    hidden = _hidden(a.d_hidden)
+    device = pick_device(a.device)
+    bank = None
+    if a.bank.lower() != "none":
+        bank = KernelBank.load(a.bank)
+    elif a.init == "bank":
+        raise UsageError("--init bank needs a bank")
+    train, test, num_classes = target_sets(data_root(a.data_root), a.train_size, a.data_seed, device)
+    torch.manual_seed(a.seed)
+    model = DWPNet(num_classes, a.width).to(device)
+    known = conv_layers(model)
+    for n in layers:
+        if n not in known:
+            raise UsageError(f"unknown layer {n!r} in --reg-layers; the model has {', '.join(known)}")
+    reg = None
+    if bank is not None:
+        try:
+            reg = AdversarialRegularizer(model, bank, layers, a.lam, hidden, a.d_norm, a.d_loss,
+                                         lr=a.d_lr, backend=a.backend, lecam=a.lecam, seed=a.seed)
+        except BankError as e:
+            raise UsageError(str(e)) from None
+        torch.manual_seed(a.seed + 1)   # D init must not shift the classifier's RNG stream
+        reg.to(device)
+        if a.init == "bank":
+            bank_init(model, bank.to(device), layers, a.seed)
+    return device, bank, train, test, model, reg, layers
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    if a.data_seed is None:
+        a.data_seed = a.seed
+    if a.epochs is None:
+        a.epochs = max(30, round(30000 / a.train_size))
+    if a.eval_every is None:
+        a.eval_every = max(1, a.epochs // 6)
+    out = Path(a.out or f"runs/train/n{a.train_size}-lam{a.lam:g}-s{a.seed}")
+    if a.resume is None and (out / "checkpoint.pt").exists():
+        raise UsageError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    if a.resume is not None and not a.resume and not (out / "checkpoint.pt").exists():
+        raise UsageError(f"--resume: no checkpoint in {out}")
+    ckpt = safe_torch_load(a.resume or out / "checkpoint.pt") if a.resume is not None else None
+    if ckpt is not None and (out / "config.json").exists():
+        old = read_json(out / "config.json")
+        diff = sorted(k for k in old if k in config_of(a) and old[k] != config_of(a)[k])
+        if diff:
+            raise UsageError(f"--resume with different settings than the checkpoint: {', '.join(diff)}")
+
+    device, bank, train, test, model, reg, layers = prepare(a)
+    cfg = LoopConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, weight_decay=a.weight_decay,
+                     amp=a.amp, eval_every=a.eval_every, eval_size=a.eval_size, seed=a.seed)
+    fresh = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        trainer = Trainer(model, train, test, cfg, device, out, reg, desc=f"train n={a.train_size} λ={a.lam:g}")
+        if ckpt is not None:
+            try:
+                trainer.load_state(ckpt)
+            except (KeyError, ValueError, RuntimeError) as e:
+                raise UsageError(f"checkpoint does not match this run ({str(e).splitlines()[0][:160]})") from None
+        else:
+            atomic_write_json(out / "config.json", {**config_of(a), "device": str(device),
+                                                    "version": __version__,
+                                                    "bank_meta": bank.meta if bank else None})
+            for n in layers:
+                save_filter_grid(conv_layers(model)[n].weight, out / f"filters_{n}_start.png", f"{n} at start")
+    except BaseException:
+        if fresh and ckpt is None:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    t0 = time.time()
+    last = trainer.run()
+    for n in layers:
+        save_filter_grid(conv_layers(model)[n].weight, out / f"filters_{n}_end.png",
+                         f"{n} after training (λ={a.lam:g}, n={a.train_size})")
+    final = {"test_acc": last["test_acc"], "test_loss": last["test_loss"], "train_acc": last["train_acc"],
+             "train_ce": last["train_ce"], "train_size": a.train_size, "lambda": a.lam, "seed": a.seed,
+             "data_seed": a.data_seed, "init": a.init, "reg_layers": layers, "steps": trainer.step,
+             "epochs": a.epochs, "device": str(device),
+             **{k: last[k] for k in ("g_loss", "d_loss", "d_acc_real", "d_acc_fake") if k in last}}
+    atomic_write_json(out / "final.json", final)
+    print(f"test accuracy {final['test_acc']:.4f} (n={a.train_size}, λ={a.lam:g}, seed {a.seed}) "
+          f"in {time.time() - t0:.0f}s → {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_main(main))

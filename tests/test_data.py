@@ -1,0 +1,88 @@
+"""Source/target split, stratified reduced sets, on-device augmentation."""
+import numpy as np
+import pytest
+import torch
+
+from fastreg.cli import UsageError
+from fastreg.data import augment, load_arrays, split_target_source, stratified_subset, target_sets
+from helpers import make_npz_data
+
+
+def _labels(per=50, classes=10):
+    return np.repeat(np.arange(classes), per)
+
+
+def test_split_disjoint_stratified_and_fixed():
+    y = _labels(500)
+    pool, src = split_target_source(y)
+    assert np.intersect1d(pool, src).size == 0
+    assert pool.size + src.size == y.size
+    assert np.bincount(y[pool]).tolist() == [100] * 10      # 20 % of each class
+    pool2, _ = split_target_source(y)
+    assert np.array_equal(pool, pool2)
+    pool3, _ = split_target_source(y, seed=1)
+    assert not np.array_equal(pool, pool3)
+
+
+def test_subset_stratified_reproducible_within_pool():
+    y = _labels(500)
+    pool, src = split_target_source(y)
+    a = stratified_subset(pool, y, 100, 10, seed=3)
+    b = stratified_subset(pool, y, 100, 10, seed=3)
+    c = stratified_subset(pool, y, 100, 10, seed=4)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert np.bincount(y[a], minlength=10).tolist() == [10] * 10
+    assert np.isin(a, pool).all() and not np.isin(a, src).any()
+    assert len(set(a.tolist())) == 100
+
+
+def test_subset_bad_sizes():
+    y = _labels(500)
+    pool, _ = split_target_source(y)
+    with pytest.raises(UsageError, match="divisible"):
+        stratified_subset(pool, y, 105, 10, 0)
+    with pytest.raises(UsageError, match="pool"):
+        stratified_subset(pool, y, 1010, 10, 0)
+
+
+def test_augment_is_a_crop_or_flipped_crop():
+    torch.manual_seed(0)
+    x = torch.randn(64, 3, 32, 32)
+    out = augment(x, torch.Generator().manual_seed(1))
+    assert out.shape == x.shape
+    pad = torch.nn.functional.pad(x, (4, 4, 4, 4), mode="reflect")
+    flips = 0
+    for i in range(x.shape[0]):
+        hits = [(dy, dx, f) for dy in range(9) for dx in range(9) for f in (0, 1)
+                if torch.equal(out[i], (pad[i, :, dy:dy + 32, dx:dx + 32].flip(2) if f
+                                        else pad[i, :, dy:dy + 32, dx:dx + 32]))]
+        assert hits, f"image {i} is not a crop of the padded input"
+        flips += hits[0][2]
+    assert 10 < flips < 54                                   # both branches used
+    again = augment(x, torch.Generator().manual_seed(1))
+    assert torch.equal(out, again)
+
+
+def test_npz_loading_and_target_sets(tmp_path):
+    root = make_npz_data(tmp_path / "d")
+    x, y = load_arrays("cifar10", root, "train")
+    assert x.shape == (500, 32, 32, 3) and x.dtype == np.uint8
+    train, test, nc = target_sets(root, 50, 0, "cpu")
+    assert nc == 10 and train.x.shape == (50, 3, 32, 32) and test.x.shape[0] == 100
+    assert abs(float(train.x.mean())) < 3                    # normalized
+    pool, src = split_target_source(y)
+    assert np.isin(train.index, pool).all()
+
+
+def test_missing_data_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTREG_OFFLINE", "1")
+    with pytest.raises(UsageError, match="no cifar10 train data"):
+        load_arrays("cifar10", tmp_path, "train")
+    with pytest.raises(UsageError, match="unknown dataset"):
+        load_arrays("mnist", tmp_path, "train")
+
+
+def test_corrupt_npz(tmp_path):
+    (tmp_path / "cifar10_train.npz").write_bytes(b"not a zip")
+    with pytest.raises(UsageError, match="not a readable"):
+        load_arrays("cifar10", tmp_path, "train")

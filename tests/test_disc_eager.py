@@ -1,0 +1,83 @@
+"""Eager disc_step (SPEC §3) against an independent float64 reference (SPEC §6: 1e-4)."""
+import itertools
+
+import pytest
+import torch
+
+from fastreg import Discriminator
+from fastreg.ops import disc_step
+from helpers import randomize_disc, reference_step, rel_err
+
+TOL = 1e-4
+CASES = list(itertools.product((2, 17, 384), (3, 5, 7), ("batch", "kernel"), ("ns", "hinge")))
+
+
+@pytest.mark.parametrize("B,k,norm,loss", CASES)
+@pytest.mark.parametrize("d_target", (0.0, 1.0))
+def test_eager_matches_float64(B, k, norm, loss, d_target):
+    torch.manual_seed(B * 100 + k)
+    disc = Discriminator(k, (32, 16), norm=norm, loss=loss)
+    randomize_disc(disc, seed=k)
+    x = torch.randn(B, k, k) * 0.3 + 0.05
+    out = disc_step(x, disc, d_target=d_target, g_target=1.0, backend="eager")
+    ref = reference_step(x, list(disc.parameters()), norm, loss, disc.slope, disc.eps, d_target, 1.0)
+    assert out.logits.shape == (B,) and out.g_grad.shape == x.shape
+    assert rel_err(out.logits, ref["logits"]) < TOL
+    assert rel_err(out.d_loss, ref["d_loss"]) < TOL
+    assert rel_err(out.g_loss, ref["g_loss"]) < TOL
+    assert rel_err(out.g_grad.reshape(B, -1), ref["g_grad"]) < TOL
+    assert len(out.d_grads) == len(list(disc.parameters()))
+    for g, r, p in zip(out.d_grads, ref["d_grads"], disc.parameters()):
+        assert g.shape == p.shape
+        assert rel_err(g, r) < TOL
+
+
+def test_flat_input_and_no_generator_head():
+    disc = Discriminator(5, (16,))
+    randomize_disc(disc, 3)
+    x = torch.randn(9, 25)
+    out = disc_step(x, disc, d_target=1.0, g_target=None, backend="eager")
+    assert out.g_loss is None and out.g_grad is None
+    ref = reference_step(x, list(disc.parameters()), "batch", "ns", 0.2, 1e-5, 1.0, None)
+    assert rel_err(out.d_loss, ref["d_loss"]) < TOL
+
+
+def test_ns_soft_target():
+    disc = Discriminator(3, (16,))
+    randomize_disc(disc, 4)
+    x = torch.randn(11, 3, 3)
+    out = disc_step(x, disc, d_target=0.9, g_target=1.0, backend="eager")
+    ref = reference_step(x, list(disc.parameters()), "batch", "ns", 0.2, 1e-5, 0.9, 1.0)
+    assert rel_err(out.d_loss, ref["d_loss"]) < TOL
+    for g, r in zip(out.d_grads, ref["d_grads"]):
+        assert rel_err(g, r) < TOL
+
+
+def test_parameter_order_is_spec():
+    d = Discriminator(7, (128, 64), norm="batch")
+    shapes = [tuple(p.shape) for p in d.parameters()]
+    assert shapes == [(49,), (49,), (128, 49), (128,), (64, 128), (64,), (1, 64), (1,)]
+    d = Discriminator(7, (128,), norm="kernel")
+    assert [tuple(p.shape) for p in d.parameters()] == [(128, 49), (128,), (1, 128), (1,)]
+
+
+@pytest.mark.parametrize("bad", [
+    dict(x=torch.randn(4, 5, 5), k=7),            # wrong kernel size
+    dict(x=torch.randn(1, 7, 7), k=7),            # batch norm on one kernel
+    dict(x=torch.randn(4, 7), k=7),               # wrong flat width
+    dict(x=torch.randint(0, 3, (4, 7, 7)), k=7),  # integer input
+])
+def test_bad_input_raises(bad):
+    with pytest.raises(ValueError):
+        disc_step(bad["x"], Discriminator(bad["k"]), backend="eager")
+
+
+def test_bad_targets_and_backend():
+    d = Discriminator(3, loss="hinge")
+    x = torch.randn(4, 3, 3)
+    with pytest.raises(ValueError):
+        disc_step(x, d, d_target=0.5, backend="eager")
+    with pytest.raises(ValueError):
+        disc_step(x, Discriminator(3), d_target=1.5, backend="eager")
+    with pytest.raises(ValueError):
+        disc_step(x, d, backend="cuda-magic")

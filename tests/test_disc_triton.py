@@ -1,0 +1,283 @@
+"""Fused Triton disc step (issue 3) vs eager vs an independent float64 reference (SPEC §3, §6).
+
+On CPU the kernels run under TRITON_INTERPRET=1 (tests/conftest.py), so shapes stay small.
+"""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fastreg import Discriminator
+from fastreg.ops import disc_step
+from fastreg.ops import triton_disc
+from fastreg.ops._torch_impl import disc_step_eager
+from fastreg.ops.triton_disc import disc_step_triton
+
+DEV = "cuda" if torch.cuda.is_available() else "cpu"
+TOL_IEEE, TOL_TF32 = 1e-4, 5e-3
+
+
+@pytest.fixture(autouse=True)
+def poison_outputs(monkeypatch):
+    """Every buffer the fused path allocates starts as NaN: unwritten elements fail."""
+    def nan_alloc(*shape, **kw):
+        return torch.full(shape[0] if len(shape) == 1 else shape, float("nan"), **kw)
+    monkeypatch.setattr(triton_disc, "_alloc", nan_alloc)
+
+
+# ---------------------------------------------------------------- float64 reference
+def reference(x, disc, d_target, g_target):
+    """SPEC §3 written from scratch in float64 (does not call disc_step or disc.forward)."""
+    params = [p.detach().double().requires_grad_() for p in disc.parameters()]
+    xx = x.detach().double().reshape(x.shape[0], -1).requires_grad_()
+    if disc.norm == "batch":
+        gamma, beta, lin = params[0], params[1], params[2:]
+        mu = xx.mean(0)
+        var = ((xx - mu) ** 2).mean(0)
+        h = gamma * (xx - mu) / torch.sqrt(var + disc.eps) + beta
+    else:
+        lin = params
+        mu = xx.mean(1, keepdim=True)
+        var = ((xx - mu) ** 2).mean(1, keepdim=True)
+        h = (xx - mu) / torch.sqrt(var + disc.eps)
+    for w, b in zip(lin[0:-2:2], lin[1:-2:2]):
+        a = h @ w.T + b
+        h = torch.where(a > 0, a, disc.slope * a)
+    logits = (h @ lin[-2].T + lin[-1])[:, 0]
+
+    def loss_fn(t, gen):
+        if disc.loss == "ns":
+            return (F.softplus(logits) - t * logits).mean()
+        if gen:
+            return -logits.mean() if t == 1 else logits.mean()
+        return torch.relu(1 - logits).mean() if t == 1 else torch.relu(1 + logits).mean()
+
+    dl = loss_fn(float(d_target), False)
+    d_grads = torch.autograd.grad(dl, params, retain_graph=True)
+    out = dict(logits=logits.detach(), d_loss=dl.detach(), d_grads=d_grads)
+    if g_target is not None:
+        gl = loss_fn(float(g_target), True)
+        out["g_loss"] = gl.detach()
+        out["g_grad"] = torch.autograd.grad(gl, xx)[0].reshape(x.shape)
+    return out
+
+
+def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
+    """SPEC §6 norm-wise relative error; NaN/Inf never passes."""
+    assert out.shape == ref.shape, (out.shape, ref.shape)
+    out = out.detach().double().cpu()
+    ref = ref.detach().double().cpu()
+    if not torch.isfinite(out).all():
+        return math.inf
+    den = ref.norm().item()
+    num = (out - ref).norm().item()
+    return num if den == 0 else num / den
+
+
+def assert_close(out, ref, tol, d_target, g_target):
+    errs = {"logits": rel_err(out.logits, ref["logits"]), "d_loss": rel_err(out.d_loss, ref["d_loss"])}
+    for i, (a, b) in enumerate(zip(out.d_grads, ref["d_grads"], strict=True)):
+        errs[f"d_grads[{i}]"] = rel_err(a, b)
+    if g_target is None:
+        assert out.g_loss is None and out.g_grad is None
+    else:
+        errs["g_loss"] = rel_err(out.g_loss, ref["g_loss"])
+        errs["g_grad"] = rel_err(out.g_grad, ref["g_grad"])
+    bad = {k: v for k, v in errs.items() if not v <= tol}
+    assert not bad, f"rel errors over {tol}: {bad}"
+
+
+def make_disc(k, hidden, norm, loss, seed=0, device=DEV):
+    """D with random (non-default) gamma/beta and perturbed weights."""
+    torch.manual_seed(seed)
+    d = Discriminator(kernel_size=k, hidden=hidden, norm=norm, loss=loss).to(device)
+    with torch.no_grad():
+        for p in d.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return d
+
+
+# --------------------------------------------------------------------- CPU cases
+CASES = [  # id, k, B, hidden, norm, loss, d_target, g_target
+    ("B2", 3, 2, (32,), "batch", "ns", 0.0, 1.0),
+    ("B17", 5, 17, (32, 32), "batch", "hinge", 1.0, 1.0),
+    ("B300", 7, 300, (64, 64), "batch", "ns", 1.0, None),
+    ("k11", 11, 40, (32,), "kernel", "ns", 0.3, 0.8),
+    ("w16-3layers", 5, 33, (16, 16, 16), "kernel", "hinge", 0.0, 1.0),
+    ("w256", 3, 50, (256,), "batch", "ns", 0.0, 1.0),
+    ("3layers-batch", 7, 64, (32, 48, 24), "batch", "hinge", 0.0, 0.0),
+    ("kernel-hinge-real", 3, 70, (48, 32), "kernel", "hinge", 1.0, None),
+    ("kernel-ns", 5, 100, (48, 32), "kernel", "ns", 0.0, 1.0),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_fused_matches_reference_and_eager(case):
+    _, k, B, hidden, norm, loss, d_t, g_t = case
+    disc = make_disc(k, hidden, norm, loss, seed=B)
+    torch.manual_seed(B + 1)
+    x = torch.randn(B, k, k, device=DEV) * 0.5 + 0.1 * torch.randn(k * k, device=DEV).view(k, k)
+    ref = reference(x, disc, d_t, g_t)
+    out = disc_step_triton(x, disc, d_t, g_t, block_b=16 if B == 17 else 0)
+    assert out.logits.shape == (B,) and out.d_loss.shape == ()
+    assert [g.shape for g in out.d_grads] == [p.shape for p in disc.parameters()]
+    assert_close(out, ref, TOL_IEEE, d_t, g_t)
+    eager = disc_step_eager(x, disc, d_t, g_t)
+    assert_close(eager, ref, TOL_IEEE, d_t, g_t)  # the eager path itself meets the SPEC
+    assert rel_err(out.logits, eager.logits) <= 2 * TOL_IEEE
+    if g_t is not None:
+        assert out.g_grad.shape == x.shape
+        assert rel_err(out.g_grad, eager.g_grad) <= 2 * TOL_IEEE
+
+
+def test_flat_input_and_public_dispatch():
+    disc = make_disc(5, (32,), "batch", "ns")
+    x = torch.randn(24, 25, device=DEV)
+    out = disc_step(x, disc, 0.0, 1.0, backend="triton")
+    assert out.g_grad.shape == (24, 25)
+    assert_close(out, reference(x, disc, 0.0, 1.0), TOL_IEEE, 0.0, 1.0)
+
+
+@pytest.mark.parametrize("d_target,bias", [(1.0, 1.0), (0.0, -1.0)])
+def test_hinge_margin_subgradient_is_zero(d_target, bias):
+    """Logits exactly at the hinge margin take relu'(0) = 0, like eager.
+
+    Constant kernels normalize to exactly 0 under kernel norm; with zero hidden
+    biases their logit is exactly the output bias, i.e. exactly +-1."""
+    disc = make_disc(3, (32, 32), "kernel", "hinge")
+    with torch.no_grad():
+        for lin in disc.layers[:-1]:
+            lin.bias.zero_()
+        disc.layers[-1].bias.fill_(bias)
+    torch.manual_seed(5)
+    x = torch.randn(40, 3, 3, device=DEV)
+    x[::3] = 0.5  # 14 constant kernels -> logit == bias exactly
+    out = disc_step_triton(x, disc, d_target, 1.0)
+    eager = disc_step_eager(x, disc, d_target, 1.0)
+    at_margin = out.logits == bias
+    assert at_margin.sum().item() == 14 and (eager.logits == bias).sum().item() == 14
+    # d loss / d bias_o = -(# rows strictly inside the margin)/B for t=1 (+ for t=0)
+    inside = (out.logits < 1) if d_target == 1.0 else (out.logits > -1)
+    inside &= ~at_margin
+    expect = (-1.0 if d_target == 1.0 else 1.0) * inside.sum().item() / 40
+    assert out.d_grads[-1].item() == pytest.approx(expect, abs=1e-6)
+    assert eager.d_grads[-1].item() == pytest.approx(expect, abs=1e-6)
+    assert_close(out, reference(x, disc, d_target, 1.0), TOL_IEEE, d_target, 1.0)
+
+
+def test_deterministic_bitwise():
+    disc = make_disc(5, (32, 32), "batch", "ns")
+    x = torch.randn(300, 5, 5, device=DEV)
+    a = disc_step_triton(x, disc, 0.0, 1.0, block_b=32, num_programs=4)
+    b = disc_step_triton(x, disc, 0.0, 1.0, block_b=32, num_programs=4)
+    for u, v in zip([a.logits, a.d_loss, a.g_loss, a.g_grad, *a.d_grads],
+                    [b.logits, b.d_loss, b.g_loss, b.g_grad, *b.d_grads]):
+        assert torch.equal(u, v)
+
+
+def test_grid_shape_does_not_change_result():
+    """1 program looping over every tile vs several programs + partial sum."""
+    disc = make_disc(3, (32,), "batch", "hinge")
+    x = torch.randn(200, 3, 3, device=DEV)
+    ref = reference(x, disc, 1.0, 1.0)
+    for n in (1, 3):
+        assert_close(disc_step_triton(x, disc, 1.0, 1.0, block_b=16, num_programs=n), ref,
+                     TOL_IEEE, 1.0, 1.0)
+
+
+def test_reference_can_fail():
+    """The comparison is not a tautology: a wrong slope is caught."""
+    disc = make_disc(3, (32,), "batch", "ns")
+    x = torch.randn(20, 3, 3, device=DEV)
+    ref = reference(x, disc, 0.0, 1.0)
+    disc.slope = 0.1
+    with pytest.raises(AssertionError):
+        assert_close(disc_step_triton(x, disc, 0.0, 1.0), ref, TOL_IEEE, 0.0, 1.0)
+
+
+# ------------------------------------------------------------ torch.library op
+def _op_args(norm="batch", g_target=1.0):
+    disc = make_disc(3, (32,), norm, "ns")
+    x = torch.randn(20, 9, device=DEV)
+    params = [p.detach() for p in disc.parameters()]
+    return (x, params, norm, "ns", 0.2, 1e-5, 0.0, g_target, False, 0, 0)
+
+
+@pytest.mark.parametrize("norm,g_target", [("batch", 1.0), ("kernel", None)])
+def test_opcheck(norm, g_target):
+    torch.library.opcheck(torch.ops.fastreg.disc_step_fused.default, _op_args(norm, g_target))
+
+
+def test_fake_impl_shapes():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    args = _op_args()
+    with FakeTensorMode(allow_non_fake_inputs=True) as mode:
+        fx = mode.from_tensor(args[0])
+        fp = [mode.from_tensor(p) for p in args[1]]
+        logits, flat, g = torch.ops.fastreg.disc_step_fused(fx, fp, *args[2:])
+    real = torch.ops.fastreg.disc_step_fused(*args)
+    assert logits.shape == real[0].shape and flat.shape == real[1].shape and g.shape == real[2].shape
+
+
+def test_compile_fullgraph_no_graph_break():
+    disc = make_disc(5, (32, 32), "batch", "hinge")
+    x = torch.randn(30, 5, 5, device=DEV)
+
+    def step(x):
+        o = disc_step_triton(x, disc, 0.0, 1.0)
+        return (o.logits, o.d_loss, o.g_loss, o.g_grad, *o.d_grads)
+
+    torch._dynamo.reset()
+    got = torch.compile(step, fullgraph=True, backend="aot_eager")(x)
+    want = step(x)
+    for a, b in zip(got, want):
+        assert torch.equal(a, b)
+
+
+# ---------------------------------------------------------------- CUDA shapes
+SHAPES = {"S1": (384, 7), "S2": (32768, 5), "S3": (1 << 20, 3)}
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("norm,loss", [("batch", "ns"), ("kernel", "hinge")])
+def test_cuda_shapes_vs_reference(shape, norm, loss):
+    B, k = SHAPES[shape]
+    disc = make_disc(k, (128, 128), norm, loss)
+    x = torch.randn(B, k, k, device="cuda")
+    for d_t, g_t in [(0.0, 1.0), (1.0, None)]:
+        out = disc_step_triton(x, disc, d_t, g_t)
+        assert_close(out, reference(x, disc, d_t, g_t), TOL_IEEE, d_t, g_t)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("shape", ["S1", "S2"])
+def test_cuda_tf32(shape):
+    B, k = SHAPES[shape]
+    disc = make_disc(k, (128, 128), "batch", "ns")
+    x = torch.randn(B, k, k, device="cuda")
+    assert_close(disc_step_triton(x, disc, 0.0, 1.0, tf32=True), reference(x, disc, 0.0, 1.0),
+                 TOL_TF32, 0.0, 1.0)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("k,hidden", [(11, (256,)), (3, (16, 16, 16)), (11, (128, 64, 32))])
+def test_cuda_widths(k, hidden):
+    disc = make_disc(k, hidden, "batch", "ns")
+    x = torch.randn(5000, k, k, device="cuda")
+    assert_close(disc_step_triton(x, disc, 0.0, 1.0), reference(x, disc, 0.0, 1.0),
+                 TOL_IEEE, 0.0, 1.0)
+
+
+@pytest.mark.cuda
+def test_cuda_deterministic_s3():
+    B, k = SHAPES["S3"]
+    disc = make_disc(k, (128, 128), "batch", "ns")
+    x = torch.randn(B, k, k, device="cuda")
+    a = disc_step_triton(x, disc, 0.0, 1.0)
+    b = disc_step_triton(x, disc, 0.0, 1.0)
+    for u, v in zip([a.g_grad, *a.d_grads], [b.g_grad, *b.d_grads]):
+        assert torch.equal(u, v)
