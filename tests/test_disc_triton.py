@@ -23,8 +23,8 @@ TOL_IEEE, TOL_TF32 = 1e-4, 5e-3
 @pytest.fixture(autouse=True)
 def poison_outputs(monkeypatch):
     """Every buffer the fused path allocates starts as NaN: unwritten elements fail."""
-    def nan_alloc(*shape, **kw):
-        return torch.full(shape[0] if len(shape) == 1 else shape, float("nan"), **kw)
+    def nan_alloc(shape, **kw):
+        return torch.full((shape,) if isinstance(shape, int) else tuple(shape), float("nan"), **kw)
     monkeypatch.setattr(triton_disc, "_alloc", nan_alloc)
 
 
