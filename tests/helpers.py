@@ -83,3 +83,23 @@ def randomize_disc(disc, seed: int = 0) -> None:
             p.copy_(torch.randn(p.shape, generator=g) * scale)
         if disc.norm == "batch":
             disc.gamma.add_(1.0)
+
+
+def smooth_kernels(n: int, k: int, seed: int = 0) -> torch.Tensor:
+    """Structured 'good' kernels: oriented Gabor-like edges and blobs (unlike noise)."""
+    g = torch.Generator().manual_seed(seed)
+    r = torch.arange(k, dtype=torch.float32) - (k - 1) / 2
+    yy, xx = torch.meshgrid(r, r, indexing="ij")
+    th = torch.rand(n, generator=g) * 3.1416
+    f = 0.3 + torch.rand(n, generator=g) * 0.5
+    s = 1.0 + torch.rand(n, generator=g) * k / 4
+    u = xx[None] * torch.cos(th)[:, None, None] + yy[None] * torch.sin(th)[:, None, None]
+    env = torch.exp(-(xx[None] ** 2 + yy[None] ** 2) / (2 * s[:, None, None] ** 2))
+    return (env * torch.cos(f[:, None, None] * u * 3.1416)).contiguous()
+
+
+def make_bank_file(path: Path, n7: int = 500, n5: int = 800) -> Path:
+    from fastreg.bank import KernelBank
+    KernelBank({"conv1": smooth_kernels(n7, 7), "conv2": smooth_kernels(n5, 5, 1)},
+               {"dataset": "synthetic"}).save(path)
+    return path

@@ -61,6 +61,16 @@ def _register_python_rules() -> None:
                                     setup_context=setup_context)
 
 
+def supports(device: "torch.device") -> bool:
+    """Whether the loaded op has a kernel for this device (a CPU-only build has no CUDA one)."""
+    import torch
+    if load() is None:
+        return False
+    key = {"cpu": "CPU", "cuda": "CUDA", "meta": "Meta"}.get(device.type)
+    return key is not None and torch._C._dispatch_has_kernel_for_dispatch_key(
+        "fastreg::sample_kernels", key)
+
+
 def load():
     """The callable ``torch.ops.fastreg.sample_kernels`` or None (clean fallback)."""
     global _op

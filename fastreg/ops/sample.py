@@ -55,7 +55,7 @@ def sample_kernels(bank: torch.Tensor, n: int, seed: int, offset: int = 0,
     if backend != "torch":
         from . import _native
         op = _native.load()
-        if op is not None:
+        if op is not None and (backend == "native" or _native.supports(bank.device)):
             _check(bank, n)
             return op(bank, int(n), _seed64(seed), _check_offset(offset))
         if backend == "native":

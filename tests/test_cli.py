@@ -1,0 +1,131 @@
+"""CLI smoke runs on synthetic npz data, and every bad input: one line, exit 2, nothing written."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fastreg import collect, train
+from fastreg.bank import KernelBank
+from fastreg.cli import run_main
+from helpers import make_bank_file, make_npz_data, smooth_kernels
+
+FAST = ["--width", "0.125", "--epochs", "2", "--eval-size", "50", "--batch-size", "50"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_npz_data(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def bank(tmp_path_factory):
+    return make_bank_file(tmp_path_factory.mktemp("bank") / "bank.safetensors")
+
+
+def _run(mod, argv, capsys):
+    rc = run_main(mod.main, argv)
+    return rc, capsys.readouterr()
+
+
+def test_train_smoke(data, bank, tmp_path, capsys):
+    out = tmp_path / "run"
+    rc, cap = _run(train, ["--data-root", str(data), "--bank", str(bank), "--train-size", "50",
+                           "--out", str(out), "--amp", *FAST], capsys)
+    assert rc == 0, cap.err
+    final = json.loads((out / "final.json").read_text())
+    assert 0.0 <= final["test_acc"] <= 1.0 and final["steps"] == 2
+    rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["test_n"] == 100 and "d_acc_real" in rows[-1] and "g_loss" in rows[-1]
+    for f in ("config.json", "checkpoint.pt", "filters_conv1_start.png", "filters_conv1_end.png"):
+        assert (out / f).stat().st_size > 0, f
+    # the same command again refuses to clobber the run
+    rc, cap = _run(train, ["--data-root", str(data), "--bank", str(bank), "--train-size", "50",
+                           "--out", str(out), "--amp", *FAST], capsys)
+    assert rc == 2 and "--resume" in cap.err
+
+
+def test_train_baseline_and_npy_bank(data, tmp_path, capsys):
+    np.save(tmp_path / "k.npy", smooth_kernels(64, 7).numpy()[:, None])
+    for lam, b in (("0", str(tmp_path / "k.npy")), ("1", "none")):
+        rc, cap = _run(train, ["--data-root", str(data), "--bank", b, "--lambda", lam, "--train-size", "20",
+                               "--out", str(tmp_path / f"r{lam}"), *FAST], capsys)
+        assert rc == 0, cap.err
+
+
+def test_collect_smoke_and_skip_finished(data, tmp_path, capsys):
+    out = tmp_path / "c"
+    argv = ["--data-root", str(data), "--preset", "tiny", "--seeds", "0,1", "--out", str(out)]
+    rc, cap = _run(collect, argv, capsys)
+    assert rc == 0, cap.err
+    b = KernelBank.load(out / "bank.safetensors")
+    assert b.layers["conv1"].shape == (2 * 16 * 3, 7, 7)
+    assert json.loads(b.meta["seeds"]) == [0, 1] and set(json.loads(b.meta["source_test_acc"])) == {"0", "1"}
+    assert (out / "bank_conv1.png").stat().st_size > 0
+    stamp = (out / "seed0" / "model.pt").stat().st_mtime_ns
+    rc, cap = _run(collect, argv, capsys)
+    assert rc == 0 and (out / "seed0" / "model.pt").stat().st_mtime_ns == stamp   # not retrained
+    assert torch.equal(KernelBank.load(out / "bank.safetensors").layers["conv1"], b.layers["conv1"])
+
+
+def _bad_cases(data, bank, tmp):
+    corrupt = tmp / "corrupt.safetensors"
+    corrupt.write_bytes(b"garbage" * 10)
+    b5 = tmp / "b5.safetensors"
+    KernelBank({"conv1": smooth_kernels(20, 5)}).save(b5)
+    base = ["--data-root", str(data), "--bank", str(bank), *FAST]
+    return [
+        (train, ["--data-root", str(tmp / "nodata"), "--bank", str(bank)], "no cifar10 train data"),
+        (train, base + ["--train-size", "55"], "not divisible"),
+        (train, base + ["--train-size", "1000"], "target pool has"),
+        (train, base + ["--lambda", "-1"], "--lambda"),
+        (train, base + ["--lambda", "nan"], "--lambda"),
+        (train, base + ["--reg-layers", "conv9"], "unknown layer"),
+        (train, ["--data-root", str(data), "--bank", str(b5), *FAST], "5x5"),
+        (train, ["--data-root", str(data), "--bank", str(corrupt), *FAST], "not a readable"),
+        (train, ["--data-root", str(data), "--bank", str(tmp / "missing.safetensors"), *FAST], "no such bank"),
+        (train, base + ["--train-size", "0"], "positive integer"),
+        (train, base + ["--resume"], "no checkpoint"),
+        (train, base + ["--device", "cuda:7"] if not torch.cuda.is_available() else base + ["--device", "tpu"],
+         "--device"),
+        (collect, ["--data-root", str(data), "--dataset", "imagenet"], "unknown dataset"),
+        (collect, ["--data-root", str(data), "--seeds", "a,b"], "--seeds"),
+        (collect, ["--data-root", str(data), "--layers", "conv1,fc9"], "unknown layer"),
+    ]
+
+
+def test_bad_input_one_line_exit_2_nothing_written(data, bank, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("FASTREG_OFFLINE", "1")
+    for i, (mod, argv, msg) in enumerate(_bad_cases(data, bank, tmp_path)):
+        out = tmp_path / f"out{i}"
+        with pytest.raises(SystemExit) if msg in ("--lambda", "positive integer") else _nullctx() as e:
+            rc, cap = _run(mod, argv + ["--out", str(out)], capsys)
+        if msg in ("--lambda", "positive integer"):
+            assert e.value.code == 2
+            cap = capsys.readouterr()
+        else:
+            assert rc == 2, (argv, cap.err)
+        lines = cap.err.strip().splitlines()
+        assert len(lines) == 1 and msg in lines[0], (argv, cap.err)
+        assert "Traceback" not in cap.err
+        assert not out.exists(), f"{argv}: wrote {out}"
+
+
+class _nullctx:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+def test_subprocess_bad_input_has_no_traceback(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "fastreg.train", "--data-root", str(tmp_path),
+                        "--out", str(tmp_path / "o")], capture_output=True, text=True,
+                       env={**__import__("os").environ, "FASTREG_OFFLINE": "1"}, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
