@@ -1,0 +1,121 @@
+"""Disc step benchmarks (issue 3): eager vs torch.compile vs fused Triton at SPEC §7 shapes.
+
+One timed call = one SPEC §5 training step's D work: the real batch
+(d_target=1, no G head) and the fake batch (d_target=0, g_target=1).
+Groups are ``disc_step-<shape>``; ``extra_info`` holds impl/shape (and the
+compile mode that won). On CPU only eager and compile run, at S1 only.
+
+    pytest bench/test_bench_disc_step.py --benchmark-only --benchmark-json=out.json
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from typing import Callable
+
+import pytest
+import torch
+
+from fastreg import Discriminator
+from fastreg.ops._torch_impl import disc_step_eager
+from fastreg.ops.losses import d_loss, g_loss
+
+HAS_CUDA = torch.cuda.is_available()
+DEV = "cuda" if HAS_CUDA else "cpu"
+SHAPES = {"S1": (384, 384, 7), "S2": (32768, 32768, 5), "S3": (1 << 20, 1 << 20, 3)}
+ROUNDS = {"S1": 50, "S2": 20, "S3": 10}
+COMPILE_MODES = os.environ.get("FASTREG_BENCH_COMPILE_MODES", "default,max-autotune").split(",")
+
+
+def _sync() -> None:
+    if HAS_CUDA:
+        torch.cuda.synchronize()
+
+
+def _setup(shape: str):
+    n_fake, n_real, k = SHAPES[shape]
+    if not HAS_CUDA and shape != "S1":
+        pytest.skip("CPU: S1 only")
+    torch.manual_seed(0)
+    disc = Discriminator(kernel_size=k, hidden=(128, 128)).to(DEV)
+    real = torch.randn(n_real, k, k, device=DEV)
+    fake = torch.randn(n_fake, k, k, device=DEV)
+    return disc, real, fake
+
+
+def _run(benchmark, shape: str, impl: str, step: Callable, real, fake, **info) -> None:
+    def both_halves():
+        r = step(real, 1.0, None)
+        f = step(fake, 0.0, 1.0)
+        _sync()  # time the device work, not the launch queue
+        return r, f
+
+    benchmark.group = f"disc_step-{shape}"
+    benchmark.extra_info.update(impl=impl, shape=shape, device=DEV, **info)
+    if HAS_CUDA:
+        benchmark.extra_info["gpu"] = torch.cuda.get_device_name()
+    benchmark.pedantic(both_halves, rounds=ROUNDS[shape], warmup_rounds=3, iterations=1)
+
+
+def _compiled_step(disc, mode: str) -> Callable:
+    """Eager disc_step math with the forward + losses compiled (AOTAutograd compiles
+    the backward); the two autograd.grad calls mirror disc_step_eager."""
+    @torch.compile(mode=None if mode == "default" else mode, dynamic=False)
+    def losses(x, d_t: float, g_t: float):
+        logits = disc(x)
+        return logits, d_loss(logits, d_t, disc.loss), g_loss(logits, g_t, disc.loss)
+
+    params = tuple(disc.parameters())
+
+    def step(x, d_t, g_t):
+        xi = x.detach().requires_grad_(g_t is not None)
+        logits, dl, gl = losses(xi, d_t, 1.0 if g_t is None else g_t)
+        grads = torch.autograd.grad(dl, params, retain_graph=g_t is not None)
+        gx = torch.autograd.grad(gl, xi)[0] if g_t is not None else None
+        return logits, dl, grads, gx
+    return step
+
+
+def _median_s(fn: Callable, n: int = 5) -> float:
+    ts = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        _sync()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_eager(benchmark, shape):
+    disc, real, fake = _setup(shape)
+    _run(benchmark, shape, "eager", lambda x, d, g: disc_step_eager(x, disc, d, g), real, fake)
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_compile(benchmark, shape):
+    """Best of the compile modes (picked by a short pre-timing, recorded in extra_info)."""
+    disc, real, fake = _setup(shape)
+    best = None
+    for mode in COMPILE_MODES:
+        torch._dynamo.reset()
+        step = _compiled_step(disc, mode)
+        for _ in range(3):  # compile both specializations + warm up
+            step(real, 1.0, None), step(fake, 0.0, 1.0)
+        t = _median_s(lambda: (step(real, 1.0, None), step(fake, 0.0, 1.0)))
+        if best is None or t < best[0]:
+            best = (t, mode)
+    torch._dynamo.reset()
+    step = _compiled_step(disc, best[1])
+    _run(benchmark, shape, "compile", step, real, fake, compile_mode=best[1])
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_triton(benchmark, shape):
+    if not HAS_CUDA:
+        pytest.skip("Triton timing needs CUDA (the CPU interpreter is not a benchmark)")
+    from fastreg.ops.triton_disc import disc_step_triton
+    disc, real, fake = _setup(shape)
+    _run(benchmark, shape, "triton", lambda x, d, g: disc_step_triton(x, disc, d, g),
+         real, fake)
