@@ -85,6 +85,7 @@ class Trainer:
         g = torch.Generator().manual_seed(12345)   # fixed subset for periodic evaluations
         self.eval_idx = torch.randperm(test.x.shape[0], generator=g)[: cfg.eval_size].to(device)
         self.epoch, self.step, self.metrics = 0, 0, []
+        self.elapsed, self._t_seg = 0.0, time.time()   # training wall time, across resumes
         self._acc = torch.zeros(4, device=device)  # ce sum, correct, seen, non-finite flag
 
     # ---- checkpoint -----------------------------------------------------------------
@@ -93,7 +94,11 @@ class Trainer:
                 "sched": self.sched.state_dict(), "epoch": self.epoch, "step": self.step,
                 "metrics": self.metrics, "rng": _rng_state(self.gen), "acc": self._acc.cpu(),
                 "reg": self.reg.checkpoint_state() if self.reg is not None else None,
-                "config": asdict(self.cfg)}
+                "config": asdict(self.cfg), "elapsed": self.wall_time()}
+
+    def wall_time(self) -> float:
+        """Seconds spent training this run, summed over every resumed segment."""
+        return self.elapsed + time.time() - self._t_seg
 
     def load_state(self, st: dict) -> None:
         self.model.load_state_dict(st["model"])
@@ -102,6 +107,7 @@ class Trainer:
         self.epoch, self.step, self.metrics = int(st["epoch"]), int(st["step"]), list(st["metrics"])
         _set_rng_state(st["rng"], self.gen)
         self._acc = st["acc"].to(self.device)
+        self.elapsed, self._t_seg = float(st.get("elapsed", 0.0)), time.time()
         if self.reg is not None:
             if st.get("reg") is None:
                 raise ValueError("checkpoint has no regularizer state")

@@ -45,6 +45,8 @@ def build_parser() -> Parser:
     p.add_argument("--seed", type=nonneg_int, default=0, help="model init, augmentation and D seed")
     p.add_argument("--data-seed", type=nonneg_int, default=None, help="which reduced set (default: --seed)")
     p.add_argument("--amp", action="store_true", help="bf16 autocast for the classifier (CUDA and CPU)")
+    p.add_argument("--deterministic", action="store_true",
+                   help="CUDA: deterministic algorithms only (slower; CPU runs are deterministic anyway)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
     p.add_argument("--backend", choices=BACKENDS, default="auto",
                    help="discriminator-step backend (auto: triton on CUDA, eager on CPU)")
@@ -77,6 +79,16 @@ def _hidden(s: str) -> tuple[int, ...]:
 def config_of(a) -> dict:
     """The run's settings as they go into config.json (and are checked on resume)."""
     return {k: v for k, v in vars(a).items() if k not in ("resume", "out", "device")}
+
+
+def set_deterministic() -> None:
+    """Deterministic kernels on CUDA: no cuDNN autotuning, deterministic cuBLAS workspace;
+    costs speed (cuDNN picks slower, deterministic convolution algorithms)."""
+    import os
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True, warn_only=False)
 
 
 def bank_init(model: torch.nn.Module, bank: KernelBank, layers: Sequence[str], seed: int) -> None:
@@ -145,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if diff:
             raise UsageError(f"--resume with different settings than the checkpoint: {', '.join(diff)}")
 
+    if a.deterministic:
+        set_deterministic()
     device, bank, train, test, model, reg, layers = prepare(a)
     cfg = LoopConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, weight_decay=a.weight_decay,
                      amp=a.amp, eval_every=a.eval_every, eval_size=a.eval_size, seed=a.seed)
@@ -178,6 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
              "epochs": a.epochs, "device": str(device),
              **{k: last[k] for k in ("g_loss", "d_loss", "d_acc_real", "d_acc_fake") if k in last}}
     atomic_write_json(out / "final.json", final)
+    atomic_write_json(out / "timing.json", {"wall_time_s": round(trainer.wall_time(), 2),
+                                            "device": str(device)})
     print(f"test accuracy {final['test_acc']:.4f} (n={a.train_size}, λ={a.lam:g}, seed {a.seed}) "
           f"in {time.time() - t0:.0f}s → {out}")
     return 0

@@ -1,0 +1,172 @@
+"""No lost work, no silent garbage, no code from untrusted files (issue 6)."""
+import json
+import os
+import pickle
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from fastreg import train
+from fastreg.cli import run_main
+from fastreg.io_util import UnsafeCheckpoint, atomic_write_json, safe_torch_load
+from helpers import make_bank_file, make_npz_data
+
+def args(epochs: int = 6) -> list[str]:
+    return ["--width", "0.125", "--epochs", str(epochs), "--eval-every", "1", "--eval-size", "50",
+            "--batch-size", "10", "--train-size", "20"]
+
+
+ARGS = args()
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "FASTREG_OFFLINE": "1"}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rel")
+    return make_npz_data(root / "data"), make_bank_file(root / "bank.safetensors")
+
+
+def _cmd(data, bank, out, *extra, epochs=6):
+    return [sys.executable, "-m", "fastreg.train", "--data-root", str(data), "--bank", str(bank),
+            "--out", str(out), *args(epochs), *extra]
+
+
+def _final(out):
+    return json.loads((out / "final.json").read_text())
+
+
+def test_deterministic_and_sigkill_resume(setup, tmp_path):
+    data, bank = setup
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    for out in (a, b):
+        subprocess.run(_cmd(data, bank, out, epochs=20), env=ENV, check=True, capture_output=True,
+                       timeout=300)
+    assert (a / "final.json").read_bytes() == (b / "final.json").read_bytes()   # same seeds, same bits
+    # SIGKILL at random moments after the first checkpoint, resuming each time
+    rng = random.Random(int(time.time()))
+    kills = 0
+    for attempt in range(20):
+        if (c / "final.json").exists():
+            break
+        extra = ("--resume",) if (c / "checkpoint.pt").exists() else ()
+        p = subprocess.Popen(_cmd(data, bank, c, *extra, epochs=20), env=ENV,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if kills < 3:
+            seen = (c / "checkpoint.pt").stat().st_mtime_ns if extra else None
+            deadline = time.time() + 200
+            while p.poll() is None and time.time() < deadline:      # wait for a (new) checkpoint
+                if (c / "checkpoint.pt").exists() and (c / "checkpoint.pt").stat().st_mtime_ns != seen:
+                    break
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.0, 0.4))
+            if p.poll() is None:
+                p.send_signal(signal.SIGKILL)
+                kills += 1
+        _, err = p.communicate(timeout=300)
+        assert p.returncode in (0, -signal.SIGKILL), err
+    assert kills >= 1, "the run always finished before it could be killed"
+    assert _final(c) == _final(a), f"resumed run differs after {kills} kills"
+    rows_a = [json.loads(l) for l in (a / "metrics.jsonl").read_text().splitlines()]
+    rows_c = [json.loads(l) for l in (c / "metrics.jsonl").read_text().splitlines()]
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "time"} for r in rows]  # noqa: E731
+    assert strip(rows_c) == strip(rows_a)
+
+
+class _Evil:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_malicious_checkpoint_refused(setup, tmp_path, capsys):
+    data, bank = setup
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pt"
+    torch.save({"model": _Evil(str(marker))}, evil)
+    assert not marker.exists()
+    with pytest.raises(UnsafeCheckpoint):
+        safe_torch_load(evil)
+    out = tmp_path / "run"
+    rc = run_main(train.main, ["--data-root", str(data), "--bank", str(bank), "--out", str(out),
+                               *ARGS, "--resume", str(evil)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "refused" in err and len(err.strip().splitlines()) == 1
+    assert not marker.exists() and not out.exists()
+    # a plain pickle file (not a torch zip) is refused too
+    raw = tmp_path / "raw.pt"
+    raw.write_bytes(pickle.dumps(_Evil(str(marker))))
+    with pytest.raises(UnsafeCheckpoint):
+        safe_torch_load(raw)
+    assert not marker.exists()
+
+
+def test_truncated_checkpoint_refused(setup, tmp_path, capsys):
+    data, bank = setup
+    out = tmp_path / "r"
+    assert run_main(train.main, ["--data-root", str(data), "--bank", str(bank), "--out", str(out),
+                                 *args(1)]) == 0
+    ck = out / "checkpoint.pt"
+    ck.write_bytes(ck.read_bytes()[:1000])
+    capsys.readouterr()
+    rc = run_main(train.main, ["--data-root", str(data), "--bank", str(bank), "--out", str(out),
+                               *args(1), "--resume"])
+    assert rc == 2 and "cannot read checkpoint" in capsys.readouterr().err
+
+
+def test_nonfinite_stops_keeps_last_good_checkpoint(setup, tmp_path, capsys, monkeypatch):
+    data, bank = setup
+    from fastreg import loop
+    orig = loop.Trainer._train_step
+
+    def poisoned(self, xb, yb):
+        if self.step == 5:           # epoch 3 (2 steps per epoch): after 2 good checkpoints
+            with torch.no_grad():
+                self.model.conv1.weight[0, 0, 0, 0] = float("nan")
+        return orig(self, xb, yb)
+
+    monkeypatch.setattr(loop.Trainer, "_train_step", poisoned)
+    out = tmp_path / "nan"
+    rc = run_main(train.main, ["--data-root", str(data), "--bank", str(bank), "--out", str(out), *ARGS])
+    err = capsys.readouterr().err
+    assert rc == 3 and "non-finite" in err
+    assert not (out / "final.json").exists()
+    text = (out / "metrics.jsonl").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    st = safe_torch_load(out / "checkpoint.pt")
+    assert st["epoch"] == 2 and all(torch.isfinite(v).all() for v in st["model"].values()
+                                    if v.is_floating_point())
+
+
+def test_atomic_write_leaves_old_file_on_crash(tmp_path, monkeypatch):
+    p = tmp_path / "x.json"
+    atomic_write_json(p, {"a": 1})
+
+    def boom(*a, **k):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError):
+        atomic_write_json(p, {"a": 2})
+    assert json.loads(p.read_text()) == {"a": 1}
+    assert [f.name for f in tmp_path.iterdir()] == ["x.json"]
+    with pytest.raises(ValueError):
+        atomic_write_json(tmp_path / "n.json", {"acc": float("nan")})
+    assert not (tmp_path / "n.json").exists()
+
+
+def test_resume_with_other_settings_refused(setup, tmp_path, capsys):
+    data, bank = setup
+    out = tmp_path / "s"
+    base = ["--data-root", str(data), "--bank", str(bank), "--out", str(out), *args(1)]
+    assert run_main(train.main, base) == 0
+    capsys.readouterr()
+    assert run_main(train.main, base + ["--resume", "--lambda", "3"]) == 2
+    assert "different settings" in capsys.readouterr().err
