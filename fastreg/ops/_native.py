@@ -29,6 +29,8 @@ def _jit_build() -> None:
     flags = ["-O3"] + (["-DFASTREG_WITH_CUDA"] if cuda else [])
     if cuda:
         sources.append(str(_KERNELS / "sample_cuda.cu"))
+        if not torch.cuda.is_available():  # nothing to detect the arch from
+            os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
     ce.load(name="fastreg_C", sources=sources, extra_cflags=flags, extra_cuda_cflags=flags,
             extra_include_paths=[str(_KERNELS)], with_cuda=cuda, is_python_module=False)
 

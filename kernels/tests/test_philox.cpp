@@ -90,12 +90,14 @@ static void test_stream() {
   const uint32_t N = (1u << 31) + 1, thr = lemire_threshold(N);
   // hi32(0x6627e8d5 * 10) = 3: first word of Philox(0; 0) accepted.
   CHECK_EQ(sample_index(0, 0, 10, lemire_threshold(10)), 3);
-  CHECK_EQ(sample_index(0, 0, N, thr), 856945770u);   // attempt 0, word 0
-  CHECK_EQ(sample_index(7, 0, N, thr), 1610939630u);  // attempt 0, word 1
-  CHECK_EQ(sample_index(3, 0, N, thr), 1408857645u);  // attempt 0, word 2
-  CHECK_EQ(sample_index(5, 0, N, thr), 2073882940u);  // attempt 0, word 3
-  CHECK_EQ(sample_index(38, 0, N, thr), 617153250u);  // attempt 1, word 0
-  CHECK_EQ(sample_index(20, 0, N, thr), 1247175135u); // attempt 2, word 0
+  // Seeds picked so that the accepted word is followed by another acceptable one: the
+  // order w0, w1, w2, w3 and the attempt counter in word 2 are both pinned down.
+  CHECK_EQ(sample_index(1, 0, N, thr), 1911817016u);   // w0 (w1 also acceptable)
+  CHECK_EQ(sample_index(31, 0, N, thr), 1527504422u);  // w1 (w2 also acceptable)
+  CHECK_EQ(sample_index(30, 0, N, thr), 943939207u);   // w2 (w3 also acceptable)
+  CHECK_EQ(sample_index(5, 0, N, thr), 2073882940u);   // w3
+  CHECK_EQ(sample_index(38, 0, N, thr), 617153250u);   // attempt 1, w0 (w1 acceptable)
+  CHECK_EQ(sample_index(20, 0, N, thr), 1247175135u);  // attempt 2, w0
   CHECK_EQ(sample_index(123, 5, 1, 0), 0);             // N = 1 always gives 0
 }
 
