@@ -1,0 +1,413 @@
+"""``python -m fastreg.report RUNS_DIR``: aggregate training runs into a Markdown results file.
+
+Every folder under RUNS_DIR holding a train ``config.json`` is one run. Cells are
+(train size × method × reg layers); only cells that were run appear, each with its seed count.
+Paired differences to the baseline use the seeds both cells share. Filter metrics
+(``fastreg.filter_metrics``) are computed from each run's final conv1 weights. Figures go to
+``figures/`` next to the Markdown file. Unfinished or non-finite runs are listed, never averaged.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .bank import BankError, KernelBank
+from .cli import Parser, UsageError, run_main
+from .filter_metrics import judge_auc, low_freq_energy, mmd_rbf
+from .io_util import UnsafeCheckpoint, atomic_write_bytes, read_json, safe_torch_load
+from .sweep import METHODS, method_of
+
+# settings that, when they differ between runs of one train size, split cells
+EXTRA = ("width", "amp", "epochs", "batch_size", "lr", "weight_decay", "d_hidden", "d_norm", "d_loss",
+         "d_lr", "lecam", "eval_size")
+EXTERNAL = [  # (source, setting, labelled images, test accuracy %)
+    ("Deep Weight Prior (Atanov et al., ICLR 2019), Bayesian CNN", "CIFAR-10", 50, 23.7),
+    ("Deep Weight Prior (Atanov et al., ICLR 2019), Bayesian CNN", "CIFAR-10", 200, 30.3),
+    ("Deep Weight Prior (Atanov et al., ICLR 2019), Bayesian CNN", "CIFAR-10", 500, 35.6),
+    ("Supervised-only WRN-28-2 (FixMatch paper baselines)", "CIFAR-10", 40, 22.4),
+    ("Supervised-only WRN-28-2 (FixMatch paper baselines)", "CIFAR-10", 250, 44.0),
+]
+
+
+@dataclass
+class Run:
+    dir: Path
+    cfg: dict
+    status: str                      # ok | failed | incomplete
+    reason: str = ""
+    final: dict = field(default_factory=dict)
+    wall: float | None = None
+    label: str = ""
+    metrics: dict = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return int(self.cfg["train_size"])
+
+    @property
+    def seed(self) -> int:
+        return int(self.cfg["seed"])
+
+    @property
+    def layers(self) -> str:
+        return str(self.cfg.get("reg_layers", "conv1"))
+
+    @property
+    def method(self) -> str:
+        return method_of(float(self.cfg["lam"]), self.cfg.get("init", "default"), self.cfg.get("bank"))
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def _read_jsonl(p: Path) -> list[dict]:
+    try:
+        return [json.loads(l) for l in p.read_text().splitlines() if l.strip()] if p.exists() else []
+    except (OSError, ValueError):
+        return []
+
+
+def discover(root: Path) -> list[Run]:
+    """Every train run under ``root`` (a folder with a train config.json), with its status."""
+    runs = []
+    for c in sorted(root.rglob("config.json")):
+        try:
+            cfg = read_json(c)
+        except (OSError, ValueError):
+            continue
+        if not isinstance(cfg, dict) or "train_size" not in cfg or "lam" not in cfg:
+            continue
+        d = c.parent
+        r = Run(d, cfg, "incomplete", "no final.json (still running, interrupted or crashed)")
+        if (d / "failed.json").exists():
+            r.status, r.reason = "failed", "non-finite training (failed.json)"
+        elif (d / "final.json").exists():
+            try:
+                r.final = read_json(d / "final.json")
+                ok = _finite(r.final.get("test_acc"))
+            except (OSError, ValueError):
+                ok = False
+            r.status, r.reason = ("ok", "") if ok else ("failed", "final.json unreadable or non-finite")
+        if (d / "timing.json").exists():
+            try:
+                r.wall = float(read_json(d / "timing.json")["wall_time_s"])
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+        runs.append(r)
+    return runs
+
+
+def _label(runs: list[Run]) -> None:
+    """Cell label = method, plus any EXTRA setting that differs between runs of one size."""
+    for n in {r.size for r in runs}:
+        group = [r for r in runs if r.size == n]
+        vary = [k for k in EXTRA if len({json.dumps(r.cfg.get(k)) for r in group}) > 1]
+        for r in group:
+            extra = ", ".join(f"{k}={r.cfg.get(k)}" for k in vary)
+            r.label = r.method + (f" [{extra}]" if extra else "")
+
+
+def _sweep_info(root: Path, runs: list[Run]) -> tuple[list[str], list[str], float, int]:
+    """(commands, devices, total wall seconds, runs with a known time) from logs and timing files."""
+    cmds, devs, secs = [], [], {}
+    for log in sorted(root.rglob("sweep_log.jsonl")):
+        for row in _read_jsonl(log):
+            if row.get("cmd") and row["cmd"] not in cmds:
+                cmds.append(row["cmd"])
+            dev = row.get("device_name") or row.get("device")
+            if dev and dev not in devs:
+                devs.append(dev)
+            if _finite(row.get("seconds")):
+                key = (log.parent / row["run"]).resolve()
+                secs[key] = secs.get(key, 0.0) + float(row["seconds"])
+    total, known = 0.0, 0
+    for r in runs:
+        if r.status != "ok":
+            continue
+        t = r.wall if r.wall is not None else secs.get(r.dir.resolve())
+        if t is None:
+            times = [m["time"] for m in _read_jsonl(r.dir / "metrics.jsonl") if _finite(m.get("time"))]
+            t = max(times) - min(times) if len(times) > 1 else None
+        if t is not None:
+            total, known = total + t, known + 1
+    if not devs:
+        devs = sorted({str(r.cfg.get("device", "?")) for r in runs})
+    return cmds, devs, total, known
+
+
+def conv1_kernels(d: Path) -> torch.Tensor:
+    """Final conv1 kernels ``[O*I, k, k]`` from a run's checkpoint (weights-only load)."""
+    w = safe_torch_load(d / "checkpoint.pt")["model"]["conv1.weight"].float()
+    return w.reshape(-1, w.shape[-2], w.shape[-1])
+
+
+def filter_metrics(r: Run, bank: torch.Tensor | None) -> None:
+    try:
+        k = conv1_kernels(r.dir)
+    except (UnsafeCheckpoint, KeyError, TypeError) as e:
+        r.metrics["note"] = f"no filter metrics ({str(e)[:80]})"
+        return
+    if not torch.isfinite(k).all():
+        r.metrics["note"] = "non-finite conv1 weights"
+        return
+    r.metrics["lfe"] = low_freq_energy(k)
+    if bank is not None and bank.shape[-1] == k.shape[-1] and len(k) >= 4 and len(bank) >= 4:
+        r.metrics["auc"] = judge_auc(k, bank, seed=r.seed)
+        r.metrics["mmd"] = mmd_rbf(k, bank, seed=r.seed)
+
+
+def paired(d: np.ndarray) -> tuple[float, float | None, float | None, float | None, str]:
+    """Mean paired difference, 95% CI and two-sided p: paired t (scipy), else bootstrap CI
+    with a sign-flip permutation p-value (numpy only)."""
+    n, m = len(d), float(np.mean(d))
+    if n < 2:
+        return m, None, None, None, "—"
+    sd = float(np.std(d, ddof=1))
+    if sd == 0:
+        return m, m, m, None, "all differences equal"
+    try:
+        from scipy import stats
+        h = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+        return m, m - h, m + h, float(stats.ttest_1samp(d, 0.0).pvalue), "paired t"
+    except ImportError:
+        rng = np.random.default_rng(0)
+        boot = d[rng.integers(0, n, (10000, n))].mean(1)
+        signs = np.array(np.meshgrid(*[[-1, 1]] * n)).reshape(n, -1).T if n <= 14 \
+            else rng.choice([-1, 1], (20000, n))
+        p = float(np.mean(np.abs((signs * d).mean(1)) >= abs(m) - 1e-12))
+        return m, float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975)), p, "bootstrap / sign-flip"
+
+
+def _f(x, spec: str = ".3f") -> str:
+    return format(x, spec) if _finite(x) else "—"
+
+
+def _ms(vals: list[float], spec: str = ".3f", scale: float = 1.0) -> str:
+    v = [x * scale for x in vals if _finite(x)]
+    if not v:
+        return "—"
+    return _f(float(np.mean(v)), spec) + (f" ± {_f(float(np.std(v, ddof=1)), spec)}" if len(v) > 1 else "")
+
+
+def _order(label: str) -> tuple:
+    base = label.split(" [")[0]
+    return (list(METHODS).index(base) if base in METHODS else len(METHODS), label)
+
+
+def _png(fig) -> bytes:
+    import matplotlib.pyplot as plt
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def figures(cells: dict, ok: list[Run], bank: torch.Tensor | None, fig_dir: Path, stem: str) -> dict[str, bytes]:
+    """{file name: PNG bytes}: accuracy vs size, filter grids, D/G curves."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from .viz import _grid, kernel_tiles
+    out = {}
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for lab, lay in sorted({(c[1], c[2]) for c in cells}, key=lambda t: (_order(t[0]), t[1])):
+        pts = sorted((n, [r.final["test_acc"] * 100 for r in cells[(n, lab, lay)]])
+                     for (n, lb, ly) in cells if (lb, ly) == (lab, lay))
+        ax.errorbar([p[0] for p in pts], [np.mean(p[1]) for p in pts],
+                    yerr=[np.std(p[1], ddof=1) if len(p[1]) > 1 else 0 for p in pts],
+                    marker="o", capsize=3, label=f"{lab} ({lay})")
+    ax.set_xscale("log")
+    ax.set_xlabel("training images")
+    ax.set_ylabel("test accuracy (%), mean ± std over seeds")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    out[f"{stem}_acc_vs_size.png"] = _png(fig)
+
+    base = sorted((r for r in ok if r.method == "baseline"), key=lambda r: (r.size, r.seed)) or \
+        sorted(ok, key=lambda r: (r.size, r.seed))
+    n, seed = base[0].size, base[0].seed
+    at = [r for r in ok if r.size == n and r.seed == seed]
+
+    def first(pred, prefer: str) -> Run | None:
+        c = sorted((r for r in at if pred(r.method)),
+                   key=lambda r: (r.layers != "conv1", r.method != prefer, _order(r.label)))
+        return c[0] if c else None
+
+    pick = {"baseline": first(lambda m: m == "baseline", "baseline"),
+            "regularized": first(lambda m: m.startswith("adv"), "adv1"),
+            "bank-initialized": first(lambda m: m.startswith("bankinit"), "bankinit")}
+    panels = []
+    if bank is not None:
+        g = torch.Generator().manual_seed(0)
+        panels.append(("bank sample", bank[torch.randperm(len(bank), generator=g)[:64]]))
+    for kind in ("baseline", "regularized", "bank-initialized"):
+        if pick[kind] is not None:
+            w = safe_torch_load(pick[kind].dir / "checkpoint.pt")["model"]["conv1.weight"]
+            panels.append((f"{kind} conv1\n({pick[kind].label})", w))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6), squeeze=False)
+    for ax, (title, w) in zip(axes[0], panels):
+        tiles, rgb = kernel_tiles(w, 64)
+        img = _grid(tiles, int(np.ceil(np.sqrt(len(tiles)))), fill=1.0 if rgb else 0.0)
+        ax.imshow(np.clip(img, 0, 1) if rgb else img, cmap=None if rgb else "RdBu_r", vmin=-1, vmax=1,
+                  interpolation="nearest")
+        ax.set_title(title, fontsize=8)
+        ax.set_axis_off()
+    fig.suptitle(f"conv1 filters, n={n}, seed {seed}", fontsize=9)
+    out[f"{stem}_filters.png"] = _png(fig)
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
+    for r in sorted(at, key=lambda r: _order(r.label)):
+        rows = [m for m in _read_jsonl(r.dir / "metrics.jsonl") if "d_acc_real" in m]
+        for ax, key in zip(axes, ("d_acc_real", "d_acc_fake", "g_loss")):
+            pts = [(m["step"], m[key]) for m in rows if _finite(m.get(key))]
+            if pts:
+                ax.plot(*zip(*pts), marker=".", label=f"{r.label} ({r.layers})")
+    for ax, key in zip(axes, ("D accuracy on bank (real)", "D accuracy on conv kernels (fake)", "G loss")):
+        ax.set_title(key, fontsize=9)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"discriminator / generator over training, n={n}, seed {seed}", fontsize=9)
+    out[f"{stem}_training.png"] = _png(fig)
+    return out
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="python -m fastreg.report", description=__doc__.splitlines()[0])
+    p.add_argument("runs_dir", help="folder with run directories (searched recursively)")
+    p.add_argument("--out", default="docs/results.md", help="Markdown file; figures go to figures/ beside it")
+    p.add_argument("--bank", default=None, help="reference kernels for the filter metrics (.safetensors or "
+                                                "DWP .npy; default: the bank the runs trained with)")
+    return p
+
+
+def _reference_bank(path: str | None, runs: list[Run]) -> tuple[torch.Tensor | None, str]:
+    cands = [path] if path else list(dict.fromkeys(r.cfg.get("bank") for r in runs if r.cfg.get("bank")))
+    for c in cands:
+        if not path and (str(c).lower() == "none" or not Path(c).is_file()):
+            continue
+        b = KernelBank.load(c)
+        try:
+            name = b.layer_for("conv1", 7)
+        except BankError:
+            if path:
+                raise
+            continue
+        return b.layers[name], f"`{c}` (layer {name}, {len(b.layers[name])} kernels)"
+    return None, "none found (judge AUC and MMD omitted)"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    root, out = Path(a.runs_dir), Path(a.out)
+    if not root.is_dir():
+        raise UsageError(f"{root}: no such runs folder")
+    runs = discover(root)
+    ok = [r for r in runs if r.status == "ok"]
+    if not ok:
+        raise UsageError(f"{root}: no finished runs ({len(runs)} unfinished or failed)")
+    bank, bank_desc = _reference_bank(a.bank, runs)
+    _label(runs)
+    t0 = time.time()
+    for r in tqdm(ok, desc="filter metrics", unit="run", leave=False):
+        filter_metrics(r, bank)
+    cells: dict[tuple, list[Run]] = {}
+    for r in ok:
+        cells.setdefault((r.size, r.label, r.layers), []).append(r)
+    keys = sorted(cells, key=lambda c: (c[0], _order(c[1]), c[2]))
+    cmds, devs, wall, known = _sweep_info(root, runs)
+
+    L = ["# Results: adversarial filter regularization", "",
+         f"Generated {time.strftime('%Y-%m-%d %H:%M')} by `python -m fastreg.report {shlex.join(argv or sys.argv[1:])}` "
+         f"from {len(runs)} run folders under `{root}`.", "", "**Commands**", "", "```bash",
+         *(cmds or ["# (no sweep_log.jsonl found: runs were not started by fastreg.sweep)"]), "```", "",
+         f"**Device**: {', '.join(devs)}  ", f"**Total training wall time**: {wall / 3600:.2f} h "
+         f"({wall:.0f} s, summed over the {known} of {len(ok)} finished runs with a recorded time)  ",
+         f"**Reference kernels for filter metrics**: {bank_desc}", "",
+         "## Test accuracy", "",
+         "Cells that were run, only. Test accuracy on the full test set after the last epoch; mean ± std "
+         "(ddof 1) over seeds. Filter metrics on the final conv1 kernels: judge AUC (fresh MLP, held-out "
+         "halves; 0.5 = indistinguishable from the bank), MMD² (RBF, median bandwidth; ≈ 0 = same "
+         "distribution), low-freq energy (share of non-DC spectral energy at ≤ 0.25 cycles/px).", "",
+         "| train size | method | reg layers | n | seeds | test acc (%) | judge AUC | MMD² | low-freq energy |",
+         "|---:|---|---|---:|---|---:|---:|---:|---:|"]
+    for c in keys:
+        rs = sorted(cells[c], key=lambda r: r.seed)
+        m = lambda k: [r.metrics.get(k) for r in rs]  # noqa: E731
+        L.append(f"| {c[0]} | {c[1]} | {c[2]} | {len(rs)} | {','.join(str(r.seed) for r in rs)} | "
+                 f"{_ms([r.final['test_acc'] for r in rs], '.2f', 100)} | {_ms(m('auc'))} | "
+                 f"{_ms(m('mmd'), '.4f')} | {_ms(m('lfe'))} |")
+    L += ["", "## Paired difference to the baseline", "",
+          "Δ = method − baseline test accuracy (percentage points), same train size, same seeds (the "
+          "data seed equals the seed), baseline with the same reg layers when run, else any.", "",
+          "| train size | method | reg layers | paired seeds (n) | Δ acc (pp) | 95% CI | p | test |",
+          "|---:|---|---|---|---:|---|---:|---|"]
+    for c in keys:
+        if c[1].split(" [")[0] == "baseline":
+            continue
+        btag = c[1].replace(c[1].split(" [")[0], "baseline", 1)
+        bc = (c[0], btag, c[2]) if (c[0], btag, c[2]) in cells else \
+            next((k for k in keys if k[0] == c[0] and k[1] == btag), None)
+        if bc is None:
+            continue
+        base = {r.seed: r.final["test_acc"] for r in cells[bc]}
+        pairs = sorted((r.seed, 100 * (r.final["test_acc"] - base[r.seed])) for r in cells[c] if r.seed in base)
+        if not pairs:
+            continue
+        mean, lo, hi, p, how = paired(np.array([d for _, d in pairs]))
+        ci = f"[{_f(lo, '+.2f')}, {_f(hi, '+.2f')}]" if lo is not None else "—"
+        L.append(f"| {c[0]} | {c[1]} | {c[2]}{'' if bc[2] == c[2] else f' (vs baseline {bc[2]})'} | "
+                 f"{','.join(str(s) for s, _ in pairs)} ({len(pairs)}) | {_f(mean, '+.2f')} | {ci} | "
+                 f"{_f(p, '.3g')} | {how} |")
+    if bank is not None:
+        L += ["", "## Filter-metric reference points", "", "| kernels | judge AUC vs bank | MMD² vs bank | "
+              "low-freq energy |", "|---|---:|---:|---:|"]
+        g = torch.Generator().manual_seed(0)
+        perm = torch.randperm(len(bank), generator=g)
+        half, rest = bank[perm[: len(bank) // 2]], bank[perm[len(bank) // 2:]]
+        noise = torch.randn((min(len(bank), 1000),) + tuple(bank.shape[1:]), generator=g)
+        for name, k in (("bank, one half vs the other", half), ("Gaussian noise", noise)):
+            L.append(f"| {name} | {_f(judge_auc(k, rest))} | {_f(mmd_rbf(k, rest), '.4f')} | "
+                     f"{_f(low_freq_energy(k))} |")
+    bad = [r for r in runs if r.status != "ok"]
+    notes = [r for r in ok if "note" in r.metrics]
+    if bad or notes:
+        L += ["", "## Runs not counted / flagged", "", "| run | status | reason |", "|---|---|---|"]
+        L += [f"| `{r.dir}` | {r.status} | {r.reason} |" for r in bad]
+        L += [f"| `{r.dir}` | counted, no filter metrics | {r.metrics['note']} |" for r in notes]
+    L += ["", "## External reference points (not run here)", "",
+          "Published numbers with other models, protocols and training budgets: for orientation only, "
+          "not comparable cell by cell.", "", "| source | data | labelled training images | test acc (%) |",
+          "|---|---|---:|---:|"]
+    L += [f"| {s} | {d} | {n} | {acc:.1f} |" for s, d, n, acc in EXTERNAL]
+    fig_dir = out.parent / "figures"
+    figs = figures(cells, ok, bank, fig_dir, out.stem)
+    L += ["", "## Figures", ""]
+    L += [f"![{name}](figures/{name})" for name in figs]
+    L += ["", f"_Report computed in {time.time() - t0:.0f} s._", ""]
+    text = "\n".join(L)
+    if re.search(r"(?<![\w/.`-])(nan|inf)(?![\w/.`-])", text, re.I):
+        raise RuntimeError("refusing to write NaN/Inf into the report")
+    for name, data in figs.items():
+        atomic_write_bytes(fig_dir / name, data)
+    atomic_write_bytes(out, text.encode())
+    print(f"wrote {out} ({len(keys)} cells, {len(ok)} runs, {len(bad)} not counted) and {len(figs)} figures "
+          f"in {fig_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_main(main))

@@ -1,0 +1,201 @@
+"""``python -m fastreg.sweep``: train sizes × methods × seeds, resumably, on one device.
+
+One run directory per point, ``<out>/n{size}/{method}/s{seed}``, trained in-process by
+``fastreg.train.main``. A finished run (``final.json``) is skipped, one with a checkpoint but
+no ``final.json`` is resumed (``--resume``), one that went non-finite (``failed.json``) is
+skipped until that file is deleted. Per-run wall time and the command go to
+``<out>/sweep_log.jsonl`` (read by ``fastreg.report``). Extra train args go after ``--``.
+"""
+from __future__ import annotations
+
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from tqdm.auto import tqdm
+
+from .bank import DEFAULT_BANK, KernelBank
+from .cli import NonFiniteError, Parser, UsageError, positive_float, positive_int, run_main
+from .data import DATASETS, data_root, load_arrays, split_target_source, stratified_subset
+from .device import pick_device
+from .io_util import atomic_write_json, atomic_write_jsonl, read_json
+from .models import CONV_PLAN
+
+# name → (λ, init); names are fixed (the report and the docs use them)
+METHODS: dict[str, tuple[float, str]] = {
+    "baseline": (0.0, "default"), "adv0.1": (0.1, "default"), "adv1": (1.0, "default"),
+    "adv10": (10.0, "default"), "bankinit": (0.0, "bank"), "bankinit+adv1": (1.0, "bank")}
+# train options the sweep sets itself: not allowed after ``--``
+CONTROLLED = ("train_size", "lam", "init", "seed", "data_seed", "out", "resume", "reg_layers",
+              "width", "amp", "bank", "data_root", "device", "epochs")
+
+
+def method_of(lam: float, init: str, bank: str | None = None) -> str:
+    """The sweep's method name for a run's settings (inverse of METHODS; used by the report)."""
+    name = ("bankinit" if init == "bank" else "baseline") if lam == 0 else \
+        (f"bankinit+adv{lam:g}" if init == "bank" else f"adv{lam:g}")
+    return name + (" (no D)" if bank is not None and str(bank).lower() == "none" else "")
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="python -m fastreg.sweep", description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", default="100,500,1000,5000", help="comma-separated train sizes")
+    p.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of: {', '.join(METHODS)}")
+    p.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds (data seed = seed)")
+    p.add_argument("--reg-layers", default="conv1", help="regularized / bank-initialized layers")
+    p.add_argument("--width", type=positive_float, default=None, help="classifier channel multiplier")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast")
+    p.add_argument("--bank", default=None, help=f"bank file (default: {DEFAULT_BANK.name} in the package)")
+    p.add_argument("--data-root", default=None, help="data folder (default: $FASTREG_DATA or ./data)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
+    p.add_argument("--out", default="runs/sweep", help="sweep folder")
+    p.add_argument("--epochs", type=positive_int, default=None, help="override train's per-size default")
+    p.add_argument("--dry-run", action="store_true", help="print the plan, run and write nothing")
+    return p
+
+
+def _int_list(s: str, opt: str, minimum: int) -> list[int]:
+    try:
+        v = [int(t) for t in s.split(",")]
+    except ValueError:
+        raise UsageError(f"{opt} must be comma-separated integers, got {s!r}") from None
+    if len(set(v)) != len(v) or min(v) < minimum:
+        raise UsageError(f"{opt} must be distinct integers >= {minimum}, got {s!r}")
+    return v
+
+
+def _name_list(s: str, opt: str, known: Sequence[str]) -> list[str]:
+    v = [t.strip() for t in s.split(",")]
+    for t in v:
+        if t not in known:
+            raise UsageError(f"unknown {opt[2:-1]} {t!r} in {opt}; choose from {', '.join(known)}")
+    if len(set(v)) != len(v):
+        raise UsageError(f"{opt} lists a name twice: {s!r}")
+    return v
+
+
+def _check_extra(extra: list[str]) -> None:
+    """Extra train args must parse and must not set what the sweep sets per run."""
+    from . import train
+    p = train.build_parser()
+    got, dflt = vars(p.parse_args(extra)), vars(p.parse_args([]))   # parse errors: one line, exit 2
+    clash = [k for k in CONTROLLED if got[k] != dflt[k]] + \
+        [t for t in extra if t.split("=")[0] in ("--seed", "--data-seed", "--out", "--resume")]
+    if clash:
+        raise UsageError(f"after --: {clash[0]} is set by the sweep; use the sweep's own options")
+
+
+def plan(a, extra: list[str]) -> list[tuple[str, Path, list[str]]]:
+    """[(state, run dir, train argv)]; state: done | failed | resume | new. Validates, writes nothing."""
+    sizes = _int_list(a.sizes, "--sizes", 1)
+    methods = _name_list(a.methods, "--methods", list(METHODS))
+    seeds = _int_list(a.seeds, "--seeds", 0)
+    layers = _name_list(a.reg_layers, "--reg-layers", [n for n, _, _ in CONV_PLAN])
+    _check_extra(extra)
+    pick_device(a.device)
+    bank = KernelBank.load(a.bank or DEFAULT_BANK)
+    for n, _, k in CONV_PLAN:
+        if n in layers:
+            bank.layer_for(n, k)
+    _, labels = load_arrays("cifar10", data_root(a.data_root), "train")
+    pool, _ = split_target_source(labels)
+    for n in sizes:
+        stratified_subset(pool, labels, n, DATASETS["cifar10"], 0)
+    runs = []
+    for n in sizes:
+        for m in methods:
+            lam, init = METHODS[m]
+            for s in seeds:
+                d = Path(a.out) / f"n{n}" / m / f"s{s}"
+                argv = [*extra, "--train-size", str(n), "--lambda", f"{lam:g}", "--init", init,
+                        "--seed", str(s), "--data-seed", str(s), "--reg-layers", ",".join(layers),
+                        "--out", str(d), "--bank", str(a.bank or DEFAULT_BANK)]
+                argv += ["--width", f"{a.width:g}"] if a.width else []
+                argv += ["--epochs", str(a.epochs)] if a.epochs else []
+                argv += ["--amp"] if a.amp else []
+                argv += ["--data-root", a.data_root] if a.data_root else []
+                argv += ["--device", a.device] if a.device else []
+                state = "done" if (d / "final.json").exists() else "failed" if (d / "failed.json").exists() \
+                    else "resume" if (d / "checkpoint.pt").exists() else "new"
+                if state != "new" and (d / "config.json").exists():
+                    _check_same(d, argv)
+                runs.append((state, d, argv + (["--resume"] if state == "resume" else [])))
+    return runs
+
+
+def _check_same(d: Path, argv: list[str]) -> None:
+    """A run dir from an earlier sweep must hold the same settings (paths aside)."""
+    from . import train
+    new = train.config_of(train.build_parser().parse_args(argv))
+    old = read_json(d / "config.json")
+    diff = [k for k, v in new.items() if k in old and v is not None and old[k] != v
+            and k not in ("bank", "data_root", "backend")]
+    if diff:
+        raise UsageError(f"{d} holds a run with other settings ({', '.join(sorted(diff))}); "
+                         f"use another --out")
+
+
+def _device_name(device: str | None) -> str:
+    import torch
+    dev = pick_device(device)
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    own = argv[: argv.index("--")] if "--" in argv else argv
+    a = build_parser().parse_args(own)
+    runs = plan(a, extra)
+    cmd = "python -m fastreg.sweep " + shlex.join(argv)
+    todo = [r for r in runs if r[0] in ("new", "resume")]
+    if a.dry_run:
+        for state, d, targv in runs:
+            print(f"{state:7s} {d}  python -m fastreg.train {shlex.join(targv)}")
+        print(f"{len(runs)} runs: {len(todo)} to run, {sum(r[0] == 'done' for r in runs)} done, "
+              f"{sum(r[0] == 'failed' for r in runs)} failed")
+        return 0
+    from . import train
+    out = Path(a.out)
+    log_path = out / "sweep_log.jsonl"
+    dev, dev_name = str(pick_device(a.device)), _device_name(a.device)
+    failed = 0
+    bar = tqdm(total=len(runs), desc="sweep", unit="run", dynamic_ncols=True)
+    for state, d, targv in runs:
+        rel = d.relative_to(out).as_posix()
+        if state in ("done", "failed"):
+            bar.update(1)
+            continue
+        t0 = time.time()
+        try:
+            train.main(targv)
+            status = "resumed" if state == "resume" else "done"
+        except NonFiniteError as e:
+            atomic_write_json(d / "failed.json", {"error": str(e), "argv": targv})
+            status = "failed"
+            failed += 1
+        secs = time.time() - t0
+        row = {"run": rel, "status": status, "seconds": round(secs, 2), "device": dev,
+               "device_name": dev_name, "cmd": cmd, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        if status != "failed":
+            row["test_acc"] = read_json(d / "final.json")["test_acc"]
+        rows = [__import__("json").loads(l) for l in log_path.read_text().splitlines() if l.strip()] \
+            if log_path.exists() else []
+        atomic_write_jsonl(log_path, rows + [row])
+        bar.update(1)
+        acc = f"test acc {row['test_acc']:.4f}" if "test_acc" in row else "FAILED (non-finite)"
+        tqdm.write(f"{rel}: {status}, {acc}, {secs:.0f}s")
+    bar.close()
+    if failed:
+        sys.stderr.write(f"error: {failed} run(s) went non-finite (failed.json in their folders)\n")
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_main(main))

@@ -1,0 +1,118 @@
+"""A tiny sweep (resume, skip-on-rerun), the report on it, and every bad input: one line, exit 2."""
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from fastreg import report, sweep
+from fastreg.cli import run_main
+from helpers import make_bank_file, make_npz_data
+
+TRAIN = ["--eval-size", "50", "--batch-size", "50"]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sweep")
+    data = make_npz_data(tmp / "data")
+    bank = make_bank_file(tmp / "bank.safetensors")
+    base = ["--sizes", "20", "--methods", "baseline,adv1", "--seeds", "0,1", "--width", "0.125",
+            "--epochs", "2", "--data-root", str(data), "--bank", str(bank), "--device", "cpu"]
+    out = tmp / "runs"
+    assert run_main(sweep.main, base + ["--out", str(out), "--", *TRAIN]) == 0
+    return tmp, data, bank, base, out
+
+
+def _log(out):
+    return [json.loads(l) for l in (out / "sweep_log.jsonl").read_text().splitlines()]
+
+
+def test_sweep_layout_skip_and_resume(setup, capsys):
+    tmp, data, bank, base, out = setup
+    runs = [out / "n20" / m / f"s{s}" for m in ("baseline", "adv1") for s in (0, 1)]
+    for d in runs:
+        final = json.loads((d / "final.json").read_text())
+        assert final["seed"] == final["data_seed"] == int(d.name[1:]) and final["epochs"] == 2
+    assert json.loads((out / "n20/adv1/s1/config.json").read_text())["lam"] == 1.0
+    assert json.loads((out / "n20/baseline/s0/config.json").read_text())["lam"] == 0.0
+    assert [r["status"] for r in _log(out)] == ["done"] * 4
+    stamps = {d: (d / "checkpoint.pt").stat().st_mtime_ns for d in runs}
+    argv = base + ["--out", str(out), "--", *TRAIN]
+    assert run_main(sweep.main, argv) == 0                        # all finished: nothing retrained
+    assert {d: (d / "checkpoint.pt").stat().st_mtime_ns for d in runs} == stamps and len(_log(out)) == 4
+    (runs[1] / "final.json").unlink()                             # checkpoint, no final.json: resume
+    capsys.readouterr()
+    assert run_main(sweep.main, ["--dry-run", *argv]) == 0
+    plan = capsys.readouterr().out
+    assert "resume  " in plan and "--resume" in plan and "1 to run" in plan
+    assert run_main(sweep.main, argv) == 0
+    assert _log(out)[-1]["status"] == "resumed" and (runs[1] / "final.json").exists()
+    capsys.readouterr()
+    assert run_main(sweep.main, base + ["--out", str(out), "--epochs", "3"]) == 2   # other settings
+    assert "other settings" in capsys.readouterr().err
+
+
+def test_report(setup, tmp_path):
+    tmp, data, bank, base, out = setup
+    root = tmp_path / "runs"
+    shutil.copytree(out, root)
+    shutil.copytree(root / "n20/adv1/s1", root / "n20/adv1/s2")
+    (root / "n20/adv1/s2/failed.json").write_text("{}")          # a failed run: listed, not averaged
+    md = tmp_path / "docs" / "results.md"
+    assert run_main(report.main, [str(root), "--out", str(md)]) == 0
+    text = md.read_text()
+    assert "| 20 | baseline | conv1 | 2 | 0,1 |" in text and "| 20 | adv1 | conv1 | 2 | 0,1 |" in text
+    assert "| 20 | adv1 | conv1 | 0,1 (2) |" in text                # paired difference row
+    assert "failed" in text and "python -m fastreg.sweep" in text and "External reference" in text
+    assert "nan" not in text.lower().replace("nanogpt", "")
+    for f in ("results_acc_vs_size.png", "results_filters.png", "results_training.png"):
+        assert (md.parent / "figures" / f).stat().st_size > 1000
+
+
+def _bad_cases(tmp, data, bank, base):
+    (tmp / "empty").mkdir(exist_ok=True)
+    B = base[6:]          # everything but sizes / methods / seeds
+    return [
+        (sweep, ["--methods", "baseline,adv2", *B], "unknown method"),
+        (sweep, ["--sizes", "abc", *B], "--sizes"),
+        (sweep, ["--sizes", "0", *B], "--sizes"),
+        (sweep, ["--sizes", "15", *B], "not divisible"),
+        (sweep, ["--sizes", "5000", *B], "target pool has"),
+        (sweep, ["--seeds", "0,0", *B], "--seeds"),
+        (sweep, ["--sizes", "20", "--reg-layers", "conv9", *B], "unknown reg-layer"),
+        (sweep, ["--sizes", "20", *B, "--", "--seed", "3"], "set by the sweep"),
+        (sweep, ["--sizes", "20", *B, "--", "--lambda", "2"], "set by the sweep"),
+        (sweep, ["--sizes", "20", "--data-root", str(tmp / "nodata"), "--bank", str(bank)], "no cifar10"),
+        (sweep, ["--sizes", "20", "--data-root", str(data), "--bank", str(tmp / "nobank.safetensors")],
+         "no such bank"),
+        (report, [str(tmp / "empty")], "no finished runs"),
+        (report, [str(tmp / "missing")], "no such runs folder"),
+    ]
+
+
+def test_bad_input_one_line_exit_2_nothing_written(setup, tmp_path, capsys, monkeypatch):
+    tmp, data, bank, base, out = setup
+    monkeypatch.setenv("FASTREG_OFFLINE", "1")
+    for i, (mod, argv, msg) in enumerate(_bad_cases(tmp_path, data, bank, base)):
+        dest = tmp_path / f"out{i}"
+        argv = argv + ["--out", str(dest / "r.md" if mod is report else dest)] if "--" not in argv else \
+            argv[:argv.index("--")] + ["--out", str(dest)] + argv[argv.index("--"):]
+        rc = run_main(mod.main, argv)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(err) == 1 and msg in err[0], (argv, err)
+        assert not dest.exists(), argv
+    with pytest.raises(SystemExit) as e:                           # a bad train arg after --
+        run_main(sweep.main, base[6:] + ["--sizes", "20", "--out", str(tmp_path / "o"), "--", "--lr", "-1"])
+    assert e.value.code == 2 and len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_subprocess_bad_input_has_no_traceback(tmp_path):
+    for mod in ("fastreg.sweep", "fastreg.report"):
+        args = ["--methods", "nope"] if mod == "fastreg.sweep" else [str(tmp_path)]
+        r = subprocess.run([sys.executable, "-m", mod, *args, "--out", str(tmp_path / "o")],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "o").exists()
