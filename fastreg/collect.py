@@ -48,6 +48,9 @@ def parse_args(argv: Sequence[str] | None):
     p.add_argument("--layers", default="conv1,conv2,conv3,conv4", help="conv layers to bank")
     p.add_argument("--out", default=None, help="output folder (default runs/collect-DATASET)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
+    p.add_argument("--resume", action="store_true",
+                   help="accepted for symmetry: rerunning the same command always resumes "
+                        "(finished seeds are loaded, an interrupted seed continues from its checkpoint)")
     p.add_argument("--limit-train", type=positive_int, default=None, help=argparse_hide())
     return p.parse_args(argv)
 
@@ -112,8 +115,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .data import Split
         sel = torch.linspace(0, train.x.shape[0] - 1, min(a.limit_train, train.x.shape[0])).long()
         train = Split(train.x[sel.to(device)], train.y[sel.to(device)], train.index[sel.numpy()])
+    plan = {"dataset": a.dataset, **recipe, "limit_train": a.limit_train}
+    if (out / "recipe.json").exists():
+        old = read_json(out / "recipe.json")
+        diff = sorted(k for k in plan if old.get(k) != plan[k])
+        if diff:
+            raise UsageError(f"{out} holds source models trained with other settings ({', '.join(diff)}); "
+                             f"choose another --out")
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "recipe.json", {"dataset": a.dataset, "seeds": seeds, **recipe})
+    atomic_write_json(out / "recipe.json", plan)
     models, results = [], []
     for i, seed in enumerate(tqdm(seeds, desc="source models", unit="seed")):
         m, r = train_seed(seed, recipe, (train, test), num_classes, device, out / f"seed{seed}", i)

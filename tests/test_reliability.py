@@ -170,3 +170,33 @@ def test_resume_with_other_settings_refused(setup, tmp_path, capsys):
     capsys.readouterr()
     assert run_main(train.main, base + ["--resume", "--lambda", "3"]) == 2
     assert "different settings" in capsys.readouterr().err
+
+
+def test_collect_sigkill_resume_same_bank(setup, tmp_path):
+    data, _ = setup
+    base = [sys.executable, "-m", "fastreg.collect", "--data-root", str(data), "--preset", "tiny",
+            "--seeds", "0,1", "--epochs", "4", "--layers", "conv1"]
+    a, c = tmp_path / "a", tmp_path / "c"
+    subprocess.run(base + ["--out", str(a)], env=ENV, check=True, capture_output=True, timeout=300)
+    rng = random.Random(int(time.time()))
+    kills = 0
+    for attempt in range(20):
+        if (c / "bank.safetensors").exists():
+            break
+        p = subprocess.Popen(base + ["--out", str(c)], env=ENV, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE)
+        if kills < 2:
+            deadline = time.time() + 200
+            while p.poll() is None and time.time() < deadline and not list(c.glob("seed*/checkpoint.pt")):
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.0, 0.5))
+            if p.poll() is None:
+                p.send_signal(signal.SIGKILL)
+                kills += 1
+        _, err = p.communicate(timeout=300)
+        assert p.returncode in (0, -signal.SIGKILL), err
+    assert kills >= 1
+    from fastreg.bank import KernelBank
+    ba, bc = KernelBank.load(a / "bank.safetensors"), KernelBank.load(c / "bank.safetensors")
+    assert torch.equal(ba.layers["conv1"], bc.layers["conv1"])
+    assert ba.meta["source_test_acc"] == bc.meta["source_test_acc"]
