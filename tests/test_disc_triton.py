@@ -114,14 +114,15 @@ CASES = [  # id, k, B, hidden, norm, loss, d_target, g_target
 ]
 
 
+@pytest.mark.parametrize("variant", ["fused", "chunked"])
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_fused_matches_reference_and_eager(case):
+def test_fused_matches_reference_and_eager(case, variant):
     _, k, B, hidden, norm, loss, d_t, g_t = case
     disc = make_disc(k, hidden, norm, loss, seed=B)
     torch.manual_seed(B + 1)
     x = torch.randn(B, k, k, device=DEV) * 0.5 + 0.1 * torch.randn(k * k, device=DEV).view(k, k)
     ref = reference(x, disc, d_t, g_t)
-    out = disc_step_triton(x, disc, d_t, g_t, block_b=16 if B == 17 else 0)
+    out = disc_step_triton(x, disc, d_t, g_t, block_b=16 if B == 17 else 0, variant=variant)
     assert out.logits.shape == (B,) and out.d_loss.shape == ()
     assert [g.shape for g in out.d_grads] == [p.shape for p in disc.parameters()]
     assert_close(out, ref, TOL_IEEE, d_t, g_t)
@@ -168,24 +169,26 @@ def test_hinge_margin_subgradient_is_zero(d_target, bias):
     assert_close(out, reference(x, disc, d_target, 1.0), TOL_IEEE, d_target, 1.0)
 
 
-def test_deterministic_bitwise():
+@pytest.mark.parametrize("variant", ["fused", "chunked"])
+def test_deterministic_bitwise(variant):
     disc = make_disc(5, (32, 32), "batch", "ns")
     x = torch.randn(300, 5, 5, device=DEV)
-    a = disc_step_triton(x, disc, 0.0, 1.0, block_b=32, num_programs=4)
-    b = disc_step_triton(x, disc, 0.0, 1.0, block_b=32, num_programs=4)
+    a = disc_step_triton(x, disc, 0.0, 1.0, block_b=32, num_programs=4, variant=variant)
+    b = disc_step_triton(x, disc, 0.0, 1.0, block_b=32, num_programs=4, variant=variant)
     for u, v in zip([a.logits, a.d_loss, a.g_loss, a.g_grad, *a.d_grads],
                     [b.logits, b.d_loss, b.g_loss, b.g_grad, *b.d_grads]):
         assert torch.equal(u, v)
 
 
-def test_grid_shape_does_not_change_result():
+@pytest.mark.parametrize("variant", ["fused", "chunked"])
+def test_grid_shape_does_not_change_result(variant):
     """1 program looping over every tile vs several programs + partial sum."""
     disc = make_disc(3, (32,), "batch", "hinge")
     x = torch.randn(200, 3, 3, device=DEV)
     ref = reference(x, disc, 1.0, 1.0)
     for n in (1, 3):
-        assert_close(disc_step_triton(x, disc, 1.0, 1.0, block_b=16, num_programs=n), ref,
-                     TOL_IEEE, 1.0, 1.0)
+        out = disc_step_triton(x, disc, 1.0, 1.0, block_b=16, num_programs=n, variant=variant)
+        assert_close(out, ref, TOL_IEEE, 1.0, 1.0)
 
 
 def test_reference_can_fail():
@@ -203,7 +206,7 @@ def _op_args(norm="batch", g_target=1.0):
     disc = make_disc(3, (32,), norm, "ns")
     x = torch.randn(20, 9, device=DEV)
     params = [p.detach() for p in disc.parameters()]
-    return (x, params, norm, "ns", 0.2, 1e-5, 0.0, g_target, False, 0, 0)
+    return (x, params, norm, "ns", 0.2, 1e-5, 0.0, g_target, False, 0, 0, "auto")
 
 
 @pytest.mark.parametrize("norm,g_target", [("batch", 1.0), ("kernel", None)])
@@ -244,12 +247,13 @@ SHAPES = {"S1": (384, 7), "S2": (32768, 5), "S3": (1 << 20, 3)}
 @pytest.mark.cuda
 @pytest.mark.parametrize("shape", list(SHAPES))
 @pytest.mark.parametrize("norm,loss", [("batch", "ns"), ("kernel", "hinge")])
-def test_cuda_shapes_vs_reference(shape, norm, loss):
+@pytest.mark.parametrize("variant", ["fused", "chunked"])
+def test_cuda_shapes_vs_reference(shape, norm, loss, variant):
     B, k = SHAPES[shape]
     disc = make_disc(k, (128, 128), norm, loss)
     x = torch.randn(B, k, k, device="cuda")
     for d_t, g_t in [(0.0, 1.0), (1.0, None)]:
-        out = disc_step_triton(x, disc, d_t, g_t)
+        out = disc_step_triton(x, disc, d_t, g_t, variant=variant)
         assert_close(out, reference(x, disc, d_t, g_t), TOL_IEEE, d_t, g_t)
 
 
@@ -264,7 +268,8 @@ def test_cuda_tf32(shape):
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("k,hidden", [(11, (256,)), (3, (16, 16, 16)), (11, (128, 64, 32))])
+@pytest.mark.parametrize("k,hidden", [(11, (256,)), (3, (256, 256)), (3, (16, 16, 16)),
+                                      (11, (128, 128, 128)), (7, (128, 64, 32))])
 def test_cuda_widths(k, hidden):
     disc = make_disc(k, hidden, "batch", "ns")
     x = torch.randn(5000, k, k, device="cuda")

@@ -24,6 +24,20 @@ _alloc = torch.empty
 
 STATS_BLOCK = 256  # rows per tile of the batch-norm stats pass
 DX_BLOCK = 128     # rows per program of the batch-norm dx pass
+CHUNK = 32         # column chunk of the wide-layer (chunked) kernel
+
+
+def _has_maxnreg() -> bool:
+    # Without maxnreg, ptxas picked 32 registers + ~14 KB/thread of spills for the
+    # fused kernel at (128, 128) (sm_90 AOT compile); 255 cut the stack to ~2.5 KB.
+    try:
+        from triton.backends.nvidia.compiler import CUDAOptions
+        return "maxnreg" in CUDAOptions.__dataclass_fields__
+    except Exception:
+        return False
+
+
+_HAS_MAXNREG = _has_maxnreg()
 
 
 def _p2(n: int) -> int:
@@ -47,11 +61,13 @@ def flat_size(D: int, param_numels: Sequence[int], batch_norm: bool) -> int:
 
 def launch(x: torch.Tensor, params: Sequence[torch.Tensor], norm: str, loss: str,
            slope: float, eps: float, d_target: float, g_target: Optional[float],
-           tf32: bool = False, block_b: int = 0, num_programs: int = 0):
+           tf32: bool = False, block_b: int = 0, num_programs: int = 0, variant: str = "auto"):
     """Run the kernels on ``x`` ``[B, D]`` (float32, contiguous).
 
     Returns ``(logits [B], flat, g_grad [B, D] or [0])`` where ``flat`` holds the
     D grads flattened in ``disc.parameters()`` order, then d_loss, g_loss.
+    ``variant``: "fused" keeps whole-width tiles in registers (padded widths <= 128),
+    "chunked" streams activations through scratch (any width); "auto" picks.
     """
     B, D = x.shape
     bn = norm == "batch"
@@ -95,15 +111,36 @@ def launch(x: torch.Tensor, params: Sequence[torch.Tensor], norm: str, loss: str
 
     w = ws + [ws[0], ws[1]] * (3 - L)  # dummy pointers for absent layers
     gam, bet = (params[0], params[1]) if bn else (x, x)
-    K._disc_main_kernel[(P,)](
-        x, gam, bet, w[0], w[1], w[2], w[3], w[4], w[5], ws[-2], ws[-1],
-        stats, Ps, musd, logits, g_grad if has_g else logits, part,
-        B, n_tiles, float(d_target), float(g_target or 0.0), float(slope), float(eps),
-        D=D, DP=DP, H1=H[0], H1P=_p2(H[0]), H2=H[1], H2P=_p2(H[1]), H3=H[2], H3P=_p2(H[2]),
+    HP = [_p2(h) for h in H]
+    if variant == "auto":
+        variant = "chunked" if max(HP) > 128 else "fused"
+    common = dict(
+        D=D, DP=DP, H1=H[0], H1P=HP[0], H2=H[1], H2P=HP[1], H3=H[2], H3P=HP[2],
         HL=hidden[-1], HLP=_p2(hidden[-1]), L=L, BATCH_NORM=bn, HINGE=loss == "hinge",
-        HAS_G=has_g, BLOCK_B=BB, STAT_BLOCK=16, PREC="tf32" if tf32 else "ieee",
-        TOTAL=total, **offs, num_warps=8 if max(hidden) >= 128 else 4,
-        num_stages=1)  # no pipelining: W tiles are L2-resident; 3 stages ~doubled smem
+        HAS_G=has_g, BLOCK_B=BB, STAT_BLOCK=16, PREC="tf32" if tf32 else "ieee", TOTAL=total,
+        **offs, num_stages=1,  # no pipelining: W tiles are L2-resident; 3 stages ~doubles smem
+        **({} if interp or not _HAS_MAXNREG else {"maxnreg": 255}))
+    args = (x, gam, bet, w[0], w[1], w[2], w[3], w[4], w[5], ws[-2], ws[-1],
+            stats, Ps, musd, logits, g_grad if has_g else logits, part)
+    scalars = (B, n_tiles, float(d_target), float(g_target or 0.0), float(slope), float(eps))
+    if variant == "fused":
+        K._disc_main_kernel[(P,)](*args, *scalars, **common,
+                                  num_warps=8 if max(hidden) >= 128 else 4)
+    elif variant == "chunked":
+        sc = {"OFF_A1": BB * DP}
+        sc["OFF_A2"] = sc["OFF_A1"] + BB * HP[0]
+        sc["OFF_A3"] = sc["OFF_A2"] + (BB * HP[1] if L >= 2 else 0)
+        sc["OFF_AL"] = sc[f"OFF_A{L}"]
+        sc["OFF_JA"] = sc["OFF_A3"] + (BB * HP[2] if L >= 3 else 0)
+        sc["JW"] = max(HP[:L])
+        sc["OFF_JB"] = sc["OFF_JA"] + BB * sc["JW"]
+        sc["SCR"] = sc["OFF_JB"] + BB * sc["JW"]
+        scratch = _alloc((P, sc["SCR"]), device=x.device, dtype=torch.float32)
+        c = [min(CHUNK, n) for n in [DP, *HP, _p2(hidden[-1])]]
+        K._disc_chunked_kernel[(P,)](*args, scratch, *scalars, **common, **sc, CD=c[0], C1=c[1],
+                                     C2=c[2], C3=c[3], CL=c[4], num_warps=4)
+    else:
+        raise ValueError(f"variant must be auto, fused or chunked, got {variant!r}")
     red = part[0] if P == 1 else part.sum(0)  # fixed-order reduction: deterministic
     if bn and has_g:
         K._bn_dx_kernel[(triton.cdiv(B, DX_BLOCK),)](
@@ -114,18 +151,20 @@ def launch(x: torch.Tensor, params: Sequence[torch.Tensor], norm: str, loss: str
 
 def disc_step_triton(x: torch.Tensor, disc, d_target: float = 0.0,
                      g_target: Optional[float] = 1.0, tf32: bool = False,
-                     block_b: int = 0, num_programs: int = 0) -> DiscStepOutput:
+                     block_b: int = 0, num_programs: int = 0,
+                     variant: str = "auto") -> DiscStepOutput:
     """SPEC §3 disc step from one fused forward over ``x`` (float32 math).
 
     ``block_b`` / ``num_programs`` (0 = auto) are tuning knobs: rows per tile and
-    the persistent grid size (more programs = more partials to sum).
+    the persistent grid size (more programs = more partials to sum); ``variant``
+    forces the "fused" (register) or "chunked" (wide-layer) kernel.
     """
     params = [p.detach().float() for p in disc.parameters()]
     x2 = x.detach().reshape(x.shape[0], -1).float()
     logits, flat, g = torch.ops.fastreg.disc_step_fused(
         x2, params, disc.norm, disc.loss, float(disc.slope), float(disc.eps), float(d_target),
         None if g_target is None else float(g_target), bool(tf32), int(block_b),
-        int(num_programs))
+        int(num_programs), str(variant))
     grads, off = [], 0
     for p in params:
         grads.append(flat[off:off + p.numel()].view(p.shape))
