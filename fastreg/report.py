@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from .bank import BankError, KernelBank
 from .cli import Parser, UsageError, run_main
 from .filter_metrics import judge_auc, low_freq_energy, mmd_rbf
-from .io_util import UnsafeCheckpoint, atomic_write_bytes, read_json, safe_torch_load
+from .io_util import UnsafeCheckpoint, atomic_write_bytes, atomic_write_json, read_json, safe_torch_load
 from .sweep import METHODS, method_of
 
 # settings that, when they differ between runs of one train size, split cells
@@ -148,10 +148,11 @@ def _sweep_info(root: Path, runs: list[Run]) -> tuple[list[str], list[str], floa
     return cmds, devs, total, known
 
 
-def conv1_kernels(d: Path) -> torch.Tensor:
-    """Final conv1 kernels ``[O*I, k, k]`` from a run's checkpoint (weights-only load)."""
+def conv1_kernels(d: Path, flat: bool = True) -> torch.Tensor:
+    """Final conv1 kernels ``[O*I, k, k]`` (or the weight ``[O, I, k, k]``) from a run's
+    checkpoint (weights-only load)."""
     w = safe_torch_load(d / "checkpoint.pt")["model"]["conv1.weight"].float()
-    return w.reshape(-1, w.shape[-2], w.shape[-1])
+    return w.reshape(-1, w.shape[-2], w.shape[-1]) if flat else w
 
 
 def filter_metrics(r: Run, bank: torch.Tensor | None) -> None:
@@ -255,18 +256,21 @@ def figures(cells: dict, ok: list[Run], bank: torch.Tensor | None, fig_dir: Path
         panels.append(("bank sample", bank[torch.randperm(len(bank), generator=g)[:64]]))
     for kind in ("baseline", "regularized", "bank-initialized"):
         if pick[kind] is not None:
-            w = safe_torch_load(pick[kind].dir / "checkpoint.pt")["model"]["conv1.weight"]
-            panels.append((f"{kind} conv1\n({pick[kind].label})", w))
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6), squeeze=False)
-    for ax, (title, w) in zip(axes[0], panels):
-        tiles, rgb = kernel_tiles(w, 64)
-        img = _grid(tiles, int(np.ceil(np.sqrt(len(tiles)))), fill=1.0 if rgb else 0.0)
-        ax.imshow(np.clip(img, 0, 1) if rgb else img, cmap=None if rgb else "RdBu_r", vmin=-1, vmax=1,
-                  interpolation="nearest")
-        ax.set_title(title, fontsize=8)
-        ax.set_axis_off()
-    fig.suptitle(f"conv1 filters, n={n}, seed {seed}", fontsize=9)
-    out[f"{stem}_filters.png"] = _png(fig)
+            try:
+                panels.append((f"{kind} conv1\n({pick[kind].label})", conv1_kernels(pick[kind].dir, flat=False)))
+            except (UnsafeCheckpoint, KeyError, TypeError):
+                pass
+    if panels:
+        fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6), squeeze=False)
+        for ax, (title, w) in zip(axes[0], panels):
+            tiles, rgb = kernel_tiles(w, 64)
+            img = _grid(tiles, int(np.ceil(np.sqrt(len(tiles)))), fill=1.0 if rgb else 0.0)
+            ax.imshow(np.clip(img, 0, 1) if rgb else img, cmap=None if rgb else "RdBu_r", vmin=-1, vmax=1,
+                      interpolation="nearest")
+            ax.set_title(title, fontsize=8)
+            ax.set_axis_off()
+        fig.suptitle(f"conv1 filters, n={n}, seed {seed}", fontsize=9)
+        out[f"{stem}_filters.png"] = _png(fig)
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
     for r in sorted(at, key=lambda r: _order(r.label)):
@@ -279,7 +283,8 @@ def figures(cells: dict, ok: list[Run], bank: torch.Tensor | None, fig_dir: Path
         ax.set_title(key, fontsize=9)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    if axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend(fontsize=7)
     fig.suptitle(f"discriminator / generator over training, n={n}, seed {seed}", fontsize=9)
     out[f"{stem}_training.png"] = _png(fig)
     return out
@@ -315,6 +320,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     root, out = Path(a.runs_dir), Path(a.out)
     if not root.is_dir():
         raise UsageError(f"{root}: no such runs folder")
+    if out.suffix == ".json":
+        raise UsageError(f"--out {out}: the Markdown file must not end in .json (per-run values go there)")
     runs = discover(root)
     ok = [r for r in runs if r.status == "ok"]
     if not ok:
@@ -331,7 +338,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cmds, devs, wall, known = _sweep_info(root, runs)
 
     L = ["# Results: adversarial filter regularization", "",
-         f"Generated {time.strftime('%Y-%m-%d %H:%M')} by `python -m fastreg.report {shlex.join(argv or sys.argv[1:])}` "
+         f"Generated {time.strftime('%Y-%m-%d %H:%M')} by "
+         f"`python -m fastreg.report {shlex.join(argv or sys.argv[1:])}` "
          f"from {len(runs)} run folders under `{root}`.", "", "**Commands**", "", "```bash",
          *(cmds or ["# (no sweep_log.jsonl found: runs were not started by fastreg.sweep)"]), "```", "",
          f"**Device**: {', '.join(devs)}  ", f"**Total training wall time**: {wall / 3600:.2f} h "
@@ -397,12 +405,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     figs = figures(cells, ok, bank, fig_dir, out.stem)
     L += ["", "## Figures", ""]
     L += [f"![{name}](figures/{name})" for name in figs]
+    L += ["", f"Per-run values: `{out.with_suffix('.json').name}`."]
     L += ["", f"_Report computed in {time.time() - t0:.0f} s._", ""]
     text = "\n".join(L)
     if re.search(r"(?<![\w/.`-])(nan|inf)(?![\w/.`-])", text, re.I):
         raise RuntimeError("refusing to write NaN/Inf into the report")
+    rows = [{"run": str(r.dir), "train_size": r.size, "method": r.label, "reg_layers": r.layers,
+             "seed": r.seed, "status": r.status, "test_acc": r.final.get("test_acc") if r.status == "ok" else None,
+             "wall_time_s": r.wall, **{k: v for k, v in r.metrics.items() if _finite(v)}} for r in runs]
     for name, data in figs.items():
         atomic_write_bytes(fig_dir / name, data)
+    atomic_write_json(out.with_suffix(".json"), {"runs": rows})
     atomic_write_bytes(out, text.encode())
     print(f"wrote {out} ({len(keys)} cells, {len(ok)} runs, {len(bad)} not counted) and {len(figs)} figures "
           f"in {fig_dir}")

@@ -8,6 +8,7 @@ skipped until that file is deleted. Per-run wall time and the command go to
 """
 from __future__ import annotations
 
+import json
 import platform
 import shlex
 import sys
@@ -45,7 +46,8 @@ def build_parser() -> Parser:
     p.add_argument("--sizes", default="100,500,1000,5000", help="comma-separated train sizes")
     p.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of: {', '.join(METHODS)}")
     p.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds (data seed = seed)")
-    p.add_argument("--reg-layers", default="conv1", help="regularized / bank-initialized layers")
+    p.add_argument("--reg-layers", default="conv1",
+                   help="regularized / bank-initialized layers (give each variant its own --out)")
     p.add_argument("--width", type=positive_float, default=None, help="classifier channel multiplier")
     p.add_argument("--amp", action="store_true", help="bf16 autocast")
     p.add_argument("--bank", default=None, help=f"bank file (default: {DEFAULT_BANK.name} in the package)")
@@ -184,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                "device_name": dev_name, "cmd": cmd, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
         if status != "failed":
             row["test_acc"] = read_json(d / "final.json")["test_acc"]
-        rows = [__import__("json").loads(l) for l in log_path.read_text().splitlines() if l.strip()] \
+        rows = [json.loads(l) for l in log_path.read_text().splitlines() if l.strip()] \
             if log_path.exists() else []
         atomic_write_jsonl(log_path, rows + [row])
         bar.update(1)

@@ -67,6 +67,7 @@ def test_report(setup, tmp_path):
     assert "| 20 | adv1 | conv1 | 0,1 (2) |" in text                # paired difference row
     assert "failed" in text and "python -m fastreg.sweep" in text and "External reference" in text
     assert "nan" not in text.lower().replace("nanogpt", "")
+    assert json.loads((md.parent / "results.json").read_text())["runs"][0]["status"] in ("ok", "failed")
     for f in ("results_acc_vs_size.png", "results_filters.png", "results_training.png"):
         assert (md.parent / "figures" / f).stat().st_size > 1000
 
