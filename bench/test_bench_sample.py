@@ -43,7 +43,9 @@ def test_sample(benchmark, banks, n, k, impl):
         pytest.skip("fastreg._C not built")
     bank = banks[k]
     benchmark.group = f"sample-n{n}-k{k}"
-    benchmark.extra_info.update(device=DEVICE, bank_n=BANK_N, bytes_out=n * k * k * 4)
+    benchmark.extra_info.update(impl=impl, device=DEVICE, bank_n=BANK_N, bytes_out=n * k * k * 4)
+    if CUDA:
+        benchmark.extra_info["gpu"] = torch.cuda.get_device_name()
     if impl == "native":
         def fn():
             out = OP(bank, n, 1234, 0)[0]

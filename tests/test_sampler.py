@@ -37,6 +37,8 @@ def _cases(count: int, max_N: int = 3000):
 
 
 def _bank(N, k=3, dtype=torch.float32, device="cpu"):
+    if not dtype.is_floating_point:
+        return torch.randint(0, 256, (N, k, k), dtype=dtype).to(device)
     return torch.randn(N, k, k, dtype=torch.float64).mul(100).to(dtype).to(device)
 
 
@@ -51,13 +53,13 @@ def _chi2_p(idx: torch.Tensor, N: int, bins: int) -> float:
 # --------------------------------------------------------------------- pure torch path
 @pytest.mark.parametrize("N,bins", [(17, 17), (1000, 1000), (2**31 + 1, 64), (2**32 - 1, 64)])
 def test_uniform_torch(N, bins):
-    for seed in (0, 1, -7):
-        assert _chi2_p(sample_indices_torch(200_000, N, seed, 5), N, bins) > 1e-4
+    for seed in (0, -7):
+        assert _chi2_p(sample_indices_torch(100_000, N, seed, 5), N, bins) > 1e-4
 
 
 def test_chi2_detects_modulo_bias():
     """The uniformity test can fail: plain ``w % N`` for N = 3*2^30 is visibly biased."""
-    j = torch.arange(200_000, dtype=torch.int64)
+    j = torch.arange(50_000, dtype=torch.int64)
     w = philox4x32_10(j, torch.zeros_like(j), torch.zeros_like(j), torch.zeros_like(j), 1, 0)[0]
     N = 3 * 2**30
     assert _chi2_p(w % N, N, 64) < 1e-6
@@ -97,8 +99,8 @@ def test_native_cpu_matches_torch(n, N, seed, offset):
 @native
 def test_native_many_draws_parallel():
     """Large n spans many parallel_for chunks; each draw still depends only on its counter."""
-    k, i = OP(_bank(50), 300_001, 99, 2**40)
-    assert torch.equal(i, sample_indices_torch(300_001, 50, 99, 2**40))
+    k, i = OP(_bank(50), 150_001, 99, 2**40)
+    assert torch.equal(i, sample_indices_torch(150_001, 50, 99, 2**40))
 
 
 @native
