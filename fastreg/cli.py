@@ -36,7 +36,8 @@ def run_main(main: Callable[[Sequence[str] | None], int | None],
         sys.stderr.write(f"error: {e}\n")
         return 3
     except KeyboardInterrupt:
-        sys.stderr.write("interrupted; rerun with --resume to continue from the last checkpoint\n")
+        sys.stderr.write("interrupted; train: rerun with --resume; collect and sweep: rerun the "
+                         "same command (both resume from the last checkpoint)\n")
         return 130
 
 
