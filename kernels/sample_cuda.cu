@@ -75,7 +75,7 @@ std::tuple<at::Tensor, at::Tensor> sample_kernels_cuda(const at::Tensor& bank_in
   at::Tensor idx = at::empty({n}, bank.options().dtype(at::kLong));
   if (n == 0) return {kernels, idx};
   const size_t row_bytes = static_cast<size_t>(bank.size(1) * bank.size(2)) * bank.element_size();
-  TORCH_CHECK(row_bytes * kTile < (size_t{1} << 32),
+  TORCH_CHECK(row_bytes * kTile <= (size_t{1} << 31),  // tile offsets u + kTile fit in uint32
               "fastreg::sample_kernels: kernel rows of ", row_bytes, " bytes are too large");
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   int64_t* ip = idx.mutable_data_ptr<int64_t>();
