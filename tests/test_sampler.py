@@ -174,6 +174,14 @@ def test_opcheck_and_autograd():
     assert torch.equal(bank.grad, ref.grad)
 
 
+@native
+def test_torch_compile_traces_op():
+    """The fake kernel lets dynamo/AOT trace the op into one graph (no graph break)."""
+    bank = _bank(40, 5)
+    fn = torch.compile(lambda b: OP(b, 33, 7, 1)[0] * 2, backend="aot_eager", fullgraph=True)
+    assert torch.equal(fn(bank), OP(bank, 33, 7, 1)[0] * 2)
+
+
 # --------------------------------------------------------------------- CUDA
 @native
 @pytest.mark.cuda
