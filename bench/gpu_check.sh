@@ -11,6 +11,7 @@ PY=${PYTHON:-python3}
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
 export MAX_JOBS=${MAX_JOBS:-16}
+export FASTREG_REQUIRE_EXT=1   # a failed compile must fail build_ext, so the JIT path is tried
 t0=$(date +%s)
 {
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
