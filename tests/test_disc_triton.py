@@ -201,6 +201,22 @@ def test_reference_can_fail():
         assert_close(disc_step_triton(x, disc, 0.0, 1.0), ref, TOL_IEEE, 0.0, 1.0)
 
 
+def test_tf32_flag_path():
+    """tf32=True compiles/runs (under the interpreter the dot stays fp32; CUDA tests check 5e-3)."""
+    disc = make_disc(5, (32, 32), "batch", "ns")
+    x = torch.randn(40, 5, 5, device=DEV)
+    assert_close(disc_step_triton(x, disc, 0.0, 1.0, tf32=True), reference(x, disc, 0.0, 1.0),
+                 TOL_TF32, 0.0, 1.0)
+
+
+def test_bad_arguments_raise():
+    disc = make_disc(3, (16,), "kernel", "ns")
+    with pytest.raises(ValueError, match="variant"):
+        disc_step_triton(torch.randn(8, 3, 3, device=DEV), disc, variant="nope")
+    with pytest.raises(ValueError, match="empty"):
+        disc_step_triton(torch.randn(0, 3, 3, device=DEV), disc)
+
+
 # ------------------------------------------------------------ torch.library op
 def _op_args(norm="batch", g_target=1.0):
     disc = make_disc(3, (32,), norm, "ns")

@@ -70,6 +70,10 @@ def launch(x: torch.Tensor, params: Sequence[torch.Tensor], norm: str, loss: str
     "chunked" streams activations through scratch (any width); "auto" picks.
     """
     B, D = x.shape
+    if B == 0:
+        raise ValueError("disc step on an empty batch")
+    if variant not in ("auto", "fused", "chunked"):
+        raise ValueError(f"variant must be auto, fused or chunked, got {variant!r}")
     bn = norm == "batch"
     has_g = g_target is not None
     ws = list(params[2:] if bn else params)
@@ -139,8 +143,6 @@ def launch(x: torch.Tensor, params: Sequence[torch.Tensor], norm: str, loss: str
         c = [min(CHUNK, n) for n in [DP, *HP, _p2(hidden[-1])]]
         K._disc_chunked_kernel[(P,)](*args, scratch, *scalars, **common, **sc, CD=c[0], C1=c[1],
                                      C2=c[2], C3=c[3], CL=c[4], num_warps=4)
-    else:
-        raise ValueError(f"variant must be auto, fused or chunked, got {variant!r}")
     red = part[0] if P == 1 else part.sum(0)  # fixed-order reduction: deterministic
     if bn and has_g:
         K._bn_dx_kernel[(triton.cdiv(B, DX_BLOCK),)](
@@ -160,7 +162,7 @@ def disc_step_triton(x: torch.Tensor, disc, d_target: float = 0.0,
     forces the "fused" (register) or "chunked" (wide-layer) kernel.
     """
     params = [p.detach().float() for p in disc.parameters()]
-    x2 = x.detach().reshape(x.shape[0], -1).float()
+    x2 = x.detach().reshape(x.shape[0], disc.dim).float()
     logits, flat, g = torch.ops.fastreg.disc_step_fused(
         x2, params, disc.norm, disc.loss, float(disc.slope), float(disc.eps), float(d_target),
         None if g_target is None else float(g_target), bool(tf32), int(block_b),
