@@ -27,6 +27,7 @@ SHAPES = {"S1": (384, 384, 7), "S2": (32768, 32768, 5), "S3": (1 << 20, 1 << 20,
 ROUNDS = {"S1": 30, "S2": 15, "S3": 8}
 # max-autotune compiles for minutes per shape on CUDA; bench/gpu_check.sh gives all of
 # bench/ ~4 minutes, so on CUDA it is opt-in: FASTREG_BENCH_COMPILE_MODES=default,max-autotune
+# ("none" skips the compile baseline).
 COMPILE_MODES = os.environ.get(
     "FASTREG_BENCH_COMPILE_MODES", "default" if HAS_CUDA else "default,max-autotune").split(",")
 
@@ -121,6 +122,8 @@ def _time_mode(disc, mode: str, real, fake) -> float:
 @pytest.mark.parametrize("shape", list(SHAPES))
 def test_compile(benchmark, shape):
     """Best of COMPILE_MODES (picked by a short pre-timing, recorded in extra_info)."""
+    if COMPILE_MODES == ["none"]:
+        pytest.skip("FASTREG_BENCH_COMPILE_MODES=none")
     disc, real, fake = _setup(shape)
     mode = COMPILE_MODES[0]
     if len(COMPILE_MODES) > 1:
@@ -129,15 +132,25 @@ def test_compile(benchmark, shape):
     _run(benchmark, shape, "compile", _compiled_step(disc, mode), real, fake, compile_mode=mode)
 
 
+TRITON_IMPLS = {  # impl name -> (kwargs, shapes); extras only at S3, where compute dominates
+    "triton": ({}, tuple(SHAPES)),
+    "triton-chunked": ({"variant": "chunked"}, ("S3",)),
+    "triton-tf32x3": ({"precision": "tf32x3"}, ("S3",)),
+}
+
+
 @pytest.mark.parametrize("shape", list(SHAPES))
-@pytest.mark.parametrize("variant", ["auto", "chunked"])
-def test_triton(benchmark, shape, variant):
-    """``auto`` is what disc_step(backend="triton") runs ("fused" kernel at width 128);
-    ``chunked`` (the wide-layer kernel) is timed too, to check the auto choice."""
+@pytest.mark.parametrize("impl", list(TRITON_IMPLS))
+def test_triton(benchmark, shape, impl):
+    """``triton`` is what disc_step(backend="triton") runs (auto: the register kernel at
+    width 128); the chunked (wide-layer) kernel and 3xTF32 dots are timed at S3 to check
+    the defaults."""
     if not HAS_CUDA:
         pytest.skip("Triton timing needs CUDA (the CPU interpreter is not a benchmark)")
+    kw, shapes = TRITON_IMPLS[impl]
+    if shape not in shapes:
+        pytest.skip(f"{impl} is timed at {shapes} only")
     from fastreg.ops.triton_disc import disc_step_triton
     disc, real, fake = _setup(shape)
-    impl = "triton" if variant == "auto" else "triton-chunked"
-    _run(benchmark, shape, impl, lambda x, d, g: disc_step_triton(x, disc, d, g, variant=variant),
+    _run(benchmark, shape, impl, lambda x, d, g: disc_step_triton(x, disc, d, g, **kw),
          real, fake)

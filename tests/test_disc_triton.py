@@ -201,18 +201,22 @@ def test_reference_can_fail():
         assert_close(disc_step_triton(x, disc, 0.0, 1.0), ref, TOL_IEEE, 0.0, 1.0)
 
 
-def test_tf32_flag_path():
-    """tf32=True compiles/runs (under the interpreter the dot stays fp32; CUDA tests check 5e-3)."""
+@pytest.mark.parametrize("kw,tol", [({"tf32": True}, TOL_TF32), ({"precision": "tf32x3"}, TOL_IEEE)])
+def test_precision_options_run(kw, tol):
+    """The tf32 / tf32x3 paths run (under the interpreter the dot stays fp32; CUDA tests
+    check the real tensor-core error)."""
     disc = make_disc(5, (32, 32), "batch", "ns")
     x = torch.randn(40, 5, 5, device=DEV)
-    assert_close(disc_step_triton(x, disc, 0.0, 1.0, tf32=True), reference(x, disc, 0.0, 1.0),
-                 TOL_TF32, 0.0, 1.0)
+    assert_close(disc_step_triton(x, disc, 0.0, 1.0, **kw), reference(x, disc, 0.0, 1.0),
+                 tol, 0.0, 1.0)
 
 
 def test_bad_arguments_raise():
     disc = make_disc(3, (16,), "kernel", "ns")
     with pytest.raises(ValueError, match="variant"):
         disc_step_triton(torch.randn(8, 3, 3, device=DEV), disc, variant="nope")
+    with pytest.raises(ValueError, match="precision"):
+        disc_step_triton(torch.randn(8, 3, 3, device=DEV), disc, precision="fp8")
     with pytest.raises(ValueError, match="empty"):
         disc_step_triton(torch.randn(0, 3, 3, device=DEV), disc)
 
@@ -222,7 +226,7 @@ def _op_args(norm="batch", g_target=1.0):
     disc = make_disc(3, (32,), norm, "ns")
     x = torch.randn(20, 9, device=DEV)
     params = [p.detach() for p in disc.parameters()]
-    return (x, params, norm, "ns", 0.2, 1e-5, 0.0, g_target, False, 0, 0, "auto")
+    return (x, params, norm, "ns", 0.2, 1e-5, 0.0, g_target, "ieee", 0, 0, "auto")
 
 
 @pytest.mark.parametrize("norm,g_target", [("batch", 1.0), ("kernel", None)])
@@ -291,6 +295,11 @@ def test_cuda_chunked_variant():
 @pytest.mark.cuda
 def test_cuda_tf32():
     _cuda_case(*SHAPES["S2"], tol=TOL_TF32, tf32=True)
+
+
+@pytest.mark.cuda
+def test_cuda_tf32x3_meets_fp32_tolerance():
+    _cuda_case(*SHAPES["S3"], precision="tf32x3")
 
 
 @pytest.mark.cuda

@@ -24,6 +24,9 @@ _alloc = torch.empty
 
 ELEMS = 4096       # [rows, DP] tile size of the stats and dx passes (~32 fp32 regs/thread)
 CHUNK = 32         # column chunk of the wide-layer (chunked) kernel
+# tl.dot input precisions: ieee = fp32 FMA (default, SPEC 1e-4), tf32 = tensor cores
+# (SPEC 5e-3), tf32x3 = 3 TF32 products, about fp32 accuracy on tensor cores.
+PRECISIONS = ("ieee", "tf32", "tf32x3")
 
 
 def _has_maxnreg() -> bool:
@@ -60,7 +63,8 @@ def flat_size(D: int, param_numels: Sequence[int], batch_norm: bool) -> int:
 
 def launch(x: torch.Tensor, params: Sequence[torch.Tensor], norm: str, loss: str,
            slope: float, eps: float, d_target: float, g_target: Optional[float],
-           tf32: bool = False, block_b: int = 0, num_programs: int = 0, variant: str = "auto"):
+           precision: str = "ieee", block_b: int = 0, num_programs: int = 0,
+           variant: str = "auto"):
     """Run the kernels on ``x`` ``[B, D]`` (float32, contiguous).
 
     Returns ``(logits [B], flat, g_grad [B, D] or [0])`` where ``flat`` holds the
@@ -71,6 +75,8 @@ def launch(x: torch.Tensor, params: Sequence[torch.Tensor], norm: str, loss: str
     B, D = x.shape
     if B == 0:
         raise ValueError("disc step on an empty batch")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if variant not in ("auto", "fused", "chunked"):
         raise ValueError(f"variant must be auto, fused or chunked, got {variant!r}")
     bn = norm == "batch"
@@ -121,7 +127,7 @@ def launch(x: torch.Tensor, params: Sequence[torch.Tensor], norm: str, loss: str
     common = dict(
         D=D, DP=DP, H1=H[0], H1P=HP[0], H2=H[1], H2P=HP[1], H3=H[2], H3P=HP[2],
         HL=hidden[-1], HLP=_p2(hidden[-1]), L=L, BATCH_NORM=bn, HINGE=loss == "hinge",
-        HAS_G=has_g, BLOCK_B=BB, STAT_BLOCK=16, PREC="tf32" if tf32 else "ieee", TOTAL=total,
+        HAS_G=has_g, BLOCK_B=BB, STAT_BLOCK=16, PREC=precision, TOTAL=total,
         **offs, num_stages=1,  # no pipelining: W tiles are L2-resident; 3 stages ~doubles smem
         **({} if interp or not _HAS_MAXNREG else {"maxnreg": 255}))
     args = (x, gam, bet, w[0], w[1], w[2], w[3], w[4], w[5], ws[-2], ws[-1],
@@ -153,19 +159,21 @@ def launch(x: torch.Tensor, params: Sequence[torch.Tensor], norm: str, loss: str
 
 def disc_step_triton(x: torch.Tensor, disc, d_target: float = 0.0,
                      g_target: Optional[float] = 1.0, tf32: bool = False,
-                     block_b: int = 0, num_programs: int = 0,
-                     variant: str = "auto") -> DiscStepOutput:
+                     block_b: int = 0, num_programs: int = 0, variant: str = "auto",
+                     precision: str = "ieee") -> DiscStepOutput:
     """SPEC §3 disc step from one fused forward over ``x`` (float32 math).
 
     ``block_b`` / ``num_programs`` (0 = auto) are tuning knobs: rows per tile and
     the persistent grid size (more programs = more partials to sum); ``variant``
-    forces the "fused" (register) or "chunked" (wide-layer) kernel.
+    forces the "fused" (register) or "chunked" (wide-layer) kernel. ``tf32=True``
+    is ``precision="tf32"``; ``precision="tf32x3"`` is the tensor-core fp32 option.
     """
     params = [p.detach().float() for p in disc.parameters()]
     x2 = x.detach().reshape(x.shape[0], disc.dim).float()
     logits, flat, g = torch.ops.fastreg.disc_step_fused(
         x2, params, disc.norm, disc.loss, float(disc.slope), float(disc.eps), float(d_target),
-        None if g_target is None else float(g_target), bool(tf32), int(block_b),
+        None if g_target is None else float(g_target), "tf32" if tf32 else str(precision),
+        int(block_b),
         int(num_programs), str(variant))
     grads, off = [], 0
     for p in params:
