@@ -2,7 +2,8 @@
 
 ``disc_step_triton`` -> ``torch.ops.fastreg.disc_step_fused`` (disc_op.py, one
 opaque op so a compiled training step does not graph-break) -> ``launch`` here
--> kernels in triton_disc_kernels.py. Per call: [batch norm] stats kernel, main
+-> kernels in triton_disc_kernels.py (+ triton_disc_chunked.py for wide
+layers). Per call: [batch norm] stats kernel, main
 fused fwd+bwd kernel, one deterministic torch.sum over per-program partials
 (skipped when one program ran), [batch norm with a G head] dx kernel.
 """
@@ -17,6 +18,7 @@ import triton
 
 from . import disc_op  # noqa: F401  (registers torch.ops.fastreg.disc_step_fused)
 from . import triton_disc_kernels as K
+from .triton_disc_chunked import _disc_chunked_kernel
 from .types import DiscStepOutput
 
 # Output allocator; tests replace it with a NaN-filling one to prove every element is written.
@@ -61,6 +63,35 @@ def flat_size(D: int, param_numels: Sequence[int], batch_norm: bool) -> int:
     return sum(param_numels) + 2 + (2 * D if batch_norm else 0)
 
 
+def _flat_offsets(D: int, hidden: Sequence[int], bn: bool) -> dict:
+    """Kernel constexprs: where each W_i (then b_i), w_o, the losses and the BN sums sit
+    in a partial row (= ``disc.parameters()`` order; absent layers get unused offsets)."""
+    off = 2 * D if bn else 0
+    offs, widths = {}, [D, *hidden]
+    for i in range(3):
+        offs[f"OFF_W{i + 1}"] = off
+        if i < len(hidden):
+            off += widths[i + 1] * widths[i] + widths[i + 1]
+    offs["OFF_WO"] = off
+    off += hidden[-1] + 1
+    offs["OFF_LOSS"] = off
+    offs["OFF_S"] = off + 2
+    return offs
+
+
+def _scratch_layout(BB: int, DP: int, HP: Sequence[int], L: int) -> dict:
+    """Chunked kernel constexprs: per-program scratch = z, A_1..A_L, two J buffers."""
+    sc = {"OFF_A1": BB * DP}
+    sc["OFF_A2"] = sc["OFF_A1"] + BB * HP[0]
+    sc["OFF_A3"] = sc["OFF_A2"] + (BB * HP[1] if L >= 2 else 0)
+    sc["OFF_AL"] = sc[f"OFF_A{L}"]
+    sc["OFF_JA"] = sc["OFF_A3"] + (BB * HP[2] if L >= 3 else 0)
+    sc["JW"] = max(HP[:L])
+    sc["OFF_JB"] = sc["OFF_JA"] + BB * sc["JW"]
+    sc["SCR"] = sc["OFF_JB"] + BB * sc["JW"]
+    return sc
+
+
 def launch(x: torch.Tensor, params: Sequence[torch.Tensor], norm: str, loss: str,
            slope: float, eps: float, d_target: float, g_target: Optional[float],
            precision: str = "ieee", block_b: int = 0, num_programs: int = 0,
@@ -94,16 +125,7 @@ def launch(x: torch.Tensor, params: Sequence[torch.Tensor], norm: str, loss: str
     cap = num_programs or (4 if interp else 2 * _sm_count(x.device.index or 0))
     P = min(n_tiles, cap)
 
-    off = 2 * D if bn else 0
-    offs, widths = {}, [D] + hidden
-    for i in range(3):
-        offs[f"OFF_W{i + 1}"] = off
-        if i < L:
-            off += widths[i + 1] * widths[i] + widths[i + 1]
-    offs["OFF_WO"] = off
-    off += hidden[-1] + 1
-    offs["OFF_LOSS"] = off
-    offs["OFF_S"] = off + 2
+    offs = _flat_offsets(D, hidden, bn)
     total = flat_size(D, [p.numel() for p in params], bn)
 
     if bn:
@@ -136,19 +158,12 @@ def launch(x: torch.Tensor, params: Sequence[torch.Tensor], norm: str, loss: str
     if variant == "fused":
         K._disc_main_kernel[(P,)](*args, *scalars, **common,
                                   num_warps=8 if max(hidden) >= 128 else 4)
-    elif variant == "chunked":
-        sc = {"OFF_A1": BB * DP}
-        sc["OFF_A2"] = sc["OFF_A1"] + BB * HP[0]
-        sc["OFF_A3"] = sc["OFF_A2"] + (BB * HP[1] if L >= 2 else 0)
-        sc["OFF_AL"] = sc[f"OFF_A{L}"]
-        sc["OFF_JA"] = sc["OFF_A3"] + (BB * HP[2] if L >= 3 else 0)
-        sc["JW"] = max(HP[:L])
-        sc["OFF_JB"] = sc["OFF_JA"] + BB * sc["JW"]
-        sc["SCR"] = sc["OFF_JB"] + BB * sc["JW"]
+    else:
+        sc = _scratch_layout(BB, DP, HP, L)
         scratch = _alloc((P, sc["SCR"]), device=x.device, dtype=torch.float32)
         c = [min(CHUNK, n) for n in [DP, *HP, _p2(hidden[-1])]]
-        K._disc_chunked_kernel[(P,)](*args, scratch, *scalars, **common, **sc, CD=c[0], C1=c[1],
-                                     C2=c[2], C3=c[3], CL=c[4], num_warps=4)
+        _disc_chunked_kernel[(P,)](*args, scratch, *scalars, **common, **sc, CD=c[0], C1=c[1],
+                                   C2=c[2], C3=c[3], CL=c[4], num_warps=4)
     red = part[0] if P == 1 else part.sum(0)  # fixed-order reduction: deterministic
     if bn and has_g:
         K._bn_dx_kernel[(triton.cdiv(B, ELEMS // DP),)](
@@ -173,8 +188,7 @@ def disc_step_triton(x: torch.Tensor, disc, d_target: float = 0.0,
     logits, flat, g = torch.ops.fastreg.disc_step_fused(
         x2, params, disc.norm, disc.loss, float(disc.slope), float(disc.eps), float(d_target),
         None if g_target is None else float(g_target), "tf32" if tf32 else str(precision),
-        int(block_b),
-        int(num_programs), str(variant))
+        int(block_b), int(num_programs), str(variant))
     grads, off = [], 0
     for p in params:
         grads.append(flat[off:off + p.numel()].view(p.shape))
