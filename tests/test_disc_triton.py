@@ -134,6 +134,15 @@ def test_fused_matches_reference_and_eager(case, variant):
         assert rel_err(out.g_grad, eager.g_grad) <= 2 * TOL_IEEE
 
 
+def test_non_contiguous_and_float64_input():
+    disc = make_disc(5, (32,), "kernel", "ns")
+    x = torch.randn(30, 5, 5, device=DEV).transpose(1, 2)  # non-contiguous view
+    assert_close(disc_step_triton(x, disc, 0.0, 1.0), reference(x, disc, 0.0, 1.0),
+                 TOL_IEEE, 0.0, 1.0)
+    out = disc_step_triton(x.double(), disc, 0.0, 1.0)
+    assert out.g_grad.dtype == torch.float64  # like eager: grad in x's dtype
+
+
 def test_flat_input_and_public_dispatch():
     disc = make_disc(5, (32,), "batch", "ns")
     x = torch.randn(24, 25, device=DEV)
