@@ -1,4 +1,4 @@
-"""Print a Markdown table (median per group, ratios to the slowest reference) from
+"""Print a Markdown table (median per group; speed-up = reference median / impl median, >1 = faster) from
 one or more pytest-benchmark JSON files: ``python bench/summarize.py a.json [b.json]``."""
 from __future__ import annotations
 
@@ -25,14 +25,14 @@ def summarize(paths: list[str]) -> str:
             info = b.get("extra_info", {})
             machine.add(info.get("gpu") or info.get("device") or "cpu")
     lines = [f"machine: {', '.join(sorted(machine))}", "",
-             "| group | impl | median | vs eager / randint / plain | vs compile |", "|---|---|---|---|---|"]
+             "| group | impl | median | speed-up vs eager / randint / plain | speed-up vs compile |", "|---|---|---|---|---|"]
     for g in sorted(groups):
         meds = groups[g]
         ref = next((meds[r] for r in ("eager", "randint", "plain") if r in meds), None)
         comp = min((v for k, v in meds.items() if k.startswith("compile")), default=None)
         for name, med in sorted(meds.items(), key=lambda kv: kv[1]):
-            r1 = f"{ref / med:.2f}x faster" if ref else ""
-            r2 = f"{comp / med:.2f}x faster" if comp and not name.startswith("compile") else ""
+            r1 = f"{ref / med:.2f}x" if ref else ""
+            r2 = f"{comp / med:.2f}x" if comp and not name.startswith("compile") else ""
             lines.append(f"| {g} | {name} | {med * 1e3:.3f} ms | {r1} | {r2} |")
     return "\n".join(lines)
 
