@@ -6,6 +6,7 @@ is added to the cross-entropy (SPEC §5); ``--lambda 0`` is the baseline.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import time
 from pathlib import Path
@@ -84,7 +85,6 @@ def config_of(a) -> dict:
 def set_deterministic() -> None:
     """Deterministic kernels on CUDA: no cuDNN autotuning, deterministic cuBLAS workspace;
     costs speed (cuDNN picks slower, deterministic convolution algorithms)."""
-    import os
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
@@ -111,6 +111,8 @@ def prepare(a):
     layers = [s.strip() for s in a.reg_layers.split(",")]
     hidden = _hidden(a.d_hidden)
     device = pick_device(a.device)
+    if a.backend == "triton" and device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+        raise UsageError("--backend triton needs a CUDA device (or TRITON_INTERPRET=1 on the CPU, slow)")
     bank = None
     if a.bank.lower() != "none":
         bank = KernelBank.load(a.bank)

@@ -92,6 +92,7 @@ def _bad_cases(data, bank, tmp):
         (train, base + ["--device", "cuda:7"] if not torch.cuda.is_available() else base + ["--device", "tpu"],
          "--device"),
         (collect, ["--data-root", str(data), "--dataset", "imagenet"], "unknown dataset"),
+        (train, base + ["--d-hidden", "128,x"], "--d-hidden"),
         (collect, ["--data-root", str(data), "--seeds", "a,b"], "--seeds"),
         (collect, ["--data-root", str(data), "--layers", "conv1,fc9"], "unknown layer"),
     ]
@@ -129,3 +130,13 @@ def test_subprocess_bad_input_has_no_traceback(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_triton_backend_on_cpu_refused(data, bank, tmp_path, capsys, monkeypatch):
+    if torch.cuda.is_available():
+        pytest.skip("CPU-only refusal")
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    out = tmp_path / "t"
+    rc, cap = _run(train, ["--data-root", str(data), "--bank", str(bank), "--backend", "triton",
+                           "--out", str(out), *FAST], capsys)
+    assert rc == 2 and "needs a CUDA device" in cap.err and not out.exists()
