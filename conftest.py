@@ -1,4 +1,4 @@
-"""Test-session setup: without CUDA, Triton kernels run under the CPU interpreter."""
+"""Pytest setup for tests/ and bench/: without CUDA, Triton kernels run under the CPU interpreter."""
 import os
 
 import torch

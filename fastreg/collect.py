@@ -34,7 +34,7 @@ PRESETS = {
 
 
 def parse_args(argv: Sequence[str] | None):
-    p = Parser(prog="python -m fastreg.collect", description=__doc__.splitlines()[0])
+    p = Parser(prog="python -m fastreg.collect", description=__doc__.splitlines()[0].split(": ", 1)[-1])
     p.add_argument("--dataset", default="cifar10",
                    help="source data: cifar10 (its source split, disjoint from the target pool) or "
                         "cifar100 (the DWP protocol; needs torchvision files or network)")

@@ -291,7 +291,7 @@ def figures(cells: dict, ok: list[Run], bank: torch.Tensor | None, fig_dir: Path
 
 
 def build_parser() -> Parser:
-    p = Parser(prog="python -m fastreg.report", description=__doc__.splitlines()[0])
+    p = Parser(prog="python -m fastreg.report", description=__doc__.splitlines()[0].split(": ", 1)[-1])
     p.add_argument("runs_dir", help="folder with run directories (searched recursively)")
     p.add_argument("--out", default="docs/results.md", help="Markdown file; figures go to figures/ beside it")
     p.add_argument("--bank", default=None, help="reference kernels for the filter metrics (.safetensors or "

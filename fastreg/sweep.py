@@ -42,7 +42,7 @@ def method_of(lam: float, init: str, bank: str | None = None) -> str:
 
 
 def build_parser() -> Parser:
-    p = Parser(prog="python -m fastreg.sweep", description=__doc__.splitlines()[0])
+    p = Parser(prog="python -m fastreg.sweep", description=__doc__.splitlines()[0].split(": ", 1)[-1])
     p.add_argument("--sizes", default="100,500,1000,5000", help="comma-separated train sizes")
     p.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of: {', '.join(METHODS)}")
     p.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds (data seed = seed)")

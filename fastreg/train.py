@@ -28,7 +28,7 @@ from .viz import save_filter_grid
 
 
 def build_parser() -> Parser:
-    p = Parser(prog="python -m fastreg.train", description=__doc__.splitlines()[0],
+    p = Parser(prog="python -m fastreg.train", description=__doc__.splitlines()[0].split(": ", 1)[-1],
                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--train-size", type=positive_int, default=100,
                    help="training images, stratified, from the CIFAR-10 target pool")
