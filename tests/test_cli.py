@@ -140,3 +140,18 @@ def test_triton_backend_on_cpu_refused(data, bank, tmp_path, capsys, monkeypatch
     rc, cap = _run(train, ["--data-root", str(data), "--bank", str(bank), "--backend", "triton",
                            "--out", str(out), *FAST], capsys)
     assert rc == 2 and "needs a CUDA device" in cap.err and not out.exists()
+
+
+def test_collect_cifar100_layout(tmp_path, capsys):
+    """The DWP protocol's source (CIFAR-100) goes through the same code path as CIFAR-10."""
+    root = make_npz_data(tmp_path / "d", per_class_train=3, per_class_test=1, classes=100)
+    for split in ("train", "test"):
+        (root / f"cifar10_{split}.npz").rename(root / f"cifar100_{split}.npz")
+    out = tmp_path / "c100"
+    rc, cap = _run(collect, ["--data-root", str(root), "--dataset", "cifar100", "--preset", "tiny",
+                             "--seeds", "0", "--layers", "conv1", "--out", str(out)], capsys)
+    assert rc == 0, cap.err
+    b = KernelBank.load(out / "bank.safetensors")
+    assert b.meta["dataset"] == "cifar100" and b.meta["source_split"] == "cifar100 train"
+    model = torch.load(out / "seed0" / "model.pt", weights_only=True)
+    assert model["fc2.weight"].shape[0] == 100
