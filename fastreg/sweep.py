@@ -55,6 +55,9 @@ def build_parser() -> Parser:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
     p.add_argument("--out", default="runs/sweep", help="sweep folder")
     p.add_argument("--epochs", type=positive_int, default=None, help="override train's per-size default")
+    p.add_argument("--resume", action="store_true",
+                   help="accepted for symmetry with train: rerunning the same command always resumes "
+                        "(finished runs are skipped, interrupted ones continue from their checkpoint)")
     p.add_argument("--dry-run", action="store_true", help="print the plan, run and write nothing")
     return p
 
