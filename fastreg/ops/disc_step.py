@@ -1,6 +1,8 @@
 """``disc_step``: the public entry point, picking a backend (SPEC §3)."""
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from ._torch_impl import disc_step_eager
@@ -19,13 +21,44 @@ def triton_available() -> bool:
     return True
 
 
+_SELF_TEST: dict[str, bool] = {}
+
+
+def triton_self_test(device: torch.device | str) -> bool:
+    """Once per device: the fused step must match eager on a random S1-sized batch
+    (SPEC §6, 1e-4). ``auto`` falls back to eager, with a warning, if it does not —
+    a guard for GPUs and Triton versions the test suite has not run on."""
+    key = str(torch.device(device))
+    if key not in _SELF_TEST:
+        import warnings
+        from ..discriminator import Discriminator
+        ok = False
+        try:
+            from .triton_disc import disc_step_triton
+            g = torch.Generator(device="cpu").manual_seed(0)
+            disc = Discriminator(7).to(device)
+            x = torch.randn(384, 7, 7, generator=g).to(device)
+            ref = disc_step_eager(x.double(), copy.deepcopy(disc).double(), 0.0, 1.0)
+            out = disc_step_triton(x, disc, 0.0, 1.0)
+            pairs = [(out.logits, ref.logits), (out.g_grad, ref.g_grad), *zip(out.d_grads, ref.d_grads)]
+            ok = all(bool(torch.isfinite(a).all()) and
+                     float((a.double() - b).norm() / b.norm().clamp_min(1e-30)) < 1e-4 for a, b in pairs)
+            if not ok:
+                warnings.warn(f"fused Triton disc step disagrees with eager on {key}; using eager")
+        except Exception as e:  # noqa: BLE001  (any failure to compile or run: fall back)
+            warnings.warn(f"fused Triton disc step unavailable on {key} ({type(e).__name__}: {e}); "
+                          f"using eager")
+        _SELF_TEST[key] = ok
+    return _SELF_TEST[key]
+
+
 def resolve_backend(backend: str, device: torch.device | str) -> str:
-    """``auto`` → Triton on CUDA when importable, else eager."""
+    """``auto`` → Triton on CUDA when it imports and passes its self-test, else eager."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend != "auto":
         return backend
-    if torch.device(device).type == "cuda" and triton_available():
+    if torch.device(device).type == "cuda" and triton_available() and triton_self_test(device):
         return "triton"
     return "eager"
 

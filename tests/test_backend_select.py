@@ -1,0 +1,41 @@
+"""backend='auto': eager on CPU; on CUDA Triton only after its one-time self-test passes."""
+import pytest
+import torch
+
+import importlib
+
+ds = importlib.import_module("fastreg.ops.disc_step")  # the module, not the function
+
+
+def test_auto_is_eager_on_cpu():
+    assert ds.resolve_backend("auto", "cpu") == "eager"
+    assert ds.resolve_backend("triton", "cpu") == "triton"
+    with pytest.raises(ValueError):
+        ds.resolve_backend("fast", "cpu")
+
+
+def test_self_test_passes_under_interpreter(monkeypatch):
+    monkeypatch.setattr(ds, "_SELF_TEST", {})
+    assert ds.triton_self_test("cpu") is True
+
+
+def test_self_test_rejects_a_wrong_kernel(monkeypatch):
+    from fastreg.ops import triton_disc
+    real = triton_disc.disc_step_triton
+
+    def off_by_a_bit(*a, **k):
+        out = real(*a, **k)
+        return out._replace(g_grad=out.g_grad * 1.01)
+
+    monkeypatch.setattr(ds, "_SELF_TEST", {})
+    monkeypatch.setattr(triton_disc, "disc_step_triton", off_by_a_bit)
+    with pytest.warns(UserWarning, match="disagrees"):
+        assert ds.triton_self_test("cpu") is False
+
+    def broken(*a, **k):
+        raise RuntimeError("no kernel image for this device")
+
+    monkeypatch.setattr(ds, "_SELF_TEST", {})
+    monkeypatch.setattr(triton_disc, "disc_step_triton", broken)
+    with pytest.warns(UserWarning, match="unavailable"):
+        assert ds.triton_self_test("cpu") is False
