@@ -5,6 +5,7 @@ Each seed trains in its own folder and checkpoints every epoch; a finished seed
 """
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ from .bank import KernelBank
 from .cli import Parser, UsageError, positive_float, positive_int, run_main
 from .data import DATASETS, data_root, source_sets
 from .device import pick_device
-from .io_util import UnsafeCheckpoint, atomic_torch_save, atomic_write_json, read_json, safe_torch_load
+from .io_util import atomic_torch_save, atomic_write_json, read_json, safe_torch_load
 from .loop import LoopConfig, Trainer
 from .models import CONV_PLAN, DWPNet
 from .viz import save_filter_grid
@@ -51,13 +52,8 @@ def parse_args(argv: Sequence[str] | None):
     p.add_argument("--resume", action="store_true",
                    help="accepted for symmetry: rerunning the same command always resumes "
                         "(finished seeds are loaded, an interrupted seed continues from its checkpoint)")
-    p.add_argument("--limit-train", type=positive_int, default=None, help=argparse_hide())
+    p.add_argument("--limit-train", type=positive_int, default=None, help=argparse.SUPPRESS)  # smoke runs
     return p.parse_args(argv)
-
-
-def argparse_hide():
-    import argparse
-    return argparse.SUPPRESS
 
 
 def _seeds(s: str) -> list[int]:
@@ -70,8 +66,8 @@ def _seeds(s: str) -> list[int]:
     return seeds
 
 
-def train_seed(seed: int, recipe: dict, sets, num_classes: int, device, folder: Path,
-               pos: int) -> tuple[DWPNet, dict]:
+def train_seed(seed: int, recipe: dict, sets, num_classes: int, device,
+               folder: Path) -> tuple[DWPNet, dict]:
     """Train (or resume, or load) one source model; returns it and its result record."""
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
@@ -125,8 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "recipe.json", plan)
     models, results = [], []
-    for i, seed in enumerate(tqdm(seeds, desc="source models", unit="seed")):
-        m, r = train_seed(seed, recipe, (train, test), num_classes, device, out / f"seed{seed}", i)
+    for seed in tqdm(seeds, desc="source models", unit="seed"):
+        m, r = train_seed(seed, recipe, (train, test), num_classes, device, out / f"seed{seed}")
         tqdm.write(f"seed {seed}: test accuracy {r['test_acc']:.4f}")
         models.append(m)
         results.append(r)

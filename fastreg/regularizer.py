@@ -17,7 +17,7 @@ from torch import nn
 from .bank import BankError, KernelBank
 from .discriminator import Discriminator
 from .models import conv_layers
-from .ops import disc_step, resolve_backend
+from .ops import disc_step, resolve_backend, sample_kernels
 
 
 class _LossWithGrad(torch.autograd.Function):
@@ -108,7 +108,6 @@ class AdversarialRegularizer(nn.Module):
         for li, name in enumerate(self.layers):
             fake, out_f = self._pending.pop(name)
             n = fake.shape[0]
-            from .ops import sample_kernels
             real, _ = sample_kernels(self.banks[name], n, self.seed * 1000 + li, offset=step * n)
             disc = self.discs[name]
             out_r = disc_step(real, disc, d_target=1.0, g_target=None,

@@ -1,6 +1,5 @@
 """backend='auto': eager on CPU; on CUDA Triton only after its one-time self-test passes."""
 import pytest
-import torch
 
 import importlib
 

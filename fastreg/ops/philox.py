@@ -26,10 +26,7 @@ MAX_N = 2 ** 32 - 1
 
 def mulhilo32(a: torch.Tensor, b) -> tuple[torch.Tensor, torch.Tensor]:
     """(hi, lo) 32-bit halves of the 64-bit product of two uint32 values held in int64."""
-    if isinstance(b, int):
-        b_lo, b_hi = b & 0xFFFF, b >> 16
-    else:
-        b_lo, b_hi = b & 0xFFFF, b >> 16
+    b_lo, b_hi = b & 0xFFFF, b >> 16
     p = a * b_lo                      # < 2^48
     q = a * b_hi                      # < 2^48
     mid = p + ((q & 0xFFFF) << 16)    # < 2^49
