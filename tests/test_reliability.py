@@ -40,6 +40,28 @@ def _final(out):
     return json.loads((out / "final.json").read_text())
 
 
+def _sigkill_until_done(launch, ready, done, max_kills: int, max_delay: float) -> int:
+    """Rerun ``launch()`` until ``done()``; the first ``max_kills`` times, SIGKILL it at a
+    random moment after ``ready(token)`` (token from launch). Returns the number of kills."""
+    rng = random.Random(int(time.time()))
+    kills = 0
+    for _ in range(20):
+        if done():
+            break
+        p, token = launch()
+        if kills < max_kills:
+            deadline = time.time() + 200
+            while p.poll() is None and time.time() < deadline and not ready(token):
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.0, max_delay))
+            if p.poll() is None:
+                p.send_signal(signal.SIGKILL)
+                kills += 1
+        _, err = p.communicate(timeout=300)
+        assert p.returncode in (0, -signal.SIGKILL), err
+    return kills
+
+
 def test_deterministic_and_sigkill_resume(setup, tmp_path):
     data, bank = setup
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
@@ -48,27 +70,16 @@ def test_deterministic_and_sigkill_resume(setup, tmp_path):
                        timeout=300)
     assert (a / "final.json").read_bytes() == (b / "final.json").read_bytes()   # same seeds, same bits
     # SIGKILL at random moments after the first checkpoint, resuming each time
-    rng = random.Random(int(time.time()))
-    kills = 0
-    for attempt in range(20):
-        if (c / "final.json").exists():
-            break
-        extra = ("--resume",) if (c / "checkpoint.pt").exists() else ()
+    ck = c / "checkpoint.pt"
+
+    def launch():
+        extra = ("--resume",) if ck.exists() else ()
         p = subprocess.Popen(_cmd(data, bank, c, *extra, epochs=20), env=ENV,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        if kills < 3:
-            seen = (c / "checkpoint.pt").stat().st_mtime_ns if extra else None
-            deadline = time.time() + 200
-            while p.poll() is None and time.time() < deadline:      # wait for a (new) checkpoint
-                if (c / "checkpoint.pt").exists() and (c / "checkpoint.pt").stat().st_mtime_ns != seen:
-                    break
-                time.sleep(0.02)
-            time.sleep(rng.uniform(0.0, 0.4))
-            if p.poll() is None:
-                p.send_signal(signal.SIGKILL)
-                kills += 1
-        _, err = p.communicate(timeout=300)
-        assert p.returncode in (0, -signal.SIGKILL), err
+        return p, ck.stat().st_mtime_ns if extra else None
+
+    kills = _sigkill_until_done(launch, lambda seen: ck.exists() and ck.stat().st_mtime_ns != seen,
+                                lambda: (c / "final.json").exists(), max_kills=3, max_delay=0.4)
     assert kills >= 1, "the run always finished before it could be killed"
     assert _final(c) == _final(a), f"resumed run differs after {kills} kills"
     rows_a = [json.loads(l) for l in (a / "metrics.jsonl").read_text().splitlines()]
@@ -177,23 +188,11 @@ def test_collect_sigkill_resume_same_bank(setup, tmp_path):
             "--seeds", "0,1", "--epochs", "4", "--layers", "conv1"]
     a, c = tmp_path / "a", tmp_path / "c"
     subprocess.run(base + ["--out", str(a)], env=ENV, check=True, capture_output=True, timeout=300)
-    rng = random.Random(int(time.time()))
-    kills = 0
-    for attempt in range(20):
-        if (c / "bank.safetensors").exists():
-            break
-        p = subprocess.Popen(base + ["--out", str(c)], env=ENV, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE)
-        if kills < 2:
-            deadline = time.time() + 200
-            while p.poll() is None and time.time() < deadline and not list(c.glob("seed*/checkpoint.pt")):
-                time.sleep(0.02)
-            time.sleep(rng.uniform(0.0, 0.5))
-            if p.poll() is None:
-                p.send_signal(signal.SIGKILL)
-                kills += 1
-        _, err = p.communicate(timeout=300)
-        assert p.returncode in (0, -signal.SIGKILL), err
+    kills = _sigkill_until_done(
+        lambda: (subprocess.Popen(base + ["--out", str(c)], env=ENV, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE), None),
+        lambda _: bool(list(c.glob("seed*/checkpoint.pt"))),
+        lambda: (c / "bank.safetensors").exists(), max_kills=2, max_delay=0.5)
     assert kills >= 1
     from fastreg.bank import KernelBank
     ba, bc = KernelBank.load(a / "bank.safetensors"), KernelBank.load(c / "bank.safetensors")
