@@ -86,3 +86,20 @@ def test_corrupt_npz(tmp_path):
     (tmp_path / "cifar10_train.npz").write_bytes(b"not a zip")
     with pytest.raises(UsageError, match="not a readable"):
         load_arrays("cifar10", tmp_path, "train")
+
+
+def test_npz_cache_reuses_and_notices_a_replaced_file(tmp_path):
+    root = make_npz_data(tmp_path / "d")
+    x1, y1 = load_arrays("cifar10", root, "train")
+    x2, y2 = load_arrays("cifar10", root, "train")
+    assert x2 is x1 and y2 is y1                     # second read comes from the cache
+    assert not x1.flags.writeable and not y1.flags.writeable
+    with pytest.raises(ValueError):
+        x1[0, 0, 0, 0] = 1                           # a run cannot change the next run's data
+    path = root / "cifar10_train.npz"
+    new = np.full_like(np.asarray(x1), 7)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, images=new, labels=np.asarray(y1))
+    tmp.replace(path)                                # new inode, as an atomic rewrite does
+    x3, _ = load_arrays("cifar10", root, "train")
+    assert x3 is not x1 and (x3 == 7).all()
