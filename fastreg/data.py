@@ -41,38 +41,66 @@ def _npz_path(root: Path, name: str, split: str) -> Path:
 # In-process cache of decoded npz files: a sweep trains many runs in one process and
 # CIFAR-10 train is ~150 MB (~2 s to read). Keyed by file identity, so an edited file is
 # re-read; arrays are read-only so no caller can change what the next run sees.
-_NPZ_CACHE: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+# A *data pack* (``python -m fastreg.pack``) is such an npz with a boolean ``present``
+# row mask: only the rows some planned runs need hold images; the rest are zeros.
+_NPZ_CACHE: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
 _NPZ_CACHE_MAX = 4
 
 
-def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _file_key(path: Path) -> tuple | None:
     try:
         st = path.stat()
-        key = (str(path.resolve()), st.st_mtime_ns, st.st_size, st.st_ino)
+        return (str(path.resolve()), st.st_mtime_ns, st.st_size, st.st_ino)
     except OSError:
-        key = None
+        return None
+
+
+def _load_npz_full(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    key = _file_key(path)
     if key is not None and key in _NPZ_CACHE:
         return _NPZ_CACHE[key]
-    x, y = _read_npz(path)
-    x.flags.writeable = False
-    y.flags.writeable = False
+    got = _read_npz(path)
+    for a in got:
+        if a is not None:
+            a.flags.writeable = False
     if key is not None:
         if len(_NPZ_CACHE) >= _NPZ_CACHE_MAX:
             _NPZ_CACHE.pop(next(iter(_NPZ_CACHE)))
-        _NPZ_CACHE[key] = (x, y)
+        _NPZ_CACHE[key] = got
+    return got
+
+
+def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    x, y, _ = _load_npz_full(path)
     return x, y
 
 
-def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def require_rows(name: str, root: Path, split: str, idx: np.ndarray) -> None:
+    """Refuse to use rows a data pack left out (they are zeros, not images)."""
+    npz = _npz_path(root, name, split)
+    if not npz.exists():
+        return
+    present = _load_npz_full(npz)[2]
+    if present is not None and not present[idx].all():
+        missing = int((~present[idx]).sum())
+        raise UsageError(f"{npz}: a data pack without {missing} of the {len(idx)} {split} images "
+                         f"this run needs; make a pack for these sizes/seeds (python -m fastreg.pack) "
+                         f"or use the full data")
+
+
+def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     try:
         with np.load(path, allow_pickle=False) as d:
             x, y = d["images"], d["labels"]
+            present = d["present"] if "present" in d.files else None
     except (OSError, KeyError, ValueError) as e:
         raise UsageError(f"{path}: not a readable dataset npz with 'images' and 'labels' ({e})") from None
     if x.dtype != np.uint8 or x.ndim != 4 or x.shape[3] != 3 or y.shape != (x.shape[0],):
         raise UsageError(f"{path}: expected images uint8 [N, H, W, 3] and labels [N], "
                          f"got {x.dtype} {x.shape} and {y.shape}")
-    return x, y.astype(np.int64)
+    if present is not None and (present.dtype != np.bool_ or present.shape != y.shape):
+        raise UsageError(f"{path}: 'present' must be a bool mask of shape {y.shape}")
+    return x, y.astype(np.int64), present
 
 
 def _online(timeout: float = 3.0) -> bool:
@@ -189,6 +217,8 @@ def target_sets(root: Path, train_size: int, data_seed: int, device, test_size: 
     pool, _ = split_target_source(ytr)
     sub = stratified_subset(pool, ytr, train_size, DATASETS["cifar10"], data_seed)
     te = np.arange(len(yte)) if test_size is None else np.arange(min(test_size, len(yte)))
+    require_rows("cifar10", root, "train", sub)
+    require_rows("cifar10", root, "test", te)
     train = Split(to_device_tensor(xtr[sub], device), torch.from_numpy(ytr[sub]).to(device), sub)
     test = Split(to_device_tensor(xte[te], device), torch.from_numpy(yte[te]).to(device), te)
     return train, test, DATASETS["cifar10"]
@@ -199,6 +229,8 @@ def source_sets(name: str, root: Path, device) -> tuple[Split, Split, int]:
     xtr, ytr = load_arrays(name, root, "train")
     xte, yte = load_arrays(name, root, "test")
     idx = split_target_source(ytr)[1] if name == "cifar10" else np.arange(len(ytr))
+    require_rows(name, root, "train", idx)
+    require_rows(name, root, "test", np.arange(len(yte)))
     train = Split(to_device_tensor(xtr[idx], device), torch.from_numpy(ytr[idx]).to(device), idx)
     test = Split(to_device_tensor(xte, device), torch.from_numpy(yte).to(device), np.arange(len(yte)))
     return train, test, DATASETS[name]

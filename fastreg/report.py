@@ -21,6 +21,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from safetensors.torch import load_file as safetensors_load
 from tqdm.auto import tqdm
 
 from .bank import BankError, KernelBank
@@ -28,6 +29,7 @@ from .cli import Parser, UsageError, run_main
 from .filter_metrics import judge_auc, low_freq_energy, mmd_rbf
 from .io_util import UnsafeCheckpoint, atomic_write_bytes, atomic_write_json, read_json, safe_torch_load
 from .sweep import METHODS, method_of
+from .train import FINAL_KERNELS
 
 # settings that, when they differ between runs of one train size, split cells
 EXTRA = ("width", "amp", "epochs", "batch_size", "lr", "weight_decay", "d_hidden", "d_norm", "d_loss",
@@ -150,8 +152,15 @@ def _sweep_info(root: Path, runs: list[Run]) -> tuple[list[str], list[str], floa
 
 def conv1_kernels(d: Path, flat: bool = True) -> torch.Tensor:
     """Final conv1 kernels ``[O*I, k, k]`` (or the weight ``[O, I, k, k]``) from a run's
-    checkpoint (weights-only load)."""
-    w = safe_torch_load(d / "checkpoint.pt")["model"]["conv1.weight"].float()
+    ``final_kernels.safetensors``, else its checkpoint (weights-only load)."""
+    small = d / FINAL_KERNELS
+    if small.exists():
+        try:
+            w = safetensors_load(small)["conv1"].float()
+        except Exception as e:  # safetensors raises its own error types
+            raise UnsafeCheckpoint(f"{small}: unreadable ({e})") from None
+    else:
+        w = safe_torch_load(d / "checkpoint.pt")["model"]["conv1.weight"].float()
     return w.reshape(-1, w.shape[-2], w.shape[-1]) if flat else w
 
 

@@ -13,18 +13,21 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
+from safetensors.torch import save as safetensors_save
 
 from . import __version__
 from .bank import DEFAULT_BANK, BankError, KernelBank
 from .cli import Parser, UsageError, nonneg_float, nonneg_int, positive_float, positive_int, run_main
 from .data import data_root, target_sets
 from .device import pick_device
-from .io_util import atomic_write_json, read_json, safe_torch_load
+from .io_util import atomic_write_bytes, atomic_write_json, read_json, safe_torch_load
 from .loop import LoopConfig, Trainer
 from .models import DWPNet, conv_layers
 from .ops import BACKENDS
 from .regularizer import AdversarialRegularizer
 from .viz import save_filter_grid
+
+FINAL_KERNELS = "final_kernels.safetensors"  # conv1 + regularized layers at the end
 
 
 def build_parser() -> Parser:
@@ -193,6 +196,12 @@ def main(argv: Sequence[str] | None = None) -> int:
              "data_seed": a.data_seed, "init": a.init, "reg_layers": layers, "steps": trainer.step,
              "epochs": a.epochs, "device": str(device),
              **{k: last[k] for k in ("g_loss", "d_loss", "d_acc_real", "d_acc_fake") if k in last}}
+    # Small copy of the kernels the report measures (conv1 + the regularized layers), so
+    # finished runs can be shipped and reported without their checkpoints; before
+    # final.json, which marks the run finished.
+    kept = {n: conv_layers(model)[n].weight.detach().float().cpu().contiguous()
+            for n in dict.fromkeys(["conv1", *layers])}
+    atomic_write_bytes(out / FINAL_KERNELS, safetensors_save(kept, metadata={"format": "fastreg-kernels/1"}))
     atomic_write_json(out / "final.json", final)
     atomic_write_json(out / "timing.json", {"wall_time_s": round(trainer.wall_time(), 2),
                                             "device": str(device)})

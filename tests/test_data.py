@@ -103,3 +103,27 @@ def test_npz_cache_reuses_and_notices_a_replaced_file(tmp_path):
     tmp.replace(path)                                # new inode, as an atomic rewrite does
     x3, _ = load_arrays("cifar10", root, "train")
     assert x3 is not x1 and (x3 == 7).all()
+
+
+def test_data_pack_same_subsets_and_refuses_missing_rows(tmp_path, capsys):
+    from fastreg import pack
+    from fastreg.cli import run_main
+    root = make_npz_data(tmp_path / "d")
+    out = tmp_path / "pack"
+    assert run_main(pack.main, ["--data-root", str(root), "--sizes", "20", "--seeds", "0,1",
+                                "--out", str(out)]) == 0
+    with np.load(out / "cifar10_train.npz") as d:
+        present = d["present"]
+    assert 20 <= present.sum() <= 40                        # the union of two 20-image subsets
+    for seed in (0, 1):
+        full_tr, full_te, _ = target_sets(root, 20, seed, "cpu")
+        pk_tr, pk_te, _ = target_sets(out, 20, seed, "cpu")
+        assert np.array_equal(full_tr.index, pk_tr.index)
+        assert torch.equal(full_tr.x, pk_tr.x) and torch.equal(full_te.x, pk_te.x)
+    with pytest.raises(UsageError, match="data pack without"):  # not packed: zeros, refused
+        target_sets(out, 20, 7, "cpu")
+    capsys.readouterr()
+    assert run_main(pack.main, ["--data-root", str(root), "--out", str(root)]) == 2
+    assert run_main(pack.main, ["--data-root", str(root), "--sizes", "15", "--out", str(tmp_path / "p2")]) == 2
+    assert not (tmp_path / "p2" / "cifar10_train.npz").exists()
+    assert len(capsys.readouterr().err.strip().splitlines()) == 2

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from fastreg import report, sweep
 from fastreg.cli import run_main
@@ -70,6 +71,27 @@ def test_report(setup, tmp_path):
     assert json.loads((md.parent / "results.json").read_text())["runs"][0]["status"] in ("ok", "failed")
     for f in ("results_acc_vs_size.png", "results_filters.png", "results_training.png"):
         assert (md.parent / "figures" / f).stat().st_size > 1000
+
+
+def test_report_without_checkpoints_uses_final_kernels(setup, tmp_path):
+    """Shipped runs keep final_kernels.safetensors, not the checkpoint: same numbers."""
+    from safetensors.torch import load_file
+    tmp, data, bank, base, out = setup
+    d = out / "n20/adv1/s0"
+    kept = load_file(d / "final_kernels.safetensors")
+    ck = torch.load(d / "checkpoint.pt", weights_only=True)["model"]["conv1.weight"]
+    assert set(kept) == {"conv1"} and torch.equal(kept["conv1"], ck.float())
+    full, slim = tmp_path / "full", tmp_path / "slim"
+    shutil.copytree(out, full, ignore=shutil.ignore_patterns("final_kernels.safetensors"))
+    shutil.copytree(out, slim, ignore=shutil.ignore_patterns("checkpoint.pt"))
+    assert not list(slim.rglob("checkpoint.pt")) and not list(full.rglob("final_kernels*"))
+    res = {}
+    for name, root in (("full", full), ("slim", slim)):
+        assert run_main(report.main, [str(root), "--out", str(tmp_path / name / "r.md")]) == 0
+        runs = json.loads((tmp_path / name / "r.json").read_text())["runs"]
+        res[name] = {(r["method"], r["seed"]): (r.get("auc"), r.get("mmd"), r.get("lfe")) for r in runs}
+    assert res["full"].keys() == res["slim"].keys() and res["full"] == res["slim"]
+    assert all(v[2] is not None for v in res["slim"].values())     # metrics were computed
 
 
 def _bad_cases(tmp, data, bank, base):
