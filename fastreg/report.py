@@ -113,13 +113,15 @@ def discover(root: Path) -> list[Run]:
 
 
 def _label(runs: list[Run]) -> None:
-    """Cell label = method, plus any EXTRA setting that differs between runs of one size."""
-    for n in {r.size for r in runs}:
-        group = [r for r in runs if r.size == n]
-        vary = [k for k in EXTRA if len({json.dumps(r.cfg.get(k)) for r in group}) > 1]
-        for r in group:
-            extra = ", ".join(f"{k}={r.cfg.get(k)}" for k in vary)
-            r.label = r.method + (f" [{extra}]" if extra else "")
+    """Cell label = method, plus any EXTRA setting that differs between runs of one size,
+    shown for every size so a series keeps one label across sizes (settings that only
+    change with the size, like the per-size epochs, stay out)."""
+    vary = [k for k in EXTRA
+            if any(len({json.dumps(r.cfg.get(k)) for r in runs if r.size == n}) > 1
+                   for n in {r.size for r in runs})]
+    for r in runs:
+        extra = ", ".join(f"{k}={r.cfg.get(k)}" for k in vary)
+        r.label = r.method + (f" [{extra}]" if extra else "")
 
 
 def _sweep_info(root: Path, runs: list[Run]) -> tuple[list[str], list[str], float, int]:
@@ -232,10 +234,18 @@ def figures(cells: dict, ok: list[Run], bank: torch.Tensor | None, fig_dir: Path
     import matplotlib.pyplot as plt
     from .viz import _grid, kernel_tiles
     out = {}
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for lab, lay in sorted({(c[1], c[2]) for c in cells}, key=lambda t: (_order(t[0]), t[1])):
-        pts = sorted((n, [r.final["test_acc"] * 100 for r in cells[(n, lab, lay)]])
-                     for (n, lb, ly) in cells if (lb, ly) == (lab, lay))
+    series = sorted({(c[1], c[2]) for c in cells}, key=lambda t: (_order(t[0]), t[1]))
+    pts_of = {sl: sorted((n, [r.final["test_acc"] * 100 for r in cells[(n, lb, ly)]])
+                         for (n, lb, ly) in cells if (lb, ly) == sl) for sl in series}
+    lines = [sl for sl in series if len(pts_of[sl]) > 1]
+    single = [sl for sl in series if len(pts_of[sl]) == 1]   # variants run at one size only
+    if lines and single:
+        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [1.1, 1]})
+    else:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        ax2 = None
+    for lab, lay in lines or series:
+        pts = pts_of[(lab, lay)]
         ax.errorbar([p[0] for p in pts], [np.mean(p[1]) for p in pts],
                     yerr=[np.std(p[1], ddof=1) if len(p[1]) > 1 else 0 for p in pts],
                     marker="o", capsize=3, label=f"{lab} ({lay})")
@@ -244,6 +254,20 @@ def figures(cells: dict, ok: list[Run], bank: torch.Tensor | None, fig_dir: Path
     ax.set_ylabel("test accuracy (%), mean ± std over seeds")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
+    if ax2 is not None:
+        # every cell at the sizes where one-size variants exist, as a dot plot
+        sizes = sorted({pts_of[sl][0][0] for sl in single})
+        rows = [(n, sl) for n in sizes for sl in series if any(p[0] == n for p in pts_of[sl])]
+        for y, (n, sl) in enumerate(rows):
+            acc = next(p[1] for p in pts_of[sl] if p[0] == n)
+            ax2.errorbar([np.mean(acc)], [y], xerr=[np.std(acc, ddof=1) if len(acc) > 1 else 0],
+                         fmt="o", capsize=3, color="C0" if sl[0].startswith("baseline") else "C1")
+        ax2.set_yticks(range(len(rows)))
+        ax2.set_yticklabels([f"n={n}: {lab} ({lay})" for n, (lab, lay) in rows], fontsize=7)
+        ax2.invert_yaxis()
+        ax2.set_xlabel("test accuracy (%), mean ± std over seeds")
+        ax2.grid(alpha=0.3, axis="x")
+        ax2.set_title(f"all variants at n = {', '.join(map(str, sizes))}", fontsize=9)
     out[f"{stem}_acc_vs_size.png"] = _png(fig)
 
     base = sorted((r for r in ok if r.method == "baseline"), key=lambda r: (r.size, r.seed)) or \
