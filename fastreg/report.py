@@ -240,7 +240,8 @@ def figures(cells: dict, ok: list[Run], bank: torch.Tensor | None, fig_dir: Path
     lines = [sl for sl in series if len(pts_of[sl]) > 1]
     single = [sl for sl in series if len(pts_of[sl]) == 1]   # variants run at one size only
     if lines and single:
-        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [1.1, 1]})
+        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 5), layout="constrained",
+                                      gridspec_kw={"width_ratios": [1.1, 1]})
     else:
         fig, ax = plt.subplots(figsize=(7, 4.5))
         ax2 = None
@@ -252,7 +253,7 @@ def figures(cells: dict, ok: list[Run], bank: torch.Tensor | None, fig_dir: Path
     ax.set_xscale("log")
     ax.set_xlabel("training images")
     ax.set_ylabel("test accuracy (%), mean ± std over seeds")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left")
     ax.grid(alpha=0.3)
     if ax2 is not None:
         # every cell at the sizes where one-size variants exist, as a dot plot
