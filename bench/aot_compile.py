@@ -12,6 +12,7 @@ needs more shared memory than the card has, exits 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from unittest import mock
 
 if os.environ.get("TRITON_INTERPRET", "0") == "1":
     sys.exit("aot_compile: unset TRITON_INTERPRET (it needs real JITFunctions)")
@@ -68,19 +70,15 @@ def _record(case, sm_count: int) -> list:
     params = [p.detach().float() for p in disc.parameters()]
     x = torch.empty(B, k * k)  # never read: the recorder launches nothing
     calls: list = []
-    saved = (T._interpreted, T._sm_count, T.K._bn_stats_kernel, T.K._disc_main_kernel,
-             T.K._bn_dx_kernel, T._disc_chunked_kernel)
-    try:
-        T._interpreted = lambda dev: False  # the CUDA tile sizes and grid
-        T._sm_count = lambda index: sm_count
+    with contextlib.ExitStack() as stack:
+        patch = lambda obj, attr, new: stack.enter_context(mock.patch.object(obj, attr, new))  # noqa: E731
+        patch(T, "_interpreted", lambda dev: False)  # the CUDA tile sizes and grid
+        patch(T, "_sm_count", lambda index: sm_count)
         for attr in ("_bn_stats_kernel", "_disc_main_kernel", "_bn_dx_kernel"):
-            setattr(T.K, attr, _Recorder(getattr(T.K, attr), calls))
-        T._disc_chunked_kernel = _Recorder(T._disc_chunked_kernel, calls)
+            patch(T.K, attr, _Recorder(getattr(T.K, attr), calls))
+        patch(T, "_disc_chunked_kernel", _Recorder(T._disc_chunked_kernel, calls))
         T.launch(x, params, norm, loss, float(disc.slope), float(disc.eps), 0.0, g,
                  precision=prec, variant=variant)
-    finally:
-        (T._interpreted, T._sm_count, T.K._bn_stats_kernel, T.K._disc_main_kernel,
-         T.K._bn_dx_kernel, T._disc_chunked_kernel) = saved
     return calls
 
 

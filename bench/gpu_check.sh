@@ -4,22 +4,14 @@
 # runs a short tuning sweep of the fused step, writes everything under $OUT (8 files)
 # and prints a short table last. Hard cap GPU_CHECK_BUDGET seconds (default 540).
 #   bash bench/gpu_check.sh            (OUT defaults to ./gpu-out)
-set -uo pipefail
-cd "$(dirname "$0")/.."
-OUT=${OUT:-$PWD/gpu-out}
-mkdir -p "$OUT"
-PY=${PYTHON:-python3}
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+source "$(dirname "$0")/gpu_common.sh"
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
 export MAX_JOBS=${MAX_JOBS:-16}
 export FASTREG_REQUIRE_EXT=1   # a failed compile must fail build_ext, so the JIT path is tried
 t0=$(date +%s)
 TOTAL=${GPU_CHECK_BUDGET:-540}   # seconds for the whole script; each step gets at most what is left
 left() { local r=$(( TOTAL - ($(date +%s) - t0) - 20 )); (( r < $1 )) && echo $(( r > 10 ? r : 10 )) || echo "$1"; }
-{
-  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-  $PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, 'cuda', torch.version.cuda)"
-} 2>&1 | tee "$OUT/machine.txt"
+machine_info
 
 echo "== build (setup.py build_ext --inplace) =="
 if ! timeout $(left 200) $PY setup.py build_ext --inplace > "$OUT/build.log" 2>&1; then

@@ -15,21 +15,13 @@
 # Arguments go to python -m fastreg.sweep (default: full width, all methods).
 # Runs cut off by the budget are left out; rerunning the sweep resumes nothing here
 # (the machine starts bare), so keep each call's grid to what fits.
-set -uo pipefail
-cd "$(dirname "$0")/.."
-OUT=${OUT:-$PWD/gpu-out}
-mkdir -p "$OUT"
-PY=${PYTHON:-python3}
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+source "$(dirname "$0")/gpu_common.sh"
 export TQDM_DISABLE=1          # one line per run in the log instead of progress bars
 DATA=${DATA:-.gpu-data}
 BUDGET=${GPU_SWEEP_BUDGET:-500}
 SWEEP=runs/gpu-sweep-$(date +%Y%m%d-%H%M%S)   # unique: extracting two calls' tarballs never merges
 t0=$(date +%s)
-{
-  nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
-  $PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
-} 2>&1 | tee "$OUT/machine.txt"
+machine_info
 # The sampler's native op is not built: its pure-torch fallback draws the same indices,
 # and 384 draws per step are not worth the build's minute of GPU time.
 timeout "$BUDGET" $PY -m fastreg.sweep --device "${DEVICE:-cuda}" --amp --data-root "$DATA" --out "$SWEEP" "$@" \

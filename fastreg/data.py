@@ -55,7 +55,7 @@ def _file_key(path: Path) -> tuple | None:
         return None
 
 
-def _load_npz_full(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     key = _file_key(path)
     if key is not None and key in _NPZ_CACHE:
         return _NPZ_CACHE[key]
@@ -70,20 +70,11 @@ def _load_npz_full(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | Non
     return got
 
 
-def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    x, y, _ = _load_npz_full(path)
-    return x, y
-
-
-def require_rows(name: str, root: Path, split: str, idx: np.ndarray) -> None:
+def _require_rows(present: np.ndarray | None, idx: np.ndarray, where: str) -> None:
     """Refuse to use rows a data pack left out (they are zeros, not images)."""
-    npz = _npz_path(root, name, split)
-    if not npz.exists():
-        return
-    present = _load_npz_full(npz)[2]
     if present is not None and not present[idx].all():
         missing = int((~present[idx]).sum())
-        raise UsageError(f"{npz}: a data pack without {missing} of the {len(idx)} {split} images "
+        raise UsageError(f"{where}: a data pack without {missing} of the {len(idx)} images "
                          f"this run needs; make a pack for these sizes/seeds (python -m fastreg.pack) "
                          f"or use the full data")
 
@@ -126,13 +117,14 @@ def _load_torchvision(root: Path, name: str, split: str) -> tuple[np.ndarray, np
     return np.asarray(ds.data, dtype=np.uint8), np.asarray(ds.targets, dtype=np.int64)
 
 
-def load_arrays(name: str, root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 NHWC images and int64 labels, from ``{name}_{split}.npz`` or torchvision."""
+def _load(name: str, root: Path, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(images, labels, present mask of a data pack or None)."""
     if name not in DATASETS:
         raise UsageError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     npz = _npz_path(root, name, split)
+    present = None
     if npz.exists():
-        x, y = _load_npz(npz)
+        x, y, present = _load_npz(npz)
     else:
         got = _load_torchvision(root, name, split)
         if got is None:
@@ -143,6 +135,12 @@ def load_arrays(name: str, root: Path, split: str) -> tuple[np.ndarray, np.ndarr
         x, y = got
     if y.min() < 0 or y.max() >= DATASETS[name]:
         raise UsageError(f"{name} {split}: labels outside [0, {DATASETS[name]})")
+    return x, y, present
+
+
+def load_arrays(name: str, root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 NHWC images and int64 labels, from ``{name}_{split}.npz`` or torchvision."""
+    x, y, _ = _load(name, root, split)
     return x, y
 
 
@@ -212,13 +210,13 @@ class Split:
 def target_sets(root: Path, train_size: int, data_seed: int, device, test_size: int | None = None
                 ) -> tuple[Split, Split, int]:
     """(reduced train set from the CIFAR-10 target pool, CIFAR-10 test set, num classes)."""
-    xtr, ytr = load_arrays("cifar10", root, "train")
-    xte, yte = load_arrays("cifar10", root, "test")
+    xtr, ytr, ptr = _load("cifar10", root, "train")
+    xte, yte, pte = _load("cifar10", root, "test")
     pool, _ = split_target_source(ytr)
     sub = stratified_subset(pool, ytr, train_size, DATASETS["cifar10"], data_seed)
     te = np.arange(len(yte)) if test_size is None else np.arange(min(test_size, len(yte)))
-    require_rows("cifar10", root, "train", sub)
-    require_rows("cifar10", root, "test", te)
+    _require_rows(ptr, sub, str(_npz_path(root, "cifar10", "train")))
+    _require_rows(pte, te, str(_npz_path(root, "cifar10", "test")))
     train = Split(to_device_tensor(xtr[sub], device), torch.from_numpy(ytr[sub]).to(device), sub)
     test = Split(to_device_tensor(xte[te], device), torch.from_numpy(yte[te]).to(device), te)
     return train, test, DATASETS["cifar10"]
@@ -226,11 +224,11 @@ def target_sets(root: Path, train_size: int, data_seed: int, device, test_size: 
 
 def source_sets(name: str, root: Path, device) -> tuple[Split, Split, int]:
     """Training data for the bank's source models: CIFAR-10's source split, or all of CIFAR-100."""
-    xtr, ytr = load_arrays(name, root, "train")
-    xte, yte = load_arrays(name, root, "test")
+    xtr, ytr, ptr = _load(name, root, "train")
+    xte, yte, pte = _load(name, root, "test")
     idx = split_target_source(ytr)[1] if name == "cifar10" else np.arange(len(ytr))
-    require_rows(name, root, "train", idx)
-    require_rows(name, root, "test", np.arange(len(yte)))
+    _require_rows(ptr, idx, str(_npz_path(root, name, "train")))
+    _require_rows(pte, np.arange(len(yte)), str(_npz_path(root, name, "test")))
     train = Split(to_device_tensor(xtr[idx], device), torch.from_numpy(ytr[idx]).to(device), idx)
     test = Split(to_device_tensor(xte, device), torch.from_numpy(yte).to(device), np.arange(len(yte)))
     return train, test, DATASETS[name]
