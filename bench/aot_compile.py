@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -112,8 +113,14 @@ def _resources(cubin: bytes) -> dict:
         f.flush()
         out = subprocess.run([tool, "--dump-resource-usage", f.name], capture_output=True,
                              text=True).stdout
+        sass = subprocess.run([tool, "-sass", f.name], capture_output=True, text=True).stdout
     m = {key: int(val) for key, val in re.findall(r"(REG|STACK|SHARED|LOCAL):(\d+)", out)}
-    return {"regs": m.get("REG"), "stack": m.get("STACK"), "local": m.get("LOCAL")}
+    # instructions only (no file names, no comments): equal hashes = same machine code,
+    # which is how a source-only refactor of a kernel shows that it changed nothing
+    code = "\n".join(re.sub(r"/\*[^*]*\*/", "", ln).strip()
+                     for ln in sass.splitlines() if ln.strip().startswith("/*"))
+    return {"regs": m.get("REG"), "stack": m.get("STACK"), "local": m.get("LOCAL"),
+            "sass_sha": hashlib.sha256(code.encode()).hexdigest()[:12]}
 
 
 def compile_case(case, arch: int = 90, sm_count: int = 132, kernel: str = "",
@@ -164,7 +171,7 @@ def main() -> int:
         for row in compile_case(case, a.arch, a.sm_count, a.kernel, sets):
             rows.append(row)
             extra = row.get("error") or (f"smem {row['shared']} B, regs {row.get('regs')}, "
-                                         f"stack {row.get('stack')} B")
+                                         f"stack {row.get('stack')} B, sass {row.get('sass_sha')}")
             print(f"{'ok ' if row['ok'] else 'BAD'} {row['case']:15s} {row['kernel']:22s} "
                   f"warps {row.get('num_warps')}: {extra}")
     failed = sum(not r["ok"] for r in rows)

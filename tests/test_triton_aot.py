@@ -34,6 +34,9 @@ def test_s1_kernels_compile_for_sm90(tmp_path):
         assert r["ok"] and "error" not in r, r
         assert r["regs"] is not None and 0 < r["regs"] <= 255, r  # cuobjdump read the cubin
         assert 0 <= r["shared"] <= 227 * 1024, r
+    # the instruction hash (for refactor checks) tells different kernels apart
+    hashes = {r["sass_sha"] for r in rows}
+    assert len(hashes) == 3 and all(len(h) == 12 for h in hashes), log
 
 
 def test_register_file_overflow_is_reported(tmp_path):

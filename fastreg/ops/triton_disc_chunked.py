@@ -11,7 +11,8 @@ triton_disc_kernels._disc_main_kernel.
 import triton
 import triton.language as tl
 
-from .triton_disc_kernels import _bn_finalize, _leaky, _load_v, _loss, _store_v
+from .triton_disc_kernels import (_heads, _leaky, _load_v, _norm_backward, _norm_prologue,
+                                  _normalize, _store_bn, _store_tail)
 
 
 @triton.jit
@@ -99,17 +100,10 @@ def _disc_chunked_kernel(
     for i in range(0, TOTAL, 1024):  # W/b partials are accumulated in place: start at 0
         o = i + tl.arange(0, 1024)
         tl.store(out + o, tl.zeros([1024], tl.float32), mask=o < TOTAL)
-    if BATCH_NORM:
-        mu, rstd = _bn_finalize(stat_ptr, n_stat, B, eps, DP, STAT_BLOCK)
-        if pid == 0:
-            tl.store(musd_ptr + cols, mu)
-            tl.store(musd_ptr + DP + cols, rstd)
-        gam = _load_v(gam_ptr, D, DP)
-        bet = _load_v(bet_ptr, D, DP)
-        acc_gam = tl.zeros([DP], tl.float32)
-        acc_bet = tl.zeros([DP], tl.float32)
-        acc_s1 = tl.zeros([DP], tl.float32)
-        acc_s2 = tl.zeros([DP], tl.float32)
+    mu, rstd, gam, bet = _norm_prologue(stat_ptr, n_stat, musd_ptr, gam_ptr, bet_ptr, B, eps,
+                                        D, DP, STAT_BLOCK, BATCH_NORM)
+    zd = tl.zeros([DP], tl.float32)
+    acc_gam, acc_bet, acc_s1, acc_s2 = zd, zd, zd, zd
     acc_bo = tl.zeros([BLOCK_B], tl.float32)
     acc_ld = tl.zeros([BLOCK_B], tl.float32)
     acc_lg = tl.zeros([BLOCK_B], tl.float32)
@@ -122,14 +116,7 @@ def _disc_chunked_kernel(
         msk = rm[:, None] & cm[None, :]
         xoff = rows.to(tl.int64)[:, None] * D + cols[None, :]
         x = tl.load(x_ptr + xoff, mask=msk, other=0.0)
-        if BATCH_NORM:
-            xhat = (x - mu[None, :]) * rstd[None, :]
-            z = xhat * gam[None, :] + bet[None, :]
-        else:
-            xc = tl.where(msk, x - (tl.sum(x, 1) / D)[:, None], 0.0)
-            rs = 1.0 / tl.sqrt(tl.sum(xc * xc, 1) / D + eps)
-            xhat = xc * rs[:, None]
-            z = xhat
+        xhat, z, rs = _normalize(x, msk, mu, rstd, gam, bet, eps, D, BLOCK_B, BATCH_NORM)
         tl.store(scr + r[:, None] * DP + cols[None, :], z)
         tl.debug_barrier()
         _fwd_layer(scr, DP, CD, D, False, w1_ptr, b1_ptr, scr + OFF_A1, H1P, C1, H1, slope,
@@ -149,13 +136,7 @@ def _disc_chunked_kernel(
             h = _leaky(tl.load(a_last + r[:, None] * HLP + kk[None, :]), slope)
             logit += tl.sum(h * _load_v(wo_ptr + k0, HL - k0, CL)[None, :], 1)
         tl.store(logit_ptr + rows, logit, mask=rm)
-        ld, gd = _loss(logit, d_t, HINGE, False)
-        acc_ld += tl.where(rm, ld, 0.0) * inv_b
-        gd = tl.where(rm, gd, 0.0) * inv_b
-        if HAS_G:
-            lg, gg = _loss(logit, g_t, HINGE, True)
-            acc_lg += tl.where(rm, lg, 0.0) * inv_b
-            gg = tl.where(rm, gg, 0.0) * inv_b
+        gd, gg, acc_ld, acc_lg = _heads(logit, rm, d_t, g_t, inv_b, acc_ld, acc_lg, HINGE, HAS_G)
         acc_bo += gd
         # top J = wo * leaky'(A_L) into JA; wo grad in place
         for k0 in range(0, HLP, CL):
@@ -194,28 +175,10 @@ def _disc_chunked_kernel(
                             mask=(nn[:, None] < H1) & cm[None, :], other=0.0)
                 jz = tl.dot(tl.load(j1 + r[:, None] * JW + nn[None, :]), w, jz,
                             input_precision=PREC)
-        if BATCH_NORM:
-            jzd = jz * gd[:, None]
-            acc_gam += tl.sum(jzd * xhat, 0)
-            acc_bet += tl.sum(jzd, 0)
-            if HAS_G:
-                jzg = jz * gg[:, None]
-                acc_s1 += tl.sum(jzg, 0)
-                acc_s2 += tl.sum(jzg * xhat, 0)
-                tl.store(u_ptr + xoff, jzg * gam[None, :], mask=msk)
-        elif HAS_G:
-            dxh = tl.where(msk, jz * gg[:, None], 0.0)
-            m1 = tl.sum(dxh, 1) / D
-            m2 = tl.sum(dxh * xhat, 1) / D
-            tl.store(u_ptr + xoff, rs[:, None] * (dxh - m1[:, None] - xhat * m2[:, None]),
-                     mask=msk)
+            acc_gam, acc_bet, acc_s1, acc_s2 = _norm_backward(
+                jz, gd, gg, xhat, gam, rs, msk, u_ptr, xoff, acc_gam, acc_bet, acc_s1, acc_s2,
+                D, BATCH_NORM, HAS_G)
         tl.debug_barrier()  # scratch and in-place partials are reused by the next tile
 
-    if BATCH_NORM:
-        _store_v(out, acc_gam, D, DP)
-        _store_v(out + D, acc_bet, D, DP)
-        _store_v(out + OFF_S, acc_s1, D, DP)
-        _store_v(out + OFF_S + D, acc_s2, D, DP)
-    tl.store(out + OFF_WO + HL, tl.sum(acc_bo, 0))
-    tl.store(out + OFF_LOSS, tl.sum(acc_ld, 0))
-    tl.store(out + OFF_LOSS + 1, tl.sum(acc_lg, 0))
+    _store_bn(out, acc_gam, acc_bet, acc_s1, acc_s2, D, DP, OFF_S, BATCH_NORM)
+    _store_tail(out, acc_bo, acc_ld, acc_lg, HL, OFF_WO, OFF_LOSS)

@@ -129,6 +129,102 @@ def _bn_finalize(stat_ptr, n_stat, B, eps, DP: tl.constexpr, SB: tl.constexpr):
 
 
 @triton.jit
+def _norm_prologue(stat_ptr, n_stat, musd_ptr, gam_ptr, bet_ptr, B, eps,
+                   D: tl.constexpr, DP: tl.constexpr, STAT_BLOCK: tl.constexpr,
+                   BATCH_NORM: tl.constexpr):
+    """Batch norm: (mu, rstd) from the stats partials (program 0 saves them for the dx
+    pass), gamma, beta. Kernel norm uses none of them: zeros, dropped by the compiler."""
+    if BATCH_NORM:
+        mu, rstd = _bn_finalize(stat_ptr, n_stat, B, eps, DP, STAT_BLOCK)
+        if tl.program_id(0) == 0:
+            tl.store(musd_ptr + tl.arange(0, DP), mu)
+            tl.store(musd_ptr + DP + tl.arange(0, DP), rstd)
+        gam = _load_v(gam_ptr, D, DP)
+        bet = _load_v(bet_ptr, D, DP)
+    else:
+        mu = tl.zeros([DP], tl.float32)
+        rstd, gam, bet = mu, mu, mu
+    return mu, rstd, gam, bet
+
+
+@triton.jit
+def _normalize(x, msk, mu, rstd, gam, bet, eps, D: tl.constexpr, BLOCK_B: tl.constexpr,
+               BATCH_NORM: tl.constexpr):
+    """A row tile -> (xhat, z = D's input, rs = per-row 1/std of kernel norm; unused
+    under batch norm)."""
+    if BATCH_NORM:
+        xhat = (x - mu[None, :]) * rstd[None, :]
+        z = xhat * gam[None, :] + bet[None, :]
+        rs = tl.zeros([BLOCK_B], tl.float32)
+    else:
+        xc = tl.where(msk, x - (tl.sum(x, 1) / D)[:, None], 0.0)
+        rs = 1.0 / tl.sqrt(tl.sum(xc * xc, 1) / D + eps)
+        xhat = xc * rs[:, None]
+        z = xhat
+    return xhat, z, rs
+
+
+@triton.jit
+def _heads(logit, rm, d_t, g_t, inv_b, acc_ld, acc_lg, HINGE: tl.constexpr, HAS_G: tl.constexpr):
+    """Both losses of a tile: per-row weights of the D head (gd) and G head (gg; zeros
+    without it), 1/B folded in, and the running loss sums."""
+    ld, gd = _loss(logit, d_t, HINGE, False)
+    acc_ld += tl.where(rm, ld, 0.0) * inv_b
+    gd = tl.where(rm, gd, 0.0) * inv_b
+    if HAS_G:
+        lg, gg = _loss(logit, g_t, HINGE, True)
+        acc_lg += tl.where(rm, lg, 0.0) * inv_b
+        gg = tl.where(rm, gg, 0.0) * inv_b
+    else:
+        gg = gd * 0.0
+    return gd, gg, acc_ld, acc_lg
+
+
+@triton.jit
+def _norm_backward(jz, gd, gg, xhat, gam, rs, msk, u_ptr, xoff, acc_gam, acc_bet, acc_s1, acc_s2,
+                   D: tl.constexpr, BATCH_NORM: tl.constexpr, HAS_G: tl.constexpr):
+    """From ``jz = dlogit/dz``: batch-norm parameter grads and the batch sums of its
+    backward (accumulated), and the G head's grad into u (final dx for kernel norm,
+    dxhat for batch norm, which the dx pass finishes)."""
+    if BATCH_NORM:
+        jzd = jz * gd[:, None]
+        acc_gam += tl.sum(jzd * xhat, 0)
+        acc_bet += tl.sum(jzd, 0)
+        if HAS_G:
+            jzg = jz * gg[:, None]
+            acc_s1 += tl.sum(jzg, 0)
+            acc_s2 += tl.sum(jzg * xhat, 0)
+            tl.store(u_ptr + xoff, jzg * gam[None, :], mask=msk)
+    elif HAS_G:
+        dxh = tl.where(msk, jz * gg[:, None], 0.0)
+        m1 = tl.sum(dxh, 1) / D
+        m2 = tl.sum(dxh * xhat, 1) / D
+        dx = rs[:, None] * (dxh - m1[:, None] - xhat * m2[:, None])
+        tl.store(u_ptr + xoff, dx, mask=msk)
+    return acc_gam, acc_bet, acc_s1, acc_s2
+
+
+@triton.jit
+def _store_bn(out, acc_gam, acc_bet, acc_s1, acc_s2, D: tl.constexpr, DP: tl.constexpr,
+              OFF_S: tl.constexpr, BATCH_NORM: tl.constexpr):
+    """Partials of the batch-norm params (first in the flat layout) and backward sums."""
+    if BATCH_NORM:
+        _store_v(out, acc_gam, D, DP)
+        _store_v(out + D, acc_bet, D, DP)
+        _store_v(out + OFF_S, acc_s1, D, DP)
+        _store_v(out + OFF_S + D, acc_s2, D, DP)
+
+
+@triton.jit
+def _store_tail(out, acc_bo, acc_ld, acc_lg, HL: tl.constexpr, OFF_WO: tl.constexpr,
+                OFF_LOSS: tl.constexpr):
+    """Partials of the output bias and of both losses."""
+    tl.store(out + OFF_WO + HL, tl.sum(acc_bo, 0))
+    tl.store(out + OFF_LOSS, tl.sum(acc_ld, 0))
+    tl.store(out + OFF_LOSS + 1, tl.sum(acc_lg, 0))
+
+
+@triton.jit
 def _disc_main_kernel(
         x_ptr, gam_ptr, bet_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, wo_ptr, bo_ptr,
         stat_ptr, n_stat, musd_ptr, logit_ptr, u_ptr, part_ptr,
@@ -151,17 +247,10 @@ def _disc_main_kernel(
     inv_b = 1.0 / B
     cols = tl.arange(0, DP)
     cm = cols < D
-    if BATCH_NORM:
-        mu, rstd = _bn_finalize(stat_ptr, n_stat, B, eps, DP, STAT_BLOCK)
-        if pid == 0:
-            tl.store(musd_ptr + cols, mu)
-            tl.store(musd_ptr + DP + cols, rstd)
-        gam = _load_v(gam_ptr, D, DP)
-        bet = _load_v(bet_ptr, D, DP)
-        acc_gam = tl.zeros([DP], tl.float32)
-        acc_bet = tl.zeros([DP], tl.float32)
-        acc_s1 = tl.zeros([DP], tl.float32)
-        acc_s2 = tl.zeros([DP], tl.float32)
+    mu, rstd, gam, bet = _norm_prologue(stat_ptr, n_stat, musd_ptr, gam_ptr, bet_ptr, B, eps,
+                                        D, DP, STAT_BLOCK, BATCH_NORM)
+    zd = tl.zeros([DP], tl.float32)
+    acc_gam, acc_bet, acc_s1, acc_s2 = zd, zd, zd, zd
     acc_w1 = tl.zeros([H1P, DP], tl.float32)
     acc_b1 = tl.zeros([H1P], tl.float32)
     if L >= 2:
@@ -181,15 +270,7 @@ def _disc_main_kernel(
         msk = rm[:, None] & cm[None, :]
         xoff = rows.to(tl.int64)[:, None] * D + cols[None, :]
         x = tl.load(x_ptr + xoff, mask=msk, other=0.0)
-        # ---- normalization
-        if BATCH_NORM:
-            xhat = (x - mu[None, :]) * rstd[None, :]
-            z = xhat * gam[None, :] + bet[None, :]
-        else:
-            xc = tl.where(msk, x - (tl.sum(x, 1) / D)[:, None], 0.0)
-            rs = 1.0 / tl.sqrt(tl.sum(xc * xc, 1) / D + eps)
-            xhat = xc * rs[:, None]
-            z = xhat
+        xhat, z, rs = _normalize(x, msk, mu, rstd, gam, bet, eps, D, BLOCK_B, BATCH_NORM)
         # ---- forward MLP
         a1 = tl.dot(z, _load_wt(w1_ptr, H1, D, H1P, DP), input_precision=PREC) + _load_v(b1_ptr, H1, H1P)[None, :]
         hl = _leaky(a1, slope)
@@ -204,14 +285,7 @@ def _disc_main_kernel(
         wo = _load_v(wo_ptr, HL, HLP)
         logit = tl.sum(hl * wo[None, :], 1) + tl.load(bo_ptr)
         tl.store(logit_ptr + rows, logit, mask=rm)
-        # ---- losses: per-row weights of the D head (gd) and G head (gg), 1/B folded in
-        ld, gd = _loss(logit, d_t, HINGE, False)
-        acc_ld += tl.where(rm, ld, 0.0) * inv_b
-        gd = tl.where(rm, gd, 0.0) * inv_b
-        if HAS_G:
-            lg, gg = _loss(logit, g_t, HINGE, True)
-            acc_lg += tl.where(rm, lg, 0.0) * inv_b
-            gg = tl.where(rm, gg, 0.0) * inv_b
+        gd, gg, acc_ld, acc_lg = _heads(logit, rm, d_t, g_t, inv_b, acc_ld, acc_lg, HINGE, HAS_G)
         # ---- backward with dlogit = 1: J = dlogit/da of the top layer
         acc_wo += tl.sum(hl * gd[:, None], 0)
         acc_bo += gd
@@ -236,29 +310,13 @@ def _disc_main_kernel(
         # ---- through the normalization
         if BATCH_NORM or HAS_G:
             jz = tl.dot(j, _load_w(w1_ptr, H1, D, H1P, DP), input_precision=PREC)  # dlogit/dz, [BLOCK_B, DP]
-        if BATCH_NORM:
-            jzd = jz * gd[:, None]
-            acc_gam += tl.sum(jzd * xhat, 0)
-            acc_bet += tl.sum(jzd, 0)
-            if HAS_G:
-                jzg = jz * gg[:, None]
-                acc_s1 += tl.sum(jzg, 0)
-                acc_s2 += tl.sum(jzg * xhat, 0)
-                tl.store(u_ptr + xoff, jzg * gam[None, :], mask=msk)  # dxhat; dx pass finishes
-        elif HAS_G:
-            dxh = tl.where(msk, jz * gg[:, None], 0.0)
-            m1 = tl.sum(dxh, 1) / D
-            m2 = tl.sum(dxh * xhat, 1) / D
-            dx = rs[:, None] * (dxh - m1[:, None] - xhat * m2[:, None])
-            tl.store(u_ptr + xoff, dx, mask=msk)
+            acc_gam, acc_bet, acc_s1, acc_s2 = _norm_backward(
+                jz, gd, gg, xhat, gam, rs, msk, u_ptr, xoff, acc_gam, acc_bet, acc_s1, acc_s2,
+                D, BATCH_NORM, HAS_G)
 
     # ---- per-program partials, flat in disc.parameters() order
     out = part_ptr + pid * TOTAL
-    if BATCH_NORM:
-        _store_v(out, acc_gam, D, DP)
-        _store_v(out + D, acc_bet, D, DP)
-        _store_v(out + OFF_S, acc_s1, D, DP)
-        _store_v(out + OFF_S + D, acc_s2, D, DP)
+    _store_bn(out, acc_gam, acc_bet, acc_s1, acc_s2, D, DP, OFF_S, BATCH_NORM)
     _store_w(out + OFF_W1, acc_w1, H1, D, H1P, DP)
     _store_v(out + OFF_W1 + H1 * D, acc_b1, H1, H1P)
     if L >= 2:
@@ -268,9 +326,7 @@ def _disc_main_kernel(
         _store_w(out + OFF_W3, acc_w3, H3, H2, H3P, H2P)
         _store_v(out + OFF_W3 + H3 * H2, acc_b3, H3, H3P)
     _store_v(out + OFF_WO, acc_wo, HL, HLP)
-    tl.store(out + OFF_WO + HL, tl.sum(acc_bo, 0))
-    tl.store(out + OFF_LOSS, tl.sum(acc_ld, 0))
-    tl.store(out + OFF_LOSS + 1, tl.sum(acc_lg, 0))
+    _store_tail(out, acc_bo, acc_ld, acc_lg, HL, OFF_WO, OFF_LOSS)
 
 
 @triton.jit
