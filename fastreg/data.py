@@ -176,8 +176,11 @@ def stratified_subset(pool: np.ndarray, labels: np.ndarray, n: int, num_classes:
 
 
 def to_device_tensor(images: np.ndarray, device: torch.device | str) -> torch.Tensor:
-    """uint8 NHWC → normalized float NCHW on ``device`` (the whole set lives there)."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float()
+    """uint8 NHWC → normalized float NCHW on ``device`` (the whole set lives there).
+
+    Copies: the cached arrays are read-only and shared by every run in the process
+    (``from_numpy`` would alias them, and ``div_`` below would write into a float one)."""
+    x = torch.tensor(images, device=device).permute(0, 3, 1, 2).float()
     x = x.div_(255.0)
     mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1)
     std = torch.tensor(STD, device=device).view(1, 3, 1, 1)
@@ -230,5 +233,5 @@ def source_sets(name: str, root: Path, device) -> tuple[Split, Split, int]:
     _require_rows(ptr, idx, str(_npz_path(root, name, "train")))
     _require_rows(pte, np.arange(len(yte)), str(_npz_path(root, name, "test")))
     train = Split(to_device_tensor(xtr[idx], device), torch.from_numpy(ytr[idx]).to(device), idx)
-    test = Split(to_device_tensor(xte, device), torch.from_numpy(yte).to(device), np.arange(len(yte)))
+    test = Split(to_device_tensor(xte, device), torch.tensor(yte, device=device), np.arange(len(yte)))
     return train, test, DATASETS[name]

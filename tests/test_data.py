@@ -1,10 +1,12 @@
 """Source/target split, stratified reduced sets, on-device augmentation."""
+import warnings
+
 import numpy as np
 import pytest
 import torch
 
 from fastreg.cli import UsageError
-from fastreg.data import augment, load_arrays, split_target_source, stratified_subset, target_sets
+from fastreg.data import augment, load_arrays, to_device_tensor, split_target_source, stratified_subset, target_sets
 from helpers import make_npz_data
 
 
@@ -103,6 +105,19 @@ def test_npz_cache_reuses_and_notices_a_replaced_file(tmp_path):
     tmp.replace(path)                                # new inode, as an atomic rewrite does
     x3, _ = load_arrays("cifar10", root, "train")
     assert x3 is not x1 and (x3 == 7).all()
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_device_tensor_copies_a_read_only_cached_array(dtype):
+    a = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3)).astype(dtype)
+    a.flags.writeable = False                        # as load_arrays hands them out
+    before = a.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")               # no "non-writable array" aliasing
+        x = to_device_tensor(a, "cpu")
+    assert np.array_equal(a, before)                 # the normalization did not write into it
+    x.add_(1.0)
+    assert np.array_equal(a, before) and x.shape == (4, 3, 8, 8)
 
 
 def test_data_pack_same_subsets_and_refuses_missing_rows(tmp_path, capsys):
