@@ -210,6 +210,13 @@ class Split:
     index: np.ndarray      # indices into the source arrays (for provenance)
 
 
+def _take(x: np.ndarray, y: np.ndarray, present: np.ndarray | None, idx: np.ndarray, device,
+          where: Path) -> Split:
+    """Rows ``idx`` of one loaded split, on ``device``; refuses rows a data pack left out."""
+    _require_rows(present, idx, str(where))
+    return Split(to_device_tensor(x[idx], device), torch.tensor(y[idx], device=device), idx)
+
+
 def target_sets(root: Path, train_size: int, data_seed: int, device, test_size: int | None = None
                 ) -> tuple[Split, Split, int]:
     """(reduced train set from the CIFAR-10 target pool, CIFAR-10 test set, num classes)."""
@@ -218,11 +225,9 @@ def target_sets(root: Path, train_size: int, data_seed: int, device, test_size: 
     pool, _ = split_target_source(ytr)
     sub = stratified_subset(pool, ytr, train_size, DATASETS["cifar10"], data_seed)
     te = np.arange(len(yte)) if test_size is None else np.arange(min(test_size, len(yte)))
-    _require_rows(ptr, sub, str(_npz_path(root, "cifar10", "train")))
-    _require_rows(pte, te, str(_npz_path(root, "cifar10", "test")))
-    train = Split(to_device_tensor(xtr[sub], device), torch.from_numpy(ytr[sub]).to(device), sub)
-    test = Split(to_device_tensor(xte[te], device), torch.from_numpy(yte[te]).to(device), te)
-    return train, test, DATASETS["cifar10"]
+    return (_take(xtr, ytr, ptr, sub, device, _npz_path(root, "cifar10", "train")),
+            _take(xte, yte, pte, te, device, _npz_path(root, "cifar10", "test")),
+            DATASETS["cifar10"])
 
 
 def source_sets(name: str, root: Path, device) -> tuple[Split, Split, int]:
@@ -230,8 +235,6 @@ def source_sets(name: str, root: Path, device) -> tuple[Split, Split, int]:
     xtr, ytr, ptr = _load(name, root, "train")
     xte, yte, pte = _load(name, root, "test")
     idx = split_target_source(ytr)[1] if name == "cifar10" else np.arange(len(ytr))
-    _require_rows(ptr, idx, str(_npz_path(root, name, "train")))
-    _require_rows(pte, np.arange(len(yte)), str(_npz_path(root, name, "test")))
-    train = Split(to_device_tensor(xtr[idx], device), torch.from_numpy(ytr[idx]).to(device), idx)
-    test = Split(to_device_tensor(xte, device), torch.tensor(yte, device=device), np.arange(len(yte)))
-    return train, test, DATASETS[name]
+    return (_take(xtr, ytr, ptr, idx, device, _npz_path(root, name, "train")),
+            _take(xte, yte, pte, np.arange(len(yte)), device, _npz_path(root, name, "test")),
+            DATASETS[name])

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from fastreg.cli import UsageError
-from fastreg.data import augment, load_arrays, to_device_tensor, split_target_source, stratified_subset, target_sets
+from fastreg.data import (augment, load_arrays, split_target_source, stratified_subset, target_sets,
+                          to_device_tensor)
 from helpers import make_npz_data
 
 
