@@ -13,6 +13,9 @@
 #            python -m fastreg.report runs/gpu --out docs/results.md
 #
 # Arguments go to python -m fastreg.sweep (default: full width, all methods).
+# For the conv1 + conv2 variant (--reg-layers conv1,conv2) leave `baseline` out of
+# --methods: a λ = 0, default-init run does not depend on the reg layers, and the report
+# pairs each cell with the conv1 baseline of the same size and seeds when its own is absent.
 # Runs cut off by the budget are left out; rerunning the sweep resumes nothing here
 # (the machine starts bare), so keep each call's grid to what fits.
 source "$(dirname "$0")/gpu_common.sh"

@@ -67,6 +67,9 @@ class KernelBank:
             a = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as e:
             raise BankError(f"{path}: cannot read .npy ({str(e).splitlines()[0]})") from None
+        if not isinstance(a, np.ndarray):   # an .npz archive under another name
+            a.close()
+            raise BankError(f"{path}: an .npz archive, not a single .npy array")
         if a.ndim == 4 and a.shape[1] == 1:
             a = a[:, 0]
         if a.ndim != 3:

@@ -19,7 +19,7 @@ from .bank import KernelBank
 from .cli import Parser, UsageError, positive_float, positive_int, run_main
 from .data import DATASETS, data_root, source_sets
 from .device import pick_device
-from .io_util import atomic_torch_save, atomic_write_json, read_json, safe_torch_load
+from .io_util import atomic_torch_save, atomic_write_json, check_out_dir, read_json, safe_torch_load
 from .loop import LoopConfig, Trainer
 from .models import CONV_PLAN, DWPNet
 from .viz import save_filter_grid
@@ -106,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     recipe = dict(PRESETS[a.preset or ("full" if device.type == "cuda" else "cpu")])
     recipe.update({k: v for k, v in (("width", a.width), ("epochs", a.epochs)) if v is not None})
     out = Path(a.out or f"runs/collect-{a.dataset}")
+    check_out_dir(out)
     train, test, num_classes = source_sets(a.dataset, data_root(a.data_root), device)
     if a.limit_train:
         from .data import Split

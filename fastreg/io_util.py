@@ -16,6 +16,20 @@ from typing import Any
 import torch
 
 
+def check_out_dir(path: str | os.PathLike, opt: str = "--out") -> None:
+    """Fail before any work when ``path`` cannot become a folder (a file in the way,
+    or a parent that cannot be written), instead of with a traceback at the first write."""
+    from .cli import UsageError
+    p = Path(path).absolute()
+    for q in (p, *p.parents):
+        if q.exists():
+            if not q.is_dir():
+                raise UsageError(f"{opt} {path}: {q} is a file, not a folder")
+            if not os.access(q, os.W_OK | os.X_OK):
+                raise UsageError(f"{opt} {path}: {q} is not writable")
+            return
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -62,8 +62,10 @@ class Trainer:
     """Trains ``model`` on ``train`` (optionally with a regularizer), evaluates on ``test``."""
 
     def __init__(self, model: torch.nn.Module, train: Split, test: Split, cfg: LoopConfig,
-                 device: torch.device, run_dir: Path, reg=None, desc: str = "train") -> None:
+                 device: torch.device, run_dir: Path, reg=None, desc: str = "train",
+                 run_config: dict | None = None) -> None:
         self.model, self.train, self.test, self.cfg = model, train, test, cfg
+        self.run_config = run_config   # the caller's settings, saved with each checkpoint
         self.device, self.run_dir, self.reg, self.desc = device, Path(run_dir), reg, desc
         n = train.x.shape[0]
         self.steps_per_epoch = math.ceil(n / cfg.batch_size)
@@ -94,7 +96,7 @@ class Trainer:
                 "sched": self.sched.state_dict(), "epoch": self.epoch, "step": self.step,
                 "metrics": self.metrics, "rng": _rng_state(self.gen), "acc": self._acc.cpu(),
                 "reg": self.reg.checkpoint_state() if self.reg is not None else None,
-                "config": asdict(self.cfg), "elapsed": self.wall_time()}
+                "config": asdict(self.cfg), "run_config": self.run_config, "elapsed": self.wall_time()}
 
     def wall_time(self) -> float:
         """Seconds spent training this run, summed over every resumed segment."""

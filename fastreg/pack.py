@@ -18,7 +18,7 @@ import numpy as np
 
 from .cli import Parser, UsageError, run_main
 from .data import DATASETS, _npz_path, data_root, load_arrays, split_target_source, stratified_subset
-from .io_util import atomic_write_bytes
+from .io_util import atomic_write_bytes, check_out_dir
 from .sweep import _int_list
 
 
@@ -48,6 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     src, out = data_root(a.data_root), Path(a.out)
     if out.resolve() == src.resolve():
         raise UsageError("--out must differ from --data-root")
+    check_out_dir(out)
     x, y = load_arrays("cifar10", src, "train")
     present = needed_rows(y, sizes, seeds)
     packed = np.zeros_like(x)

@@ -45,6 +45,8 @@ class AdversarialRegularizer(nn.Module):
         super().__init__()
         if lam < 0:
             raise ValueError(f"lambda must be >= 0, got {lam}")
+        if len(set(layers)) != len(layers):
+            raise ValueError(f"a layer is listed twice: {list(layers)}")
         convs = conv_layers(model)
         self.model_layers = {}
         self.bank_layer: dict[str, str] = {}
@@ -93,7 +95,9 @@ class AdversarialRegularizer(nn.Module):
             want_g = self.lam > 0 and fake.requires_grad
             out = disc_step(x, self.discs[name], d_target=0.0, g_target=1.0,
                             backend=resolve_backend(self.backend, x.device))
-            self._pending[name] = (x, out)
+            # x may be a view of the weight, which the classifier update (step 3) changes in
+            # place; LeCam re-reads the step-2 batch in step 4, so it gets its own copy
+            self._pending[name] = (x.clone() if self.lecam > 0 else x, out)
             term = _LossWithGrad.apply(fake, out.g_loss, out.g_grad.to(fake.dtype)) if want_g \
                 else out.g_loss
             total = term if total is None else total + term

@@ -27,7 +27,8 @@ from tqdm.auto import tqdm
 from .bank import BankError, KernelBank
 from .cli import Parser, UsageError, run_main
 from .filter_metrics import judge_auc, low_freq_energy, mmd_rbf
-from .io_util import UnsafeCheckpoint, atomic_write_bytes, atomic_write_json, read_json, safe_torch_load
+from .io_util import (UnsafeCheckpoint, atomic_write_bytes, atomic_write_json, check_out_dir, read_json,
+                      safe_torch_load)
 from .sweep import METHODS, method_of
 from .train import FINAL_KERNELS
 
@@ -356,6 +357,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UsageError(f"{root}: no such runs folder")
     if out.suffix == ".json":
         raise UsageError(f"--out {out}: the Markdown file must not end in .json (per-run values go there)")
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give the Markdown file's name")
+    check_out_dir(out.parent)
+    check_out_dir(out.parent / "figures")
     runs = discover(root)
     ok = [r for r in runs if r.status == "ok"]
     if not ok:

@@ -22,7 +22,7 @@ from .bank import DEFAULT_BANK, KernelBank
 from .cli import NonFiniteError, Parser, UsageError, positive_float, positive_int, run_main
 from .data import DATASETS, data_root, load_arrays, split_target_source, stratified_subset
 from .device import pick_device
-from .io_util import atomic_write_json, atomic_write_jsonl, read_json
+from .io_util import atomic_write_json, atomic_write_jsonl, check_out_dir, read_json
 from .models import CONV_PLAN
 
 # name → (λ, init); names are fixed (the report and the docs use them)
@@ -156,6 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
     own = argv[: argv.index("--")] if "--" in argv else argv
     a = build_parser().parse_args(own)
+    check_out_dir(a.out)
     runs = plan(a, extra)
     cmd = "python -m fastreg.sweep " + shlex.join(argv)
     todo = [r for r in runs if r[0] in ("new", "resume")]

@@ -20,7 +20,7 @@ from .bank import DEFAULT_BANK, BankError, KernelBank
 from .cli import Parser, UsageError, nonneg_float, nonneg_int, positive_float, positive_int, run_main
 from .data import data_root, target_sets
 from .device import pick_device
-from .io_util import atomic_write_bytes, atomic_write_json, read_json, safe_torch_load
+from .io_util import atomic_write_bytes, atomic_write_json, check_out_dir, read_json, safe_torch_load
 from .loop import LoopConfig, Trainer
 from .models import DWPNet, conv_layers
 from .ops import BACKENDS
@@ -85,6 +85,18 @@ def config_of(a) -> dict:
     return {k: v for k, v in vars(a).items() if k not in ("resume", "out", "device")}
 
 
+def _settings_of(ckpt: dict, out: Path, ckpt_path: Path) -> dict:
+    """The settings a checkpoint was trained with: saved in it, else (older checkpoints) the
+    run folder's config.json; a resume that cannot be checked is refused."""
+    if isinstance(ckpt.get("run_config"), dict):
+        return ckpt["run_config"]
+    for p in (out / "config.json", ckpt_path.parent / "config.json"):
+        if p.exists():
+            return read_json(p)
+    raise UsageError(f"{ckpt_path}: the checkpoint carries no settings and no config.json is beside it; "
+                     f"cannot check that --resume continues the same run")
+
+
 def set_deterministic() -> None:
     """Deterministic kernels on CUDA: no cuDNN autotuning, deterministic cuBLAS workspace;
     costs speed (cuDNN picks slower, deterministic convolution algorithms)."""
@@ -112,6 +124,8 @@ def prepare(a):
     if a.reg_layers.strip() == "":
         raise UsageError("--reg-layers is empty")
     layers = [s.strip() for s in a.reg_layers.split(",")]
+    if len(set(layers)) != len(layers):
+        raise UsageError(f"--reg-layers lists a layer twice: {a.reg_layers!r}")
     hidden = _hidden(a.d_hidden)
     device = pick_device(a.device)
     if a.backend == "triton" and device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
@@ -151,13 +165,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.eval_every is None:
         a.eval_every = max(1, a.epochs // 6)
     out = Path(a.out or f"runs/train/n{a.train_size}-lam{a.lam:g}-s{a.seed}")
+    check_out_dir(out)
     if a.resume is None and (out / "checkpoint.pt").exists():
         raise UsageError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     if a.resume is not None and not a.resume and not (out / "checkpoint.pt").exists():
         raise UsageError(f"--resume: no checkpoint in {out}")
-    ckpt = safe_torch_load(a.resume or out / "checkpoint.pt") if a.resume is not None else None
-    if ckpt is not None and (out / "config.json").exists():
-        old = read_json(out / "config.json")
+    ckpt_path = Path(a.resume or out / "checkpoint.pt")
+    ckpt = safe_torch_load(ckpt_path) if a.resume is not None else None
+    if ckpt is not None:
+        old = _settings_of(ckpt, out, ckpt_path)
         diff = sorted(k for k in old if k in config_of(a) and old[k] != config_of(a)[k])
         if diff:
             raise UsageError(f"--resume with different settings than the checkpoint: {', '.join(diff)}")
@@ -170,20 +186,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     fresh = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
-        trainer = Trainer(model, train, test, cfg, device, out, reg, desc=f"train n={a.train_size} λ={a.lam:g}")
+        trainer = Trainer(model, train, test, cfg, device, out, reg, desc=f"train n={a.train_size} λ={a.lam:g}",
+                          run_config=config_of(a))
         if ckpt is not None:
             try:
                 trainer.load_state(ckpt)
             except (KeyError, ValueError, RuntimeError) as e:
                 raise UsageError(f"checkpoint does not match this run ({str(e).splitlines()[0][:160]})") from None
-        else:
+        if ckpt is None or not (out / "config.json").exists():   # fresh, or resumed into a new --out
             atomic_write_json(out / "config.json", {**config_of(a), "device": str(device),
                                                     "version": __version__,
                                                     "bank_meta": bank.meta if bank else None})
+        if ckpt is None:
             for n in layers:
                 save_filter_grid(conv_layers(model)[n].weight, out / f"filters_{n}_start.png", f"{n} at start")
     except BaseException:
-        if fresh and ckpt is None:
+        if fresh:   # this call made the folder: leave nothing half-written
             shutil.rmtree(out, ignore_errors=True)
         raise
     t0 = time.time()

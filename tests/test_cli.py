@@ -73,6 +73,9 @@ def test_collect_smoke_and_skip_finished(data, tmp_path, capsys):
 def _bad_cases(data, bank, tmp):
     corrupt = tmp / "corrupt.safetensors"
     corrupt.write_bytes(b"garbage" * 10)
+    archive = tmp / "archive.npy"                   # an .npz archive under a .npy name
+    with open(archive, "wb") as f:
+        np.savez(f, k=smooth_kernels(20, 7).numpy())
     b5 = tmp / "b5.safetensors"
     KernelBank({"conv1": smooth_kernels(20, 5)}).save(b5)
     base = ["--data-root", str(data), "--bank", str(bank), *FAST]
@@ -83,6 +86,8 @@ def _bad_cases(data, bank, tmp):
         (train, base + ["--lambda", "-1"], "--lambda"),
         (train, base + ["--lambda", "nan"], "--lambda"),
         (train, base + ["--reg-layers", "conv9"], "unknown layer"),
+        (train, base + ["--reg-layers", "conv1,conv1"], "twice"),
+        (train, ["--data-root", str(data), "--bank", str(archive), *FAST], "an .npz archive"),
         (train, ["--data-root", str(data), "--bank", str(b5), *FAST], "5x5"),
         (train, ["--data-root", str(data), "--bank", str(corrupt), *FAST], "not a readable"),
         (train, ["--data-root", str(data), "--bank", str(tmp / "missing.safetensors"), *FAST], "no such bank"),
@@ -120,6 +125,23 @@ class _nullctx:
 
     def __exit__(self, *a):
         return False
+
+
+def test_out_below_a_file_refused_before_any_work(data, bank, tmp_path, capsys):
+    from fastreg import pack, report, sweep
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "runs").mkdir()
+    out = tmp_path / "afile" / "sub"
+    cases = [(train, ["--data-root", str(data), "--bank", str(bank), *FAST, "--out", str(out)]),
+             (collect, ["--data-root", str(data), "--preset", "tiny", "--out", str(out)]),
+             (sweep, ["--data-root", str(data), "--sizes", "20", "--out", str(out)]),
+             (pack, ["--data-root", str(data), "--sizes", "20", "--out", str(out)]),
+             (report, [str(tmp_path / "runs"), "--out", str(out / "r.md")])]
+    for mod, argv in cases:
+        rc, cap = _run(mod, argv, capsys)
+        lines = cap.err.strip().splitlines()
+        assert rc == 2 and len(lines) == 1 and "is a file" in lines[0], (mod.__name__, cap.err)
+    assert (tmp_path / "afile").read_text() == "x"
 
 
 def test_subprocess_bad_input_has_no_traceback(tmp_path):

@@ -81,3 +81,19 @@ def test_bad_targets_and_backend():
         disc_step(x, Discriminator(3), d_target=1.5, backend="eager")
     with pytest.raises(ValueError):
         disc_step(x, d, backend="cuda-magic")
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_input_dtype_is_cast_to_d(dtype):
+    """Any float ``x`` runs in D's dtype (as the fused path does, so ``auto`` behaves the same
+    on CPU and CUDA); ``g_grad`` comes back in ``x``'s dtype."""
+    torch.manual_seed(0)
+    disc = Discriminator(5, (32,), "batch", "ns")
+    randomize_disc(disc)
+    x = torch.randn(20, 5, 5).to(dtype)
+    out = disc_step(x, disc, 0.0, 1.0, backend="eager")
+    ref = disc_step(x.float(), disc, 0.0, 1.0, backend="eager")
+    assert out.g_grad.dtype == dtype
+    assert torch.equal(out.logits, ref.logits) and torch.equal(out.d_loss, ref.d_loss)
+    assert all(torch.equal(a, b) for a, b in zip(out.d_grads, ref.d_grads))
+    assert torch.equal(out.g_grad, ref.g_grad.to(dtype))

@@ -25,9 +25,10 @@ def _grads(lam):
     return {n: p.grad.clone() for n, p in model.named_parameters()}, reg
 
 
-def test_lambda_changes_only_regularized_layer_grad():
+@pytest.mark.parametrize("lam", [0.1, 1.0, 10.0])
+def test_lambda_changes_only_regularized_layer_grad(lam):
     g0, _ = _grads(0.0)
-    g1, reg = _grads(1.0)
+    g1, reg = _grads(lam)
     assert not torch.allclose(g0["conv1.weight"], g1["conv1.weight"])
     for n in g0:
         if n != "conv1.weight":
@@ -37,7 +38,7 @@ def test_lambda_changes_only_regularized_layer_grad():
     w = DWPNet(width=0.125).conv1.weight.detach()
     out = disc_step(w.reshape(-1, 7, 7), reg.discs["conv1"], 0.0, 1.0, backend="eager")
     added = g1["conv1.weight"] - g0["conv1.weight"]
-    assert torch.allclose(added, out.g_grad.reshape(w.shape), atol=1e-6, rtol=1e-4)
+    assert torch.allclose(added, lam * out.g_grad.reshape(w.shape), atol=1e-6, rtol=1e-4)
 
 
 def test_discriminator_learns_real_vs_noise():
@@ -56,6 +57,14 @@ def test_discriminator_learns_real_vs_noise():
     assert int(reg.step) == 40
 
 
+def _classifier_update(model):
+    """A stand-in for step 3 that changes each kernel differently (a uniform shift would be
+    invisible to a batch-norm D)."""
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(3)
+        model.conv1.weight.mul_(torch.rand(model.conv1.weight.shape, generator=g) + 0.5)
+
+
 def test_d_update_uses_fake_from_before_classifier_update():
     """SPEC §5: D's fake loss uses the step-2 kernels even if the classifier moved since."""
     torch.manual_seed(0)
@@ -65,19 +74,41 @@ def test_d_update_uses_fake_from_before_classifier_update():
     before = model.conv1.weight.detach().reshape(-1, 7, 7).clone()
     d_params = [p.detach().clone() for p in disc.parameters()]
     reg.generator_loss()
-    with torch.no_grad():
-        model.conv1.weight.add_(1.0)                       # the classifier update
-    grads_fake = disc_step(before, disc, 0.0, None, backend="eager").d_grads
+    _classifier_update(model)
+    after = model.conv1.weight.detach().reshape(-1, 7, 7).clone()
     from fastreg.ops import sample_kernels
     real, _ = sample_kernels(reg.banks["conv1"], before.shape[0], reg.seed * 1000, 0)
     grads_real = disc_step(real, disc, 1.0, None, backend="eager").d_grads
-    expected = torch.optim.Adam([p.clone().requires_grad_() for p in d_params], lr=2e-4, betas=(0.5, 0.999))
-    for p, gr, gf in zip(expected.param_groups[0]["params"], grads_real, grads_fake):
-        p.grad = gr + gf
-    expected.step()
+
+    def adam_from(fake):
+        grads_fake = disc_step(fake, disc, 0.0, None, backend="eager").d_grads
+        ps = [p.clone().requires_grad_() for p in d_params]
+        opt = torch.optim.Adam(ps, lr=2e-4, betas=(0.5, 0.999))
+        for p, gr, gf in zip(ps, grads_real, grads_fake):
+            p.grad = gr + gf
+        opt.step()
+        return torch.cat([p.detach().flatten() for p in ps])
+
+    expected, wrong = adam_from(before), adam_from(after)
     reg.discriminator_step()
-    for p, q in zip(disc.parameters(), expected.param_groups[0]["params"]):
-        assert torch.allclose(p, q, atol=1e-7)
+    got = torch.cat([p.detach().flatten() for p in disc.parameters()])
+    assert torch.allclose(got, expected, atol=1e-7)
+    # the test can tell the two orders apart: the post-update fake moves D clearly further
+    assert (wrong - expected).abs().max() > 100 * (got - expected).abs().max().clamp_min(1e-9)
+
+
+def test_lecam_uses_fake_from_before_classifier_update():
+    """The LeCam term also reads the step-2 batch, not the weights after step 3."""
+    def d_after_one_step(move: bool) -> torch.Tensor:
+        torch.manual_seed(0)
+        model = DWPNet(width=0.125)
+        reg = AdversarialRegularizer(model, _bank(), ["conv1"], lam=1.0, lecam=1.0)
+        reg.generator_loss()
+        if move:
+            _classifier_update(model)
+        reg.discriminator_step()
+        return torch.cat([p.detach().flatten() for p in reg.discs.parameters()])
+    assert torch.equal(d_after_one_step(False), d_after_one_step(True))
 
 
 def test_errors():
@@ -88,6 +119,8 @@ def test_errors():
         AdversarialRegularizer(model, KernelBank({"conv1": smooth_kernels(10, 5)}), ["conv1"])
     with pytest.raises(ValueError):
         AdversarialRegularizer(model, _bank(), ["conv1"], lam=-1)
+    with pytest.raises(ValueError, match="twice"):
+        AdversarialRegularizer(model, _bank(), ["conv1", "conv1"])
     reg = AdversarialRegularizer(model, _bank(), ["conv1"])
     with pytest.raises(RuntimeError):
         reg.discriminator_step()

@@ -182,6 +182,31 @@ def test_resume_with_other_settings_refused(setup, tmp_path, capsys):
     assert "different settings" in capsys.readouterr().err
 
 
+def test_resume_into_another_out_checks_the_checkpoint_settings(setup, tmp_path, capsys):
+    """``--resume PATH --out NEW``: the settings saved in the checkpoint are checked too,
+    nothing is left behind when refused, and the continued run gets its own config.json."""
+    data, bank = setup
+    a_dir, b_dir, c_dir = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    common = ["--data-root", str(data), "--bank", str(bank), *args(1)]
+    assert run_main(train.main, common + ["--out", str(a_dir)]) == 0
+    ck = a_dir / "checkpoint.pt"
+    capsys.readouterr()
+    assert run_main(train.main, common + ["--out", str(b_dir), "--resume", str(ck), "--lambda", "5"]) == 2
+    assert "different settings" in capsys.readouterr().err and not b_dir.exists()
+    assert run_main(train.main, common + ["--out", str(b_dir), "--resume", str(ck)]) == 0
+    assert json.loads((b_dir / "config.json").read_text())["lam"] == 1.0
+    assert _final(b_dir)["test_acc"] == _final(a_dir)["test_acc"]
+    # an older checkpoint without saved settings, away from its config.json: refused
+    legacy = torch.load(ck, weights_only=True)
+    del legacy["run_config"]
+    (tmp_path / "moved").mkdir()
+    torch.save(legacy, tmp_path / "moved" / "checkpoint.pt")
+    capsys.readouterr()
+    assert run_main(train.main, common + ["--out", str(c_dir), "--resume",
+                                          str(tmp_path / "moved" / "checkpoint.pt")]) == 2
+    assert "carries no settings" in capsys.readouterr().err and not c_dir.exists()
+
+
 def test_collect_sigkill_resume_same_bank(setup, tmp_path):
     data, _ = setup
     base = [sys.executable, "-m", "fastreg.collect", "--data-root", str(data), "--preset", "tiny",

@@ -12,11 +12,14 @@ from .types import DiscStepOutput
 
 def disc_step_eager(x: torch.Tensor, disc, d_target: float = 0.0,
                     g_target: float | None = 1.0) -> DiscStepOutput:
-    """One D forward over ``x``; D-loss grads for D's params, G-loss grad for ``x``."""
+    """One D forward over ``x``; D-loss grads for D's params, G-loss grad for ``x``.
+
+    Computes in D's dtype (like the fused path, whatever float ``x`` is) and returns
+    ``g_grad`` in ``x``'s dtype."""
     params = tuple(disc.parameters())
     want_g = g_target is not None
     with torch.enable_grad():
-        xi = x.detach().requires_grad_(want_g)
+        xi = x.detach().to(params[0].dtype).requires_grad_(want_g)
         logits = disc(xi)
         dl = _d_loss(logits, d_target, disc.loss)
         d_grads = torch.autograd.grad(dl, params, retain_graph=want_g)
@@ -26,4 +29,4 @@ def disc_step_eager(x: torch.Tensor, disc, d_target: float = 0.0,
             (g_grad,) = torch.autograd.grad(gl, xi)
     return DiscStepOutput(
         logits=logits.detach(), d_loss=dl.detach(), d_grads=tuple(g.detach() for g in d_grads),
-        g_loss=None if gl is None else gl.detach(), g_grad=g_grad)
+        g_loss=None if gl is None else gl.detach(), g_grad=None if g_grad is None else g_grad.to(x.dtype))
