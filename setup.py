@@ -80,9 +80,10 @@ setup(
         "safetensors",
         "tqdm",
         "matplotlib",
+        "scipy",                        # report: paired-t CIs and p-values
         "triton; platform_system == 'Linux'",
     ],
-    extras_require={"test": ["pytest", "pytest-benchmark", "scipy"]},
+    extras_require={"test": ["pytest", "pytest-benchmark"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
 )

@@ -2,39 +2,56 @@
 # One script for a lent GPU machine (no network; torch, triton, nvcc preinstalled):
 # builds the native extension, runs the CUDA correctness tests, runs the benchmarks,
 # runs a short tuning sweep of the fused step, writes everything under $OUT (8 files)
-# and prints a short table last. Hard cap GPU_CHECK_BUDGET seconds (default 540).
+# and prints a short table last, in about GPU_CHECK_BUDGET seconds (default 350: the
+# issue asks for under 6 minutes). Steps run most important first; each gets at most
+# what is left of the budget (at least 10 s), so a slow card loses the tail, not the core.
 #   bash bench/gpu_check.sh            (OUT defaults to ./gpu-out)
 source "$(dirname "$0")/gpu_common.sh"
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
 export MAX_JOBS=${MAX_JOBS:-16}
 export FASTREG_REQUIRE_EXT=1   # a failed compile must fail build_ext, so the JIT path is tried
 t0=$(date +%s)
-TOTAL=${GPU_CHECK_BUDGET:-540}   # seconds for the whole script; each step gets at most what is left
+TOTAL=${GPU_CHECK_BUDGET:-350}   # seconds for the whole script; each step gets at most what is left
 left() { local r=$(( TOTAL - ($(date +%s) - t0) - 20 )); (( r < $1 )) && echo $(( r > 10 ? r : 10 )) || echo "$1"; }
 machine_info
 
 echo "== build (setup.py build_ext --inplace) =="
-if ! timeout $(left 200) $PY setup.py build_ext --inplace > "$OUT/build.log" 2>&1; then
-  echo "build_ext failed (see build.log); the JIT path will be tried by the tests (FASTREG_JIT=1)"
+if ! timeout $(left 120) $PY setup.py build_ext --inplace > "$OUT/build.log" 2>&1; then
+  echo "build_ext failed (see build.log); trying the JIT build (FASTREG_JIT=1)"
   export FASTREG_JIT=1
 fi
-$PY -c "import fastreg.ops._native as n; print('native op:', n.load())" 2>&1 | tee -a "$OUT/build.log"
+# Loads the op once here (a JIT build compiles now, into torch's extension cache). If that
+# fails too, the tests run without it (native tests skip, and say so) instead of a JIT
+# error at import stopping pytest's collection of the Triton tests as well.
+if ! timeout $(left 120) $PY -c "import fastreg.ops._native as n; op = n.load(); print('native op:', op); assert op" \
+    >> "$OUT/build.log" 2>&1; then
+  echo "native op: NOT BUILT (see build.log); its tests and benchmarks are skipped" | tee -a "$OUT/build.log"
+  unset FASTREG_JIT
+fi
+tail -n 1 "$OUT/build.log"
 
 echo "== CUDA correctness tests =="
-timeout $(left 180) $PY -m pytest -q -rA -m cuda tests/test_disc_triton.py tests/test_sampler.py \
-  -p no:cacheprovider > "$OUT/cuda_tests.log" 2>&1
-echo "cuda tests exit code: $?" | tee -a "$OUT/cuda_tests.log"
-tail -n 3 "$OUT/cuda_tests.log"
+# Separate pytest calls, the sampler's (short) first: one file's failure or cut-off
+# does not take the other's results with it.
+for t in sampler:45 disc_triton:150; do
+  timeout $(left ${t##*:}) $PY -m pytest -q -rA -m cuda tests/test_${t%%:*}.py -p no:cacheprovider \
+    >> "$OUT/cuda_tests.log" 2>&1
+  echo "cuda tests ${t%%:*} exit code: $? (124 = cut off by the budget)" | tee -a "$OUT/cuda_tests.log"
+done
+grep -E "^(=+ .*(passed|failed|error).*=+)$" "$OUT/cuda_tests.log" | tail -n 2
 
 echo "== benchmarks =="
 # One pytest per suite, each with its own JSON, so a suite cut off by its timeout
 # loses only its own numbers; merged into $OUT/bench.json afterwards.
 BT=$(mktemp -d)
-for suite in disc_step:200 train_step:70 sample:60; do
-  name=${suite%%:*}
-  timeout $(left ${suite##*:}) $PY -m pytest bench/test_bench_$name.py --benchmark-only -q \
-    -p no:cacheprovider --benchmark-json="$BT/$name.json" >> "$OUT/bench.log" 2>&1
-  echo "bench $name exit code: $?" | tee -a "$OUT/bench.log"
+# pytest-benchmark writes its JSON at the end of a session, so the fused kernels' numbers
+# get a session of their own, ahead of the slow torch.compile warm-ups.
+for suite in "disc_step:60:triton" "disc_step:70:eager or compile" "sample:40:" "train_step:50:"; do
+  IFS=: read -r name cap sel <<< "$suite"
+  tag=$name${sel:+-${sel%% *}}
+  timeout $(left "$cap") $PY -m pytest bench/test_bench_$name.py --benchmark-only -q ${sel:+-k "$sel"} \
+    -p no:cacheprovider --benchmark-json="$BT/$tag.json" >> "$OUT/bench.log" 2>&1
+  echo "bench $tag exit code: $? (124 = cut off by the budget)" | tee -a "$OUT/bench.log"
 done
 $PY - "$OUT/bench.json" "$BT"/*.json <<'PYEOF'
 import json, os, sys
@@ -49,7 +66,7 @@ json.dump(merged, open(sys.argv[1], "w"), indent=1)
 PYEOF
 
 echo "== tuning sweep of the fused step (bench/tune_disc.py) =="
-budget=$(( $(left 110) - 20 ))
+budget=$(( $(left 90) - 20 ))
 if (( budget > 15 )); then
   timeout $(left $(( budget + 40 ))) $PY bench/tune_disc.py --budget $budget --json "$OUT/tune.json" \
     > "$OUT/tune.log" 2>&1

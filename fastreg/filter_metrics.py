@@ -49,27 +49,36 @@ def roc_auc(scores_pos: np.ndarray, scores_neg: np.ndarray) -> float:
     return float(u / (pos.size * neg.size))
 
 
-def _split(n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    p = torch.randperm(n, generator=gen)
-    return p[: n // 2], p[n // 2:]
+def group_halves(n: int, group: int, max_n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row indices of two disjoint random halves of at most ``max_n`` rows, keeping each run of
+    ``group`` consecutive rows (the 2-D slices of one filter) on one side.
+
+    Why: the RGB slices of one filter are alike; split across train and test they would
+    leak. ``group`` falls back to 1 when it does not divide ``n`` or leaves < 2 groups."""
+    g = group if group >= 1 and n % group == 0 and n // group >= 2 else 1
+    perm = torch.randperm(n // g, generator=gen)[: max(2, max_n // g)]
+    h = len(perm) // 2
+    rows = lambda p: (p[:, None] * g + torch.arange(g)).reshape(-1)  # noqa: E731
+    return rows(perm[:h]), rows(perm[h:])
 
 
 def judge_auc(learned: torch.Tensor, bank: torch.Tensor, seed: int = 0, hidden: int = 64,
-              steps: int = 300, max_n: int = 1000) -> float:
+              steps: int = 300, max_n: int = 1000, group_learned: int = 1, group_bank: int = 1) -> float:
     """Held-out ROC AUC of a fresh MLP judge separating ``bank`` (positive) from ``learned``.
 
     Why: a post-hoc discriminator that never played the training game; it sees per-kernel
     normalized kernels (unlike the training D's batch norm), trains on half of each set
     (classes balanced by loss weighting) and is scored on the other half. 0.5 means the
     judge cannot tell them apart; near 1 means the learned kernels are clearly not bank-like.
-    Both sets are subsampled to ``max_n`` kernels; deterministic given ``seed``.
+    Both sets are subsampled to about ``max_n`` kernels, split by whole filters (``group_*``
+    consecutive rows, see ``group_halves``); deterministic given ``seed``.
     """
     if len(learned) < 4 or len(bank) < 4:
         raise ValueError("judge_auc needs at least 4 kernels in each set")
     gen = torch.Generator().manual_seed(int(seed))
-    a = normalize_kernels(learned)[torch.randperm(len(learned), generator=gen)[:max_n]].float()
-    b = normalize_kernels(bank)[torch.randperm(len(bank), generator=gen)[:max_n]].float()
-    (atr, ate), (btr, bte) = _split(len(a), gen), _split(len(b), gen)
+    a, b = normalize_kernels(learned).float(), normalize_kernels(bank).float()
+    atr, ate = group_halves(len(a), group_learned, max_n, gen)
+    btr, bte = group_halves(len(b), group_bank, max_n, gen)
     x = torch.cat([b[btr], a[atr]])
     y = torch.cat([torch.ones(len(btr)), torch.zeros(len(atr))])
     w = torch.where(y > 0, 0.5 / len(btr), 0.5 / len(atr))        # balanced classes

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from .bank import BankError, KernelBank
 from .cli import Parser, UsageError, run_main
-from .filter_metrics import judge_auc, low_freq_energy, mmd_rbf
+from .filter_metrics import group_halves, judge_auc, low_freq_energy, mmd_rbf
 from .io_util import (UnsafeCheckpoint, atomic_write_bytes, atomic_write_json, check_out_dir, read_json,
                       safe_torch_load)
 from .sweep import METHODS, method_of
@@ -35,6 +35,7 @@ from .train import FINAL_KERNELS
 # settings that, when they differ between runs of one train size, split cells
 EXTRA = ("width", "amp", "epochs", "batch_size", "lr", "weight_decay", "d_hidden", "d_norm", "d_loss",
          "d_lr", "lecam", "eval_size")
+D_ONLY = ("d_hidden", "d_norm", "d_loss", "d_lr", "lecam")   # cannot change a λ = 0 run's classifier
 EXTERNAL = [  # (source, setting, labelled images, test accuracy %)
     ("Deep Weight Prior (Atanov et al., ICLR 2019), Bayesian CNN", "CIFAR-10", 50, 23.7),
     ("Deep Weight Prior (Atanov et al., ICLR 2019), Bayesian CNN", "CIFAR-10", 200, 30.3),
@@ -53,6 +54,7 @@ class Run:
     final: dict = field(default_factory=dict)
     wall: float | None = None
     label: str = ""
+    extra: dict = field(default_factory=dict)   # the EXTRA settings in the label
     metrics: dict = field(default_factory=dict)
 
     @property
@@ -95,15 +97,15 @@ def discover(root: Path) -> list[Run]:
             continue
         d = c.parent
         r = Run(d, cfg, "incomplete", "no final.json (still running, interrupted or crashed)")
-        if (d / "failed.json").exists():
-            r.status, r.reason = "failed", "non-finite training (failed.json)"
-        elif (d / "final.json").exists():
-            try:
+        if (d / "final.json").exists():    # a finished run counts, as in the sweep, even if an
+            try:                           # earlier attempt left a failed.json
                 r.final = read_json(d / "final.json")
                 ok = _finite(r.final.get("test_acc"))
             except (OSError, ValueError):
                 ok = False
             r.status, r.reason = ("ok", "") if ok else ("failed", "final.json unreadable or non-finite")
+        elif (d / "failed.json").exists():
+            r.status, r.reason = "failed", "non-finite training (failed.json)"
         if (d / "timing.json").exists():
             try:
                 r.wall = float(read_json(d / "timing.json")["wall_time_s"])
@@ -121,8 +123,40 @@ def _label(runs: list[Run]) -> None:
             if any(len({json.dumps(r.cfg.get(k)) for r in runs if r.size == n}) > 1
                    for n in {r.size for r in runs})]
     for r in runs:
-        extra = ", ".join(f"{k}={r.cfg.get(k)}" for k in vary)
+        r.extra = {k: r.cfg.get(k) for k in vary}
+        extra = ", ".join(f"{k}={v}" for k, v in r.extra.items())
         r.label = r.method + (f" [{extra}]" if extra else "")
+
+
+def _bank_id(r: Run) -> str:
+    meta = r.cfg.get("bank_meta")
+    return json.dumps(meta, sort_keys=True) if meta else str(r.cfg.get("bank"))
+
+
+def check_cells(cells: dict[tuple, list[Run]]) -> None:
+    """A cell's runs must be distinct seeds from one bank: a copied run folder, or a rerun
+    into the same sweep with another ``--bank``, would otherwise count as an extra seed."""
+    for c, rs in cells.items():
+        seen: dict[int, Run] = {}
+        for r in rs:
+            if r.seed in seen:
+                raise UsageError(f"cell n={c[0]} {c[1]} ({c[2]}) holds seed {r.seed} twice: {seen[r.seed].dir} "
+                                 f"and {r.dir}; report them from separate folders")
+            seen[r.seed] = r
+        if len({_bank_id(r) for r in rs}) > 1:
+            raise UsageError(f"cell n={c[0]} {c[1]} ({c[2]}) mixes runs with different banks; "
+                             f"report them from separate folders")
+
+
+def baseline_cell(c: tuple, cells: dict[tuple, list[Run]]) -> tuple | None:
+    """The baseline to pair cell ``c`` with: same size and the same settings except those
+    that cannot change a λ = 0 run (D settings); preferring the same reg layers, then
+    the same D settings."""
+    ex = cells[c][0].extra
+    core = {k: v for k, v in ex.items() if k not in D_ONLY}
+    cands = [k for k in cells if k[0] == c[0] and k[1].split(" [")[0] == "baseline"
+             and {kk: v for kk, v in cells[k][0].extra.items() if kk not in D_ONLY} == core]
+    return min(cands, key=lambda k: (k[2] != c[2], cells[k][0].extra != ex, k)) if cands else None
 
 
 def _sweep_info(root: Path, runs: list[Run]) -> tuple[list[str], list[str], float, int]:
@@ -167,41 +201,37 @@ def conv1_kernels(d: Path, flat: bool = True) -> torch.Tensor:
     return w.reshape(-1, w.shape[-2], w.shape[-1]) if flat else w
 
 
-def filter_metrics(r: Run, bank: torch.Tensor | None) -> None:
+def filter_metrics(r: Run, bank: torch.Tensor | None, bank_group: int = 1) -> None:
     try:
-        k = conv1_kernels(r.dir)
+        w = conv1_kernels(r.dir, flat=False)
     except (UnsafeCheckpoint, KeyError, TypeError) as e:
         r.metrics["note"] = f"no filter metrics ({str(e)[:80]})"
         return
+    k = w.reshape(-1, w.shape[-2], w.shape[-1])
     if not torch.isfinite(k).all():
         r.metrics["note"] = "non-finite conv1 weights"
         return
     r.metrics["lfe"] = low_freq_energy(k)
     if bank is not None and bank.shape[-1] == k.shape[-1] and len(k) >= 4 and len(bank) >= 4:
-        r.metrics["auc"] = judge_auc(k, bank, seed=r.seed)
+        r.metrics["auc"] = judge_auc(k, bank, seed=r.seed, group_learned=w.shape[1], group_bank=bank_group)
         r.metrics["mmd"] = mmd_rbf(k, bank, seed=r.seed)
 
 
 def paired(d: np.ndarray) -> tuple[float, float | None, float | None, float | None, str]:
-    """Mean paired difference, 95% CI and two-sided p: paired t (scipy), else bootstrap CI
-    with a sign-flip permutation p-value (numpy only)."""
+    """Mean paired difference, paired-t 95% CI and two-sided p (no CI from one pair).
+
+    Differences equal up to float noise (sd ≤ 1e-9 of their scale) have no t statistic;
+    they are reported as such rather than with an absurd p."""
+    from scipy import stats
+    d = np.asarray(d, np.float64)
     n, m = len(d), float(np.mean(d))
     if n < 2:
         return m, None, None, None, "—"
     sd = float(np.std(d, ddof=1))
-    if sd == 0:
+    if sd <= 1e-9 * max(1.0, float(np.abs(d).max())):
         return m, m, m, None, "all differences equal"
-    try:
-        from scipy import stats
-        h = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
-        return m, m - h, m + h, float(stats.ttest_1samp(d, 0.0).pvalue), "paired t"
-    except ImportError:
-        rng = np.random.default_rng(0)
-        boot = d[rng.integers(0, n, (10000, n))].mean(1)
-        signs = np.array(np.meshgrid(*[[-1, 1]] * n)).reshape(n, -1).T if n <= 14 \
-            else rng.choice([-1, 1], (20000, n))
-        p = float(np.mean(np.abs((signs * d).mean(1)) >= abs(m) - 1e-12))
-        return m, float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975)), p, "bootstrap / sign-flip"
+    h = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+    return m, m - h, m + h, float(stats.ttest_1samp(d, 0.0).pvalue), "paired t"
 
 
 def _f(x, spec: str = ".3f") -> str:
@@ -334,7 +364,9 @@ def build_parser() -> Parser:
     return p
 
 
-def _reference_bank(path: str | None, runs: list[Run]) -> tuple[torch.Tensor | None, str]:
+def _reference_bank(path: str | None, runs: list[Run]) -> tuple[torch.Tensor | None, str, int]:
+    """(conv1 reference kernels, description, rows per filter). A fastreg bank's conv1 rows
+    come in RGB triples, one filter each; an imported one-layer bank's grouping is unknown."""
     cands = [path] if path else list(dict.fromkeys(r.cfg.get("bank") for r in runs if r.cfg.get("bank")))
     for c in cands:
         if not path and (str(c).lower() == "none" or not Path(c).is_file()):
@@ -346,8 +378,9 @@ def _reference_bank(path: str | None, runs: list[Run]) -> tuple[torch.Tensor | N
             if path:
                 raise
             continue
-        return b.layers[name], f"`{c}` (layer {name}, {len(b.layers[name])} kernels)"
-    return None, "none found (judge AUC and MMD omitted)"
+        group = 3 if name == "conv1" and "DWPNet" in b.meta.get("architecture", "") else 1
+        return b.layers[name], f"`{c}` (layer {name}, {len(b.layers[name])} kernels)", group
+    return None, "none found (judge AUC and MMD omitted)", 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -365,14 +398,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ok = [r for r in runs if r.status == "ok"]
     if not ok:
         raise UsageError(f"{root}: no finished runs ({len(runs)} unfinished or failed)")
-    bank, bank_desc = _reference_bank(a.bank, runs)
+    bank, bank_desc, bank_group = _reference_bank(a.bank, runs)
     _label(runs)
-    t0 = time.time()
-    for r in tqdm(ok, desc="filter metrics", unit="run", leave=False):
-        filter_metrics(r, bank)
     cells: dict[tuple, list[Run]] = {}
     for r in ok:
         cells.setdefault((r.size, r.label, r.layers), []).append(r)
+    check_cells(cells)
+    t0 = time.time()
+    for r in tqdm(ok, desc="filter metrics", unit="run", leave=False):
+        filter_metrics(r, bank, bank_group)
     keys = sorted(cells, key=lambda c: (c[0], _order(c[1]), c[2]))
     cmds, devs, wall, known = _sweep_info(root, runs)
 
@@ -398,36 +432,39 @@ def main(argv: Sequence[str] | None = None) -> int:
                  f"{_ms([r.final['test_acc'] for r in rs], '.2f', 100)} | {_ms(m('auc'))} | "
                  f"{_ms(m('mmd'), '.4f')} | {_ms(m('lfe'))} |")
     L += ["", "## Paired difference to the baseline", "",
-          "Δ = method − baseline test accuracy (percentage points), same train size, same seeds (the "
-          "data seed equals the seed), baseline with the same reg layers when run, else any.", "",
+          "Δ = method − baseline test accuracy (percentage points), same train size, same seed and "
+          "data seed, paired t over seeds. The baseline has the same settings, reg layers when run "
+          "(a λ = 0 run does not depend on them), and discriminator settings likewise.", "",
           "| train size | method | reg layers | paired seeds (n) | Δ acc (pp) | 95% CI | p | test |",
           "|---:|---|---|---|---:|---|---:|---|"]
     for c in keys:
         if c[1].split(" [")[0] == "baseline":
             continue
-        btag = c[1].replace(c[1].split(" [")[0], "baseline", 1)
-        bc = (c[0], btag, c[2]) if (c[0], btag, c[2]) in cells else \
-            next((k for k in keys if k[0] == c[0] and k[1] == btag), None)
+        bc = baseline_cell(c, cells)
         if bc is None:
             continue
-        base = {r.seed: r.final["test_acc"] for r in cells[bc]}
-        pairs = sorted((r.seed, 100 * (r.final["test_acc"] - base[r.seed])) for r in cells[c] if r.seed in base)
+        key = lambda r: (r.seed, r.cfg.get("data_seed", r.seed))  # noqa: E731
+        base = {key(r): r.final["test_acc"] for r in cells[bc]}
+        pairs = sorted((r.seed, 100 * (r.final["test_acc"] - base[key(r)])) for r in cells[c] if key(r) in base)
         if not pairs:
             continue
         mean, lo, hi, p, how = paired(np.array([d for _, d in pairs]))
         ci = f"[{_f(lo, '+.2f')}, {_f(hi, '+.2f')}]" if lo is not None else "—"
-        L.append(f"| {c[0]} | {c[1]} | {c[2]}{'' if bc[2] == c[2] else f' (vs baseline {bc[2]})'} | "
+        own = bc[1] == c[1].replace(c[1].split(" [")[0], "baseline", 1) and bc[2] == c[2]
+        vs = "" if own else f" (vs {bc[1]}{'' if bc[2] == c[2] else ', ' + bc[2]})"
+        L.append(f"| {c[0]} | {c[1]} | {c[2]}{vs} | "
                  f"{','.join(str(s) for s, _ in pairs)} ({len(pairs)}) | {_f(mean, '+.2f')} | {ci} | "
                  f"{_f(p, '.3g')} | {how} |")
     if bank is not None:
         L += ["", "## Filter-metric reference points", "", "| kernels | judge AUC vs bank | MMD² vs bank | "
               "low-freq energy |", "|---|---:|---:|---:|"]
         g = torch.Generator().manual_seed(0)
-        perm = torch.randperm(len(bank), generator=g)
-        half, rest = bank[perm[: len(bank) // 2]], bank[perm[len(bank) // 2:]]
+        hi, ri = group_halves(len(bank), bank_group, len(bank), g)
+        half, rest = bank[hi], bank[ri]
         noise = torch.randn((min(len(bank), 1000),) + tuple(bank.shape[1:]), generator=g)
-        for name, k in (("bank, one half vs the other", half), ("Gaussian noise", noise)):
-            L.append(f"| {name} | {_f(judge_auc(k, rest))} | {_f(mmd_rbf(k, rest), '.4f')} | "
+        for name, k, gk in (("bank, one half vs the other", half, bank_group), ("Gaussian noise", noise, 1)):
+            auc = judge_auc(k, rest, group_learned=gk, group_bank=bank_group)
+            L.append(f"| {name} | {_f(auc)} | {_f(mmd_rbf(k, rest), '.4f')} | "
                      f"{_f(low_freq_energy(k))} |")
     bad = [r for r in runs if r.status != "ok"]
     notes = [r for r in ok if "note" in r.metrics]

@@ -221,6 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for n in dict.fromkeys(["conv1", *layers])}
     atomic_write_bytes(out / FINAL_KERNELS, safetensors_save(kept, metadata={"format": "fastreg-kernels/1"}))
     atomic_write_json(out / "final.json", final)
+    (out / "failed.json").unlink(missing_ok=True)   # left by an earlier attempt the sweep gave up on
     atomic_write_json(out / "timing.json", {"wall_time_s": round(trainer.wall_time(), 2),
                                             "device": str(device)})
     print(f"test accuracy {final['test_acc']:.4f} (n={a.train_size}, λ={a.lam:g}, seed {a.seed}) "

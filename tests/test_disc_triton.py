@@ -49,8 +49,8 @@ def reference(x, disc, d_target, g_target):
     logits = (h @ lin[-2].T + lin[-1])[:, 0]
 
     def loss_fn(t, gen):
-        if disc.loss == "ns":
-            return (F.softplus(logits) - t * logits).mean()
+        if disc.loss == "ns":   # softplus(l) - t*l without cancellation at large |l|
+            return (torch.relu(logits) - t * logits + torch.log1p(torch.exp(-logits.abs()))).mean()
         if gen:
             return -logits.mean() if t == 1 else logits.mean()
         return torch.relu(1 - logits).mean() if t == 1 else torch.relu(1 + logits).mean()
@@ -176,6 +176,20 @@ def test_hinge_margin_subgradient_is_zero(d_target, bias):
     assert out.d_grads[-1].item() == pytest.approx(expect, abs=1e-6)
     assert eager.d_grads[-1].item() == pytest.approx(expect, abs=1e-6)
     assert_close(out, reference(x, disc, d_target, 1.0), TOL_IEEE, d_target, 1.0)
+
+
+@pytest.mark.parametrize("d_target,bias", [(0.0, -25.0), (1.0, 25.0), (1.0, 9.0)])
+def test_ns_loss_with_saturated_logits(d_target, bias):
+    """softplus(-|l|) ~ e^-25 must not round to 0 (log(1 + e) would): the D loss of a
+    batch D already classifies confidently is tiny, not zero, to SPEC §6 relative error."""
+    disc = make_disc(5, (32,), "batch", "ns")
+    with torch.no_grad():
+        disc.layers[-1].weight.mul_(0.01)
+        disc.layers[-1].bias.fill_(bias)
+    x = torch.randn(50, 5, 5, device=DEV)
+    ref = reference(x, disc, d_target, 1.0)
+    assert 0 < float(ref["d_loss"]) < 1.5e-4
+    assert_close(disc_step_triton(x, disc, d_target, 1.0), ref, TOL_IEEE, d_target, 1.0)
 
 
 @pytest.mark.parametrize("variant", ["fused", "chunked"])

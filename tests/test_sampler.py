@@ -42,6 +42,15 @@ def _bank(N, k=3, dtype=torch.float32, device="cpu"):
     return torch.randn(N, k, k, dtype=torch.float64).mul(100).to(dtype).to(device)
 
 
+def _poison(n: int, bank: torch.Tensor) -> None:
+    """Fill and free buffers the size of the op's outputs (NaN / 255 kernels, -1 indices):
+    the allocator hands the same blocks to the next call, so an output element the op
+    failed to write shows up as poison instead of a previous call's correct value."""
+    bad = float("nan") if bank.dtype.is_floating_point else 255
+    torch.full((n, *bank.shape[1:]), bad, dtype=bank.dtype, device=bank.device)
+    torch.full((n,), -1, dtype=torch.int64, device=bank.device)
+
+
 def _chi2_p(idx: torch.Tensor, N: int, bins: int) -> float:
     counts = np.bincount((idx.cpu().numpy().astype(np.uint64) * bins // N).astype(np.int64),
                          minlength=bins)
@@ -90,8 +99,9 @@ def test_wrapper_errors(backend):
 @pytest.mark.parametrize("n,N,seed,offset", _cases(40))
 def test_native_cpu_matches_torch(n, N, seed, offset):
     bank = _bank(N)
-    k, i = OP(bank, n, seed, offset)
     k_ref, i_ref = sample_kernels_torch(bank, n, seed, offset)
+    _poison(n, bank)
+    k, i = OP(bank, n, seed, offset)
     assert i.dtype == torch.int64 and torch.equal(i, i_ref)
     assert torch.equal(k, k_ref)
 
@@ -188,11 +198,16 @@ def test_torch_compile_traces_op():
 @pytest.mark.parametrize("n,N,seed,offset", _cases(20) + [(255, 10, 1, 0), (256, 10, 1, 0),
                                                           (257, 10, 1, 0), (100_003, 97, 5, 9)])
 def test_cuda_matches_cpu(n, N, seed, offset):
+    """CUDA op == native CPU op == the pure-torch stream, each output poisoned first."""
     bank = _bank(N)
+    k_ref, i_ref = sample_kernels_torch(bank, n, seed, offset)
+    _poison(n, bank.cuda())
     k, i = OP(bank.cuda(), n, seed, offset)
+    _poison(n, bank)
     k_cpu, i_cpu = OP(bank, n, seed, offset)
-    assert k.is_cuda and torch.equal(i.cpu(), i_cpu) and torch.equal(k.cpu(), k_cpu)
-    assert torch.equal(sample_kernels_torch(bank.cuda(), n, seed, offset)[1].cpu(), i_cpu)
+    assert k.is_cuda and torch.equal(i.cpu(), i_ref) and torch.equal(k.cpu(), k_ref)
+    assert torch.equal(i_cpu, i_ref) and torch.equal(k_cpu, k_ref)
+    assert torch.equal(sample_kernels_torch(bank.cuda(), n, seed, offset)[1].cpu(), i_ref)
 
 
 @native
@@ -205,9 +220,11 @@ def test_cuda_gather_units(dtype, k):
     views = [bank, bank.transpose(1, 2)]
     flat = _bank(301 * k * k, 1, dtype, "cuda").view(-1)
     views.append(flat[1:1 + 300 * k * k].view(300, k, k))  # contiguous, storage offset 1
+    i_ref = sample_indices_torch(1000, 300, 3, 4)
     for b in views:
+        _poison(1000, b)
         kern, i = OP(b, 1000, 3, 4)
-        assert torch.equal(kern, b[i]) and torch.equal(i.cpu(), OP(b.cpu(), 1000, 3, 4)[1])
+        assert torch.equal(i.cpu(), i_ref) and torch.equal(kern, b[i_ref.cuda()])
 
 
 @native

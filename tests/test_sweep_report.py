@@ -60,6 +60,7 @@ def test_report(setup, tmp_path):
     root = tmp_path / "runs"
     shutil.copytree(out, root)
     shutil.copytree(root / "n20/adv1/s1", root / "n20/adv1/s2")
+    (root / "n20/adv1/s2/final.json").unlink()
     (root / "n20/adv1/s2/failed.json").write_text("{}")          # a failed run: listed, not averaged
     md = tmp_path / "docs" / "results.md"
     assert run_main(report.main, [str(root), "--out", str(md)]) == 0
@@ -71,6 +72,53 @@ def test_report(setup, tmp_path):
     assert json.loads((md.parent / "results.json").read_text())["runs"][0]["status"] in ("ok", "failed")
     for f in ("results_acc_vs_size.png", "results_filters.png", "results_training.png"):
         assert (md.parent / "figures" / f).stat().st_size > 1000
+
+
+def test_report_refuses_a_seed_twice_and_counts_a_finished_retry(setup, tmp_path, capsys):
+    tmp, data, bank, base, out = setup
+    root = tmp_path / "runs"
+    shutil.copytree(out, root)
+    (root / "n20/adv1/s0/failed.json").write_text("{}")          # stale: the retry finished
+    md = tmp_path / "r.md"
+    assert run_main(report.main, [str(root), "--out", str(md)]) == 0
+    assert "| 20 | adv1 | conv1 | 2 | 0,1 |" in md.read_text()
+    shutil.copytree(root / "n20/adv1/s1", root / "n20/adv1/copy")  # the same run twice
+    capsys.readouterr()
+    assert run_main(report.main, [str(root), "--out", str(tmp_path / "r2.md")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "seed 1 twice" in err[0] and not (tmp_path / "r2.md").exists()
+
+
+def test_paired_statistics():
+    import numpy as np
+    d = np.array([1.2, -0.3, 0.8, 2.1, 0.4])
+    m, lo, hi, p, how = report.paired(d)
+    h = 2.7764451051977987 * np.std(d, ddof=1) / np.sqrt(5)     # t(0.975, df 4)
+    assert how == "paired t" and m == pytest.approx(0.84)
+    assert (lo, hi) == (pytest.approx(0.84 - h), pytest.approx(0.84 + h))
+    assert lo < 0 < hi and p == pytest.approx(0.1040, abs=5e-4)
+    assert report.paired(np.array([0.5]))[1:] == (None, None, None, "—")
+    same = np.array([0.37] * 5) + np.array([0, 1e-16, -1e-16, 2e-16, 0])   # equal up to float noise
+    assert report.paired(same)[3:] == (None, "all differences equal")
+
+
+def test_pairing_ignores_discriminator_settings_for_the_baseline():
+    """A λ = 0 run does not depend on D's settings: a D ablation pairs with the default baseline,
+    but never across a setting that changes the classifier (width)."""
+    from pathlib import Path
+    def run(lam, seed, **cfg):
+        return report.Run(Path(f"r{lam}{seed}{cfg}"), {"train_size": 100, "lam": lam, "seed": seed,
+                                                        "init": "default", "bank": "b", **cfg}, "ok")
+    runs = [run(0.0, s, d_lr=2e-4, width=1.0) for s in (0, 1)] + \
+           [run(1.0, s, d_lr=1e-4, width=1.0) for s in (0, 1)] + [run(1.0, s, d_lr=2e-4, width=0.5) for s in (0, 1)]
+    report._label(runs)
+    cells = {}
+    for r in runs:
+        cells.setdefault((r.size, r.label, r.layers), []).append(r)
+    by_label = {c[1]: c for c in cells}
+    base = by_label["baseline [width=1.0, d_lr=0.0002]"]
+    assert report.baseline_cell(by_label["adv1 [width=1.0, d_lr=0.0001]"], cells) == base
+    assert report.baseline_cell(by_label["adv1 [width=0.5, d_lr=0.0002]"], cells) is None
 
 
 def test_report_without_checkpoints_uses_final_kernels(setup, tmp_path):

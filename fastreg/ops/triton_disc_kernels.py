@@ -70,8 +70,21 @@ def _loss(l, t, HINGE: tl.constexpr, GEN: tl.constexpr):
             val = tl.maximum(m, 0.0)
             grad = tl.where(m > 0, s, 0.0)
     else:
-        val = tl.maximum(l, 0.0) + tl.log(1.0 + tl.exp(-tl.abs(l))) - t * l
-        grad = tl.sigmoid(l) - t
+        # softplus(l) - t*l = (max(l, 0) - t*l) + log1p(e), e = exp(-|l|), summed in that
+        # order so a confident D (l >> 0 at t = 1) keeps its tiny loss instead of l - l.
+        # log1p(e) = log(u) * e / (u - 1), u = 1 + e (Goldberg): exact where log(1 + e) loses
+        # e in fp32. One exp serves the grad too: sigmoid(|l|) = 1/u, sigmoid(-|l|) = e/u;
+        # at t = 1 the grad is -sigmoid(-l), not sigmoid(l) - 1 (cancellation).
+        e = tl.exp(-tl.abs(l))
+        u = 1.0 + e
+        r = 1.0 / u
+        d = u - 1.0
+        lp = tl.where(d == 0.0, e, tl.log(u) * (e / tl.where(d == 0.0, 1.0, d)))
+        val = (tl.maximum(l, 0.0) - t * l) + lp
+        pos = l >= 0
+        sig = tl.where(pos, r, e * r)          # sigmoid(l)
+        sig_neg = tl.where(pos, e * r, r)      # sigmoid(-l)
+        grad = tl.where(t == 1.0, -sig_neg, sig - t)
     return val, grad
 
 

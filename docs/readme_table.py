@@ -1,0 +1,62 @@
+"""Print the README's summary table from docs/results.md, so no number is copied by hand.
+
+    python docs/readme_table.py            # paste the output under "Results so far"
+
+Cells: paired Δ test accuracy to the baseline (pp) with its 95 % CI, bold where the CI
+excludes 0, the seed count when it is not 5; "not run" where docs/results.md has no cell.
+"""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+METHODS = ["adv0.1", "adv1", "adv10", "bankinit", "bankinit+adv1"]
+ROWS = [("100", "0.5", "conv1", ""), ("100", "1.0", "conv1", ", full width"),
+        ("100", "0.5", "conv1,conv2", ", conv1 + conv2"), ("500", "0.5", "conv1", ""),
+        ("500", "1.0", "conv1", ", full width"), ("1000", "0.5", "conv1", ""),
+        ("1000", "1.0", "conv1", ", full width"), ("5000", "0.5", "conv1", ""),
+        ("5000", "1.0", "conv1", ", full width")]
+
+
+def _rows(section: str, ncols: int) -> list[list[str]]:
+    out = []
+    for line in section.splitlines():
+        c = [x.strip() for x in line.strip().strip("|").split("|")]
+        if len(c) == ncols and c[0].isdigit():
+            out.append(c)
+    return out
+
+
+def main(path: str = "docs/results.md") -> None:
+    txt = Path(path).read_text()
+    acc, auc, pair = {}, {}, {}
+    for c in _rows(txt.split("## Test accuracy")[1].split("## Paired")[0], 9):
+        acc[(c[0], c[1], c[2])], auc[(c[0], c[1], c[2])] = c[5], c[6]
+    for c in _rows(txt.split("## Paired difference")[1].split("\n## ")[0], 8):
+        n_seeds = int(re.search(r"\((\d+)\)", c[3]).group(1))
+        if c[5] == "—":                       # one seed: no CI
+            cell = f"{c[4]} (1 seed)".replace("-", "−")
+        else:
+            lo, hi = c[5].strip("[]").split(", ")
+            cell = f"{c[4]} [{lo}, {hi}]".replace("-", "−")
+            if float(lo) > 0 or float(hi) < 0:
+                cell = f"**{cell}**"
+            if n_seeds != 5:
+                cell += f" ({n_seeds} seeds)"
+        pair[(c[0], c[1], c[2].split(" (vs")[0])] = cell
+    print("| n | " + " | ".join(f"{m} Δ acc" for m in METHODS) + " | judge AUC baseline → adv1 |")
+    print("|---" * (len(METHODS) + 2) + "|")
+    for n, w, layers, label in ROWS:
+        b = (n, f"baseline [width={w}]", layers)
+        if b not in acc:
+            continue
+        head = f"{n}{label}" if "conv2" in layers else f"{n}{label} ({acc[b]} %)"
+        cells = [pair.get((n, f"{m} [width={w}]", layers), "not run") for m in METHODS]
+        a1 = auc.get((n, f"adv1 [width={w}]", layers))
+        cells.append(f"{auc[b].split(' ±')[0]} → {a1.split(' ±')[0]}" if a1 else "not run")
+        print(f"| {head} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
