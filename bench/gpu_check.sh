@@ -57,9 +57,11 @@ $PY - "$OUT/bench.json" "$BT"/*.json <<'PYEOF'
 import json, os, sys
 merged = {"benchmarks": []}
 for p in sys.argv[2:]:
-    if not os.path.exists(p):  # a suite that was cut off or crashed
+    try:                       # a suite cut off, crashed, or with every test skipped
+        d = json.load(open(p))  # leaves no file or an empty one
+    except (OSError, ValueError):
+        print(f"no benchmark results in {os.path.basename(p)}")
         continue
-    d = json.load(open(p))
     merged.setdefault("machine_info", d.get("machine_info"))
     merged["benchmarks"] += d.get("benchmarks", [])
 json.dump(merged, open(sys.argv[1], "w"), indent=1)
