@@ -96,6 +96,7 @@ class _Evil:
         return (open, (self.path, "w"))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")  # the crafted pickle's protocol
 def test_malicious_checkpoint_refused(setup, tmp_path, capsys):
     data, bank = setup
     marker = tmp_path / "pwned"

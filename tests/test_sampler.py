@@ -237,6 +237,26 @@ def test_cuda_index_path_big_N(N):
 
 @native
 @pytest.mark.cuda
+def test_cuda_grid_stride_past_the_block_cap():
+    """n > 2^20 blocks x 256 rows: both kernels loop (grid-stride). The stream is
+    counter-based, so slices around the first stride boundary (2^28) and the tail are
+    checked against short CPU draws at the matching offsets. ~3.3 GB on the GPU."""
+    n, cap, N, seed, off = (1 << 28) + 300, 1 << 28, 1009, 5, 7
+    bank = _bank(N, 1, device="cuda")
+    _poison(n, bank)
+    k, i = OP(bank, n, seed, off)
+    for start in (0, cap - 300, n - 600):
+        want = torch.ops.fastreg.sample_indices(600, N, seed, off + start)
+        assert torch.equal(i[start:start + 600].cpu(), want)
+        assert torch.equal(k[start:start + 600].cpu(), bank.cpu()[want])
+    del k, i
+    j = torch.ops.fastreg.sample_indices(n, N, seed, off, device="cuda")
+    for start in (cap - 300, n - 600):
+        assert torch.equal(j[start:start + 600].cpu(), torch.ops.fastreg.sample_indices(600, N, seed, off + start))
+
+
+@native
+@pytest.mark.cuda
 def test_cuda_n0_errors_and_opcheck():
     k, i = OP(_bank(10, 3, device="cuda"), 0, 1, 0)
     assert k.shape == (0, 3, 3) and i.shape == (0,) and k.is_cuda and i.is_cuda
