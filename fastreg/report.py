@@ -421,7 +421,8 @@ def main(argv: Sequence[str] | None = None) -> int:
          "## Test accuracy", "",
          "Cells that were run, only. Test accuracy on the full test set after the last epoch; mean ± std "
          "(ddof 1) over seeds. Filter metrics on the final conv1 kernels: judge AUC (fresh MLP, held-out "
-         "halves; 0.5 = indistinguishable from the bank), MMD² (RBF, median bandwidth; ≈ 0 = same "
+         "halves split by whole filter; 0.5 = indistinguishable from the bank, below 0.5 = more typical "
+         "of the bank than the bank's own held-out filters), MMD² (RBF, median bandwidth; ≈ 0 = same "
          "distribution), low-freq energy (share of non-DC spectral energy at ≤ 0.25 cycles/px).", "",
          "| train size | method | reg layers | n | seeds | test acc (%) | judge AUC | MMD² | low-freq energy |",
          "|---:|---|---|---:|---|---:|---:|---:|---:|"]
