@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import math
 import os
 import statistics
 import sys
@@ -29,6 +28,7 @@ if not torch.cuda.is_available():
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fastreg import Discriminator  # noqa: E402
 from fastreg.ops._torch_impl import disc_step_eager  # noqa: E402
+from fastreg.ops.disc_step import max_rel_err  # noqa: E402
 from fastreg.ops.triton_disc import disc_step_triton  # noqa: E402
 
 SHAPES = {"T": (200, 5), "S1": (384, 7), "S2": (32768, 5), "S3": (1 << 20, 3)}
@@ -42,17 +42,6 @@ def _configs(cuda: bool):
         if variant == "chunked" and (bb, prec) != (32, "ieee"):
             continue  # the wide-layer kernel: one point, to compare against
         yield dict(precision=prec, variant=variant, block_b=bb, num_programs=grid * sms)
-
-
-def _max_rel_err(out, ref) -> float:
-    """Largest SPEC §6 norm-wise relative error over every output (inf if any is non-finite)."""
-    pairs = [(out.logits, ref.logits), (out.d_loss, ref.d_loss), (out.g_loss, ref.g_loss),
-             *zip(out.d_grads, ref.d_grads), (out.g_grad, ref.g_grad)]
-    errs = []
-    for a, b in pairs:
-        a, b = a.double(), b.double()
-        errs.append(float((a - b).norm() / b.norm().clamp_min(1e-30)) if torch.isfinite(a).all() else math.inf)
-    return max(errs)
 
 
 def _time_ms(fn, reps: int, cuda: bool) -> float:
@@ -95,7 +84,7 @@ def main() -> int:
                 rows.append({"shape": shape, **cfg, "skipped": "budget"})
                 continue
             try:
-                err = _max_rel_err(disc_step_triton(fake, disc, 0.0, 1.0, **cfg), ref)
+                err = max_rel_err(disc_step_triton(fake, disc, 0.0, 1.0, **cfg), ref)
                 ms = _time_ms(lambda: (disc_step_triton(real, disc, 1.0, None, **cfg),
                                        disc_step_triton(fake, disc, 0.0, 1.0, **cfg)),
                               a.reps, cuda)

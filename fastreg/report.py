@@ -392,8 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UsageError(f"--out {out}: the Markdown file must not end in .json (per-run values go there)")
     if out.is_dir():
         raise UsageError(f"--out {out} is a folder; give the Markdown file's name")
-    check_out_dir(out.parent)
-    check_out_dir(out.parent / "figures")
+    check_out_dir(out.parent / "figures")   # walks up: covers the Markdown file's folder too
     runs = discover(root)
     ok = [r for r in runs if r.status == "ok"]
     if not ok:

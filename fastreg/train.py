@@ -170,11 +170,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UsageError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     if a.resume is not None and not a.resume and not (out / "checkpoint.pt").exists():
         raise UsageError(f"--resume: no checkpoint in {out}")
+    settings = config_of(a)
     ckpt_path = Path(a.resume or out / "checkpoint.pt")
     ckpt = safe_torch_load(ckpt_path) if a.resume is not None else None
     if ckpt is not None:
         old = _settings_of(ckpt, out, ckpt_path)
-        diff = sorted(k for k in old if k in config_of(a) and old[k] != config_of(a)[k])
+        diff = sorted(k for k in old if k in settings and old[k] != settings[k])
         if diff:
             raise UsageError(f"--resume with different settings than the checkpoint: {', '.join(diff)}")
 
@@ -187,14 +188,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         out.mkdir(parents=True, exist_ok=True)
         trainer = Trainer(model, train, test, cfg, device, out, reg, desc=f"train n={a.train_size} λ={a.lam:g}",
-                          run_config=config_of(a))
+                          run_config=settings)
         if ckpt is not None:
             try:
                 trainer.load_state(ckpt)
             except (KeyError, ValueError, RuntimeError) as e:
                 raise UsageError(f"checkpoint does not match this run ({str(e).splitlines()[0][:160]})") from None
         if ckpt is None or not (out / "config.json").exists():   # fresh, or resumed into a new --out
-            atomic_write_json(out / "config.json", {**config_of(a), "device": str(device),
+            atomic_write_json(out / "config.json", {**settings, "device": str(device),
                                                     "version": __version__,
                                                     "bank_meta": bank.meta if bank else None})
         if ckpt is None:
