@@ -11,8 +11,8 @@ triton_disc_kernels._disc_main_kernel.
 import triton
 import triton.language as tl
 
-from .triton_disc_kernels import (_heads, _leaky, _load_v, _norm_backward, _norm_prologue,
-                                  _normalize, _store_bn, _store_tail)
+from .triton_disc_kernels import (_heads, _leaky, _load_rows, _load_v, _norm_backward,
+                                  _norm_prologue, _normalize, _store_bn, _store_tail)
 
 
 @triton.jit
@@ -111,11 +111,7 @@ def _disc_chunked_kernel(
     tl.debug_barrier()
 
     for t in range(pid, n_tiles, P):
-        rows = t * BLOCK_B + r
-        rm = rows < B
-        msk = rm[:, None] & cm[None, :]
-        xoff = rows.to(tl.int64)[:, None] * D + cols[None, :]
-        x = tl.load(x_ptr + xoff, mask=msk, other=0.0)
+        rows, rm, msk, xoff, x = _load_rows(x_ptr, t, B, cols, cm, D, BLOCK_B)
         xhat, z, rs = _normalize(x, msk, mu, rstd, gam, bet, eps, D, BLOCK_B, BATCH_NORM)
         tl.store(scr + r[:, None] * DP + cols[None, :], z)
         tl.debug_barrier()

@@ -89,6 +89,17 @@ def _loss(l, t, HINGE: tl.constexpr, GEN: tl.constexpr):
 
 
 @triton.jit
+def _load_rows(x_ptr, t, B, cols, cm, D: tl.constexpr, BLOCK_B: tl.constexpr):
+    """Row tile ``t`` of the ``[B, D]`` input: rows, row mask, element mask, int64
+    offsets and the tile (masked rows and padding columns read 0)."""
+    rows = t * BLOCK_B + tl.arange(0, BLOCK_B)
+    rm = rows < B
+    msk = rm[:, None] & cm[None, :]
+    off = rows.to(tl.int64)[:, None] * D + cols[None, :]
+    return rows, rm, msk, off, tl.load(x_ptr + off, mask=msk, other=0.0)
+
+
+@triton.jit
 def _bn_stats_kernel(x_ptr, part_ptr, B, n_tiles, D: tl.constexpr, DP: tl.constexpr,
                      BLOCK_B: tl.constexpr):
     """Per-program (count, mean, M2) over its row tiles, merged with Chan's formula
@@ -101,10 +112,7 @@ def _bn_stats_kernel(x_ptr, part_ptr, B, n_tiles, D: tl.constexpr, DP: tl.conste
     mean = tl.zeros([DP], tl.float32)
     m2 = tl.zeros([DP], tl.float32)
     for t in range(pid, n_tiles, P):
-        rows = t * BLOCK_B + tl.arange(0, BLOCK_B)
-        rm = rows < B
-        msk = rm[:, None] & cm[None, :]
-        x = tl.load(x_ptr + rows.to(tl.int64)[:, None] * D + cols[None, :], mask=msk, other=0.0)
+        rows, rm, msk, xoff, x = _load_rows(x_ptr, t, B, cols, cm, D, BLOCK_B)
         nt = tl.sum(rm.to(tl.float32), 0)
         mt = tl.sum(x, 0) / nt
         d = tl.where(msk, x - mt[None, :], 0.0)
@@ -278,11 +286,7 @@ def _disc_main_kernel(
     acc_lg = tl.zeros([BLOCK_B], tl.float32)
 
     for t in range(pid, n_tiles, P):
-        rows = t * BLOCK_B + tl.arange(0, BLOCK_B)
-        rm = rows < B
-        msk = rm[:, None] & cm[None, :]
-        xoff = rows.to(tl.int64)[:, None] * D + cols[None, :]
-        x = tl.load(x_ptr + xoff, mask=msk, other=0.0)
+        rows, rm, msk, xoff, x = _load_rows(x_ptr, t, B, cols, cm, D, BLOCK_B)
         xhat, z, rs = _normalize(x, msk, mu, rstd, gam, bet, eps, D, BLOCK_B, BATCH_NORM)
         # ---- forward MLP
         a1 = tl.dot(z, _load_wt(w1_ptr, H1, D, H1P, DP), input_precision=PREC) + _load_v(b1_ptr, H1, H1P)[None, :]
@@ -347,17 +351,14 @@ def _bn_dx_kernel(x_ptr, u_ptr, musd_ptr, gam_ptr, red_ptr, B,
                   D: tl.constexpr, DP: tl.constexpr, OFF_S: tl.constexpr, BLOCK_B: tl.constexpr):
     """Batch-norm backward of the G head, in place on u (= dxhat):
     ``dx = rstd * (dxhat - mean_b dxhat - xhat * mean_b(dxhat * xhat))``."""
-    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
     cols = tl.arange(0, DP)
-    cm = cols < D
-    msk = (rows < B)[:, None] & cm[None, :]
-    off = rows.to(tl.int64)[:, None] * D + cols[None, :]
+    rows, rm, msk, off, x = _load_rows(x_ptr, tl.program_id(0), B, cols, cols < D, D, BLOCK_B)
     mu = tl.load(musd_ptr + cols)
     rstd = tl.load(musd_ptr + DP + cols)
     gam = _load_v(gam_ptr, D, DP)
     s1 = _load_v(red_ptr + OFF_S, D, DP) * gam / B
     s2 = _load_v(red_ptr + OFF_S + D, D, DP) * gam / B
-    xhat = (tl.load(x_ptr + off, mask=msk, other=0.0) - mu[None, :]) * rstd[None, :]
+    xhat = (x - mu[None, :]) * rstd[None, :]
     u = tl.load(u_ptr + off, mask=msk, other=0.0)
     dx = rstd[None, :] * (u - s1[None, :] - xhat * s2[None, :])
     tl.store(u_ptr + off, dx, mask=msk)
