@@ -187,6 +187,8 @@ class Trainer:
                    initial=self.step if per_step else self.epoch, desc=self.desc,
                    unit="step" if per_step else "ep", leave=False, dynamic_ncols=True, mininterval=2.0)
         last = self.metrics[-1] if self.metrics else {}
+        if self.metrics:   # resumed: a kill between save_checkpoint's two writes left the log short
+            atomic_write_jsonl(self.run_dir / "metrics.jsonl", self.metrics)
         while self.epoch < cfg.epochs:
             perm = torch.randperm(n, generator=self.gen, device=self.device)
             for s in range(0, n, cfg.batch_size):

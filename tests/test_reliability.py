@@ -88,6 +88,24 @@ def test_deterministic_and_sigkill_resume(setup, tmp_path):
     assert strip(rows_c) == strip(rows_a)
 
 
+def test_resume_rewrites_a_metrics_log_the_kill_left_short(setup, tmp_path):
+    """A SIGKILL after the final checkpoint but before metrics.jsonl (its second write)
+    used to leave the log one row short for good: the resumed run has no epoch left
+    to train, so nothing rewrote it (seen once as a flaky sigkill test above)."""
+    data, bank = setup
+    out = tmp_path / "r"
+    common = ["--data-root", str(data), "--bank", str(bank), "--out", str(out), *args(3)]
+    assert run_main(train.main, common) == 0
+    log = out / "metrics.jsonl"
+    full = log.read_text()
+    rows = full.splitlines()
+    assert len(rows) == 3
+    log.write_text("\n".join(rows[:-1]) + "\n")      # the state such a kill leaves
+    (out / "final.json").unlink()
+    assert run_main(train.main, common + ["--resume"]) == 0
+    assert log.read_text() == full
+
+
 class _Evil:
     def __init__(self, path):
         self.path = path
