@@ -31,8 +31,13 @@ def max_rel_err(out: DiscStepOutput, ref: DiscStepOutput) -> float:
     pairs = [(out.logits, ref.logits), (out.d_loss, ref.d_loss), *zip(out.d_grads, ref.d_grads)]
     if ref.g_grad is not None:
         pairs += [(out.g_loss, ref.g_loss), (out.g_grad, ref.g_grad)]
-    return max(float((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-30))
-               if bool(torch.isfinite(a).all()) else math.inf for a, b in pairs)
+    errs = []
+    for a, b in pairs:
+        if not bool(torch.isfinite(a).all()):
+            return math.inf
+        b = b.double()
+        errs.append(float((a.double() - b).norm() / b.norm().clamp_min(1e-30)))
+    return max(errs)
 
 
 def triton_self_test(device: torch.device | str) -> bool:
