@@ -10,7 +10,8 @@ CONV_PLAN = (("conv1", 128, 7), ("conv2", 256, 5), ("conv3", 256, 5), ("conv4", 
 FC_WIDTH = 512
 
 
-def _ch(c: int, width: float) -> int:
+def channels(c: int, width: float) -> int:
+    """Channel count of a layer with ``c`` channels at width 1, scaled by ``width``."""
     return max(1, int(round(c * width)))
 
 
@@ -26,12 +27,12 @@ class DWPNet(nn.Module):
         self.width, self.num_classes, self.slope = float(width), int(num_classes), float(slope)
         c_in = in_channels
         for i, (name, c, k) in enumerate(CONV_PLAN, start=1):
-            c_out = _ch(c, width)
+            c_out = channels(c, width)
             setattr(self, name, nn.Conv2d(c_in, c_out, k, bias=False))
             setattr(self, f"bn{i}", nn.BatchNorm2d(c_out))
             c_in = c_out
-        self.fc1 = nn.Linear(c_in, _ch(FC_WIDTH, width))
-        self.fc2 = nn.Linear(_ch(FC_WIDTH, width), num_classes)
+        self.fc1 = nn.Linear(c_in, channels(FC_WIDTH, width))
+        self.fc2 = nn.Linear(channels(FC_WIDTH, width), num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for i, (name, _, _) in enumerate(CONV_PLAN, start=1):

@@ -3,7 +3,8 @@
 Every folder under RUNS_DIR holding a train ``config.json`` is one run. Cells are
 (train size × method × reg layers); only cells that were run appear, each with its seed count.
 Paired differences to the baseline use the seeds both cells share. Filter metrics
-(``fastreg.filter_metrics``) are computed from each run's final conv1 weights. Figures go to
+(``fastreg.filter_metrics``) are computed from each run's final conv1 weights, and from each
+deeper layer it regularizes or bank-initializes (conv2, against the bank's conv2). Figures go to
 ``figures/`` next to the Markdown file. Unfinished or non-finite runs are listed, never averaged.
 """
 from __future__ import annotations
@@ -30,6 +31,7 @@ from .filter_metrics import group_halves, judge_auc, low_freq_energy, mmd_rbf
 from .io_util import (UnsafeCheckpoint, atomic_write_bytes, atomic_write_json, check_out_dir, read_json,
                       safe_torch_load)
 from .sweep import METHODS, method_of
+from .models import CONV_PLAN, channels
 from .train import FINAL_KERNELS
 
 # settings that, when they differ between runs of one train size, split cells
@@ -187,34 +189,56 @@ def _sweep_info(root: Path, runs: list[Run]) -> tuple[list[str], list[str], floa
     return cmds, devs, total, known
 
 
-def conv1_kernels(d: Path, flat: bool = True) -> torch.Tensor:
-    """Final conv1 kernels ``[O*I, k, k]`` (or the weight ``[O, I, k, k]``) from a run's
-    ``final_kernels.safetensors``, else its checkpoint (weights-only load)."""
+def layer_kernels(d: Path, layer: str = "conv1", flat: bool = True) -> torch.Tensor:
+    """Final kernels of one conv layer, ``[O*I, k, k]`` (or the weight ``[O, I, k, k]``), from
+    a run's ``final_kernels.safetensors``, else its checkpoint (weights-only load)."""
     small = d / FINAL_KERNELS
     if small.exists():
         try:
-            w = safetensors_load(small)["conv1"].float()
+            kept = safetensors_load(small)
         except Exception as e:  # safetensors raises its own error types
             raise UnsafeCheckpoint(f"{small}: unreadable ({e})") from None
+        w = kept[layer].float()
     else:
-        w = safe_torch_load(d / "checkpoint.pt")["model"]["conv1.weight"].float()
+        w = safe_torch_load(d / "checkpoint.pt")["model"][f"{layer}.weight"].float()
     return w.reshape(-1, w.shape[-2], w.shape[-1]) if flat else w
 
 
-def filter_metrics(r: Run, bank: torch.Tensor | None, bank_group: int = 1) -> None:
-    try:
-        w = conv1_kernels(r.dir, flat=False)
-    except (UnsafeCheckpoint, KeyError, TypeError) as e:
-        r.metrics["note"] = f"no filter metrics ({str(e)[:80]})"
-        return
-    k = w.reshape(-1, w.shape[-2], w.shape[-1])
-    if not torch.isfinite(k).all():
-        r.metrics["note"] = "non-finite conv1 weights"
-        return
-    r.metrics["lfe"] = low_freq_energy(k)
-    if bank is not None and bank.shape[-1] == k.shape[-1] and len(k) >= 4 and len(bank) >= 4:
-        r.metrics["auc"] = judge_auc(k, bank, seed=r.seed, group_learned=w.shape[1], group_bank=bank_group)
-        r.metrics["mmd"] = mmd_rbf(k, bank, seed=r.seed)
+def metric_keys(layer: str) -> tuple[str, str, str]:
+    """Keys of (judge AUC, MMD², low-freq energy) in ``Run.metrics`` and results.json:
+    bare for conv1, suffixed for deeper layers (``auc_conv2``, ...)."""
+    sfx = "" if layer == "conv1" else f"_{layer}"
+    return f"auc{sfx}", f"mmd{sfx}", f"lfe{sfx}"
+
+
+def judge_rows(layer: str) -> int:
+    """Kernels the judge subsamples per set. Deeper layers have 64+ slices per filter, and
+    the halves are split by whole filter: 4096 rows keep dozens of filters on each side."""
+    return 1000 if layer == "conv1" else 4096
+
+
+def filter_metrics(r: Run, refs: dict[str, tuple[torch.Tensor, int]]) -> None:
+    """Judge AUC, MMD² and low-freq energy of the run's final kernels: conv1 always, and each
+    other layer the run regularized or bank-initialized (against ``refs[layer]``, the
+    reference kernels and their rows per filter)."""
+    layers = ["conv1"] + [n for n in r.layers.split(",") if n != "conv1"]
+    for layer in layers:
+        try:
+            w = layer_kernels(r.dir, layer, flat=False)
+        except (UnsafeCheckpoint, KeyError, TypeError) as e:
+            r.metrics.setdefault("note", f"no {layer} filter metrics ({str(e)[:80]})")
+            continue
+        k = w.reshape(-1, w.shape[-2], w.shape[-1])
+        if not torch.isfinite(k).all():
+            r.metrics.setdefault("note", f"non-finite {layer} weights")
+            continue
+        auc, mmd, lfe = metric_keys(layer)
+        r.metrics[lfe] = low_freq_energy(k)
+        bank, group = refs.get(layer, (None, 1))
+        if bank is not None and bank.shape[-1] == k.shape[-1] and len(k) >= 4 and len(bank) >= 4:
+            r.metrics[auc] = judge_auc(k, bank, seed=r.seed, max_n=judge_rows(layer), group_learned=w.shape[1],
+                                       group_bank=group)
+            r.metrics[mmd] = mmd_rbf(k, bank, seed=r.seed)
 
 
 def paired(d: np.ndarray) -> tuple[float, float | None, float | None, float | None, str]:
@@ -322,7 +346,7 @@ def figures(cells: dict, ok: list[Run], bank: torch.Tensor | None, fig_dir: Path
     for kind in ("baseline", "regularized", "bank-initialized"):
         if pick[kind] is not None:
             try:
-                panels.append((f"{kind} conv1\n({pick[kind].label})", conv1_kernels(pick[kind].dir, flat=False)))
+                panels.append((f"{kind} conv1\n({pick[kind].label})", layer_kernels(pick[kind].dir, "conv1", flat=False)))
             except (UnsafeCheckpoint, KeyError, TypeError):
                 pass
     if panels:
@@ -364,9 +388,10 @@ def build_parser() -> Parser:
     return p
 
 
-def _reference_bank(path: str | None, runs: list[Run]) -> tuple[torch.Tensor | None, str, int]:
-    """(conv1 reference kernels, description, rows per filter). A fastreg bank's conv1 rows
-    come in RGB triples, one filter each; an imported one-layer bank's grouping is unknown."""
+def _reference_banks(path: str | None, runs: list[Run]) -> tuple[dict[str, tuple[torch.Tensor, int]], str]:
+    """({layer: (reference kernels, rows per filter)}, description) for conv1 and, where the bank
+    has it, conv2. A fastreg bank's rows come one filter at a time (RGB triples for conv1,
+    conv1's channel count for conv2); an imported one-layer bank's grouping is unknown (1)."""
     cands = [path] if path else list(dict.fromkeys(r.cfg.get("bank") for r in runs if r.cfg.get("bank")))
     for c in cands:
         if not path and (str(c).lower() == "none" or not Path(c).is_file()):
@@ -378,9 +403,14 @@ def _reference_bank(path: str | None, runs: list[Run]) -> tuple[torch.Tensor | N
             if path:
                 raise
             continue
-        group = 3 if name == "conv1" and "DWPNet" in b.meta.get("architecture", "") else 1
-        return b.layers[name], f"`{c}` (layer {name}, {len(b.layers[name])} kernels)", group
-    return None, "none found (judge AUC and MMD omitted)", 1
+        arch = re.fullmatch(r"DWPNet\(width=([0-9.eE+-]+)\)", b.meta.get("architecture", ""))
+        refs = {"conv1": (b.layers[name], 3 if name == "conv1" and arch else 1)}
+        desc = [f"layer {name}, {len(b.layers[name])} kernels"]
+        if "conv2" in b.layers and b.kernel_size("conv2") == CONV_PLAN[1][2]:
+            refs["conv2"] = (b.layers["conv2"], channels(CONV_PLAN[0][1], float(arch.group(1))) if arch else 1)
+            desc.append(f"layer conv2, {len(b.layers['conv2'])} kernels")
+        return refs, f"`{c}` ({'; '.join(desc)})"
+    return {}, "none found (judge AUC and MMD omitted)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -397,7 +427,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ok = [r for r in runs if r.status == "ok"]
     if not ok:
         raise UsageError(f"{root}: no finished runs ({len(runs)} unfinished or failed)")
-    bank, bank_desc, bank_group = _reference_bank(a.bank, runs)
+    refs, bank_desc = _reference_banks(a.bank, runs)
+    bank = refs["conv1"][0] if "conv1" in refs else None
     _label(runs)
     cells: dict[tuple, list[Run]] = {}
     for r in ok:
@@ -405,7 +436,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_cells(cells)
     t0 = time.time()
     for r in tqdm(ok, desc="filter metrics", unit="run", leave=False):
-        filter_metrics(r, bank, bank_group)
+        filter_metrics(r, refs)
     keys = sorted(cells, key=lambda c: (c[0], _order(c[1]), c[2]))
     cmds, devs, wall, known = _sweep_info(root, runs)
 
@@ -455,17 +486,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         L.append(f"| {c[0]} | {c[1]} | {c[2]}{vs} | "
                  f"{','.join(str(s) for s, _ in pairs)} ({len(pairs)}) | {_f(mean, '+.2f')} | {ci} | "
                  f"{_f(p, '.3g')} | {how} |")
-    if bank is not None:
+    for layer in [n for n in refs if n != "conv1"]:
+        auc, mmd, lfe = metric_keys(layer)
+        lk = [c for c in keys if any(lfe in r.metrics for r in cells[c])]
+        if not lk:
+            continue
+        L += ["", f"## Filter metrics on {layer}", "",
+              f"Cells whose runs regularize or bank-initialize {layer}: the same metrics on its final "
+              f"kernels, against the bank's {layer} (the judge subsamples up to {judge_rows(layer)} kernels per set, split by whole filter).", "",
+              "| train size | method | reg layers | n | judge AUC | MMD² | low-freq energy |",
+              "|---:|---|---|---:|---:|---:|---:|"]
+        for c in lk:
+            rs = cells[c]
+            L.append(f"| {c[0]} | {c[1]} | {c[2]} | {len(rs)} | {_ms([r.metrics.get(auc) for r in rs])} | "
+                     f"{_ms([r.metrics.get(mmd) for r in rs], '.4f')} | {_ms([r.metrics.get(lfe) for r in rs])} |")
+    if refs:
         L += ["", "## Filter-metric reference points", "", "| kernels | judge AUC vs bank | MMD² vs bank | "
               "low-freq energy |", "|---|---:|---:|---:|"]
-        g = torch.Generator().manual_seed(0)
-        hi, ri = group_halves(len(bank), bank_group, len(bank), g)
-        half, rest = bank[hi], bank[ri]
-        noise = torch.randn((min(len(bank), 1000),) + tuple(bank.shape[1:]), generator=g)
-        for name, k, gk in (("bank, one half vs the other", half, bank_group), ("Gaussian noise", noise, 1)):
-            auc = judge_auc(k, rest, group_learned=gk, group_bank=bank_group)
-            L.append(f"| {name} | {_f(auc)} | {_f(mmd_rbf(k, rest), '.4f')} | "
-                     f"{_f(low_freq_energy(k))} |")
+        for layer, (ref, group) in refs.items():
+            g = torch.Generator().manual_seed(0)
+            max_n = judge_rows(layer)
+            hi, ri = group_halves(len(ref), group, len(ref), g)
+            half, rest = ref[hi], ref[ri]
+            noise = torch.randn((min(len(ref), max_n),) + tuple(ref.shape[1:]), generator=g)
+            for name, k, gk in ((f"{layer} bank, one half vs the other", half, group),
+                                (f"Gaussian noise ({layer} shape)", noise, 1)):
+                a_ = judge_auc(k, rest, max_n=max_n, group_learned=gk, group_bank=group)
+                L.append(f"| {name} | {_f(a_)} | {_f(mmd_rbf(k, rest), '.4f')} | {_f(low_freq_energy(k))} |")
     bad = [r for r in runs if r.status != "ok"]
     notes = [r for r in ok if "note" in r.metrics]
     if bad or notes:

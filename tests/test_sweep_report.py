@@ -142,6 +142,38 @@ def test_report_without_checkpoints_uses_final_kernels(setup, tmp_path):
     assert all(v[2] is not None for v in res["slim"].values())     # metrics were computed
 
 
+def test_report_measures_conv2_of_conv1_conv2_runs(setup, tmp_path):
+    """Runs that regularize conv2 get conv2 metrics against the bank's conv2 (their own table);
+    conv1-only runs get none; a fastreg bank's conv2 rows are grouped by whole filter."""
+    from fastreg.bank import KernelBank
+    from fastreg.models import CONV_PLAN, channels
+    tmp, data, bank, base, out = setup
+    root = tmp_path / "runs"
+    shutil.copytree(out, root / "c1")
+    argv = [a if a != "baseline,adv1" else "adv1" for a in base]
+    assert run_main(sweep.main, argv + ["--reg-layers", "conv1,conv2", "--out", str(root / "c12"), "--", *TRAIN]) == 0
+    md = tmp_path / "r.md"
+    assert run_main(report.main, [str(root), "--out", str(md)]) == 0
+    rows = json.loads((tmp_path / "r.json").read_text())["runs"]
+    c12 = [r for r in rows if r["reg_layers"] == "conv1,conv2"]
+    c1 = [r for r in rows if r["reg_layers"] == "conv1"]
+    assert len(c12) == 2 and len(c1) == 4
+    for r in c12:
+        assert 0.0 <= r["auc_conv2"] <= 1.0 and 0.0 < r["lfe_conv2"] < 1.0 and "mmd_conv2" in r
+        assert r["lfe_conv2"] != r["lfe"]                           # conv2's own kernels, not conv1's
+    assert not any(k.endswith("_conv2") for r in c1 for k in r)
+    text = md.read_text()
+    assert "## Filter metrics on conv2" in text and "| 20 | adv1 | conv1,conv2 | 2 |" in text
+    assert "conv2 bank, one half vs the other" in text
+    kb = KernelBank.load(bank)
+    kb.meta["architecture"] = "DWPNet(width=0.125)"
+    kb.save(tmp_path / "dwp.safetensors")
+    refs, _ = report._reference_banks(str(tmp_path / "dwp.safetensors"), [])
+    assert refs["conv1"][1] == 3 and refs["conv2"][1] == channels(CONV_PLAN[0][1], 0.125) == 16
+    refs, _ = report._reference_banks(str(bank), [])                # no architecture: ungrouped
+    assert refs["conv1"][1] == 1 and refs["conv2"][1] == 1
+
+
 def _bad_cases(tmp, data, bank, base):
     (tmp / "empty").mkdir(exist_ok=True)
     B = base[6:]          # everything but sizes / methods / seeds
