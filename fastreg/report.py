@@ -282,48 +282,54 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def figures(cells: dict, ok: list[Run], bank: torch.Tensor | None, fig_dir: Path, stem: str) -> dict[str, bytes]:
-    """{file name: PNG bytes}: accuracy vs size, filter grids, D/G curves."""
+def _variant(label: str) -> tuple[str, str]:
+    """(method, the EXTRA settings part) of a cell label, e.g. ``adv1 [width=0.5]``."""
+    m, _, ex = label.partition(" [")
+    return m, ex.rstrip("]")
+
+
+def figures(cells: dict, deltas: dict, ok: list[Run], bank: torch.Tensor | None, fig_dir: Path,
+            stem: str) -> dict[str, bytes]:
+    """{file name: PNG bytes}: accuracy vs size, filter grids, D/G curves.
+
+    The accuracy figure has one column per variant (EXTRA settings × reg layers): test
+    accuracy per method on top and, below, the paired Δ to the baseline with its 95 % CI,
+    the scale at which the methods actually differ."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from .viz import _grid, kernel_tiles
     out = {}
-    series = sorted({(c[1], c[2]) for c in cells}, key=lambda t: (_order(t[0]), t[1]))
-    pts_of = {sl: sorted((n, [r.final["test_acc"] * 100 for r in cells[(n, lb, ly)]])
-                         for (n, lb, ly) in cells if (lb, ly) == sl) for sl in series}
-    lines = [sl for sl in series if len(pts_of[sl]) > 1]
-    single = [sl for sl in series if len(pts_of[sl]) == 1]   # variants run at one size only
-    if lines and single:
-        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 5), layout="constrained",
-                                      gridspec_kw={"width_ratios": [1.1, 1]})
-    else:
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        ax2 = None
-    for lab, lay in lines or series:
-        pts = pts_of[(lab, lay)]
-        ax.errorbar([p[0] for p in pts], [np.mean(p[1]) for p in pts],
-                    yerr=[np.std(p[1], ddof=1) if len(p[1]) > 1 else 0 for p in pts],
-                    marker="o", capsize=3, label=f"{lab} ({lay})")
-    ax.set_xscale("log")
-    ax.set_xlabel("training images")
-    ax.set_ylabel("test accuracy (%), mean ± std over seeds")
-    ax.legend(fontsize=7, loc="upper left")
-    ax.grid(alpha=0.3)
-    if ax2 is not None:
-        # every cell at the sizes where one-size variants exist, as a dot plot
-        sizes = sorted({pts_of[sl][0][0] for sl in single})
-        rows = [(n, sl) for n in sizes for sl in series if any(p[0] == n for p in pts_of[sl])]
-        for y, (n, sl) in enumerate(rows):
-            acc = next(p[1] for p in pts_of[sl] if p[0] == n)
-            ax2.errorbar([np.mean(acc)], [y], xerr=[np.std(acc, ddof=1) if len(acc) > 1 else 0],
-                         fmt="o", capsize=3, color="C0" if sl[0].startswith("baseline") else "C1")
-        ax2.set_yticks(range(len(rows)))
-        ax2.set_yticklabels([f"n={n}: {lab} ({lay})" for n, (lab, lay) in rows], fontsize=7)
-        ax2.invert_yaxis()
-        ax2.set_xlabel("test accuracy (%), mean ± std over seeds")
-        ax2.grid(alpha=0.3, axis="x")
-        ax2.set_title(f"all variants at n = {', '.join(map(str, sizes))}", fontsize=9)
+    variants = sorted({(_variant(c[1])[1], c[2]) for c in cells}, key=lambda v: (v[1], v[0]))
+    methods = sorted({_variant(c[1])[0] for c in cells}, key=_order)
+    fig, axes = plt.subplots(2, len(variants), figsize=(4.4 * len(variants), 7.5), squeeze=False,
+                             sharex=True, sharey="row", layout="constrained")
+    for j, (ex, ly) in enumerate(variants):
+        top, bot = axes[0, j], axes[1, j]
+        for i, m in enumerate(methods):
+            keys = sorted(c for c in cells if _variant(c[1]) == (m, ex) and c[2] == ly)
+            if not keys:
+                continue
+            style = dict(marker="o", capsize=3, color=f"C{i}", label=m)
+            accs = [[r.final["test_acc"] * 100 for r in cells[c]] for c in keys]
+            top.errorbar([c[0] for c in keys], [np.mean(a) for a in accs],
+                         yerr=[np.std(a, ddof=1) if len(a) > 1 else 0 for a in accs], **style)
+            dk = [c for c in keys if c in deltas]
+            if dk:
+                shift = 1.07 ** (i - (len(methods) - 1) / 2)     # side by side on the log axis
+                mean = np.array([deltas[c][0] for c in dk])
+                lo = np.array([deltas[c][1] if deltas[c][1] is not None else deltas[c][0] for c in dk])
+                hi = np.array([deltas[c][2] if deltas[c][2] is not None else deltas[c][0] for c in dk])
+                bot.errorbar([c[0] * shift for c in dk], mean, yerr=[mean - lo, hi - mean], **style)
+        top.set_title(f"{ex + ', ' if ex else ''}reg {ly}", fontsize=9)
+        bot.axhline(0, color="k", lw=0.8)
+        for ax in (top, bot):
+            ax.set_xscale("log")
+            ax.grid(alpha=0.3)
+        bot.set_xlabel("training images")
+    axes[0, 0].set_ylabel("test accuracy (%), mean ± std over seeds")
+    axes[1, 0].set_ylabel("Δ to baseline (pp), paired 95 % CI")
+    axes[0, 0].legend(fontsize=7, loc="upper left")
     out[f"{stem}_acc_vs_size.png"] = _png(fig)
 
     base = sorted((r for r in ok if r.method == "baseline"), key=lambda r: (r.size, r.seed)) or \
@@ -468,6 +474,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           "(a λ = 0 run does not depend on them), and discriminator settings likewise.", "",
           "| train size | method | reg layers | paired seeds (n) | Δ acc (pp) | 95% CI | p | test |",
           "|---:|---|---|---|---:|---|---:|---|"]
+    deltas: dict[tuple, tuple[float, float | None, float | None]] = {}
     for c in keys:
         if c[1].split(" [")[0] == "baseline":
             continue
@@ -480,6 +487,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not pairs:
             continue
         mean, lo, hi, p, how = paired(np.array([d for _, d in pairs]))
+        deltas[c] = (mean, lo, hi)
         ci = f"[{_f(lo, '+.2f')}, {_f(hi, '+.2f')}]" if lo is not None else "—"
         own = bc[1] == c[1].replace(c[1].split(" [")[0], "baseline", 1) and bc[2] == c[2]
         vs = "" if own else f" (vs {bc[1]}{'' if bc[2] == c[2] else ', ' + bc[2]})"
@@ -525,7 +533,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           "|---|---|---:|---:|"]
     L += [f"| {s} | {d} | {n} | {acc:.1f} |" for s, d, n, acc in EXTERNAL]
     fig_dir = out.parent / "figures"
-    figs = figures(cells, ok, bank, fig_dir, out.stem)
+    figs = figures(cells, deltas, ok, bank, fig_dir, out.stem)
     L += ["", "## Figures", ""]
     L += [f"![{name}](figures/{name})" for name in figs]
     L += ["", f"Per-run values: `{out.with_suffix('.json').name}`."]
