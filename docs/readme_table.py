@@ -4,6 +4,7 @@
 
 Cells: paired Δ test accuracy to the baseline (pp) with its 95 % CI, bold where the CI
 excludes 0, the seed count when it is not 5; "not run" where docs/results.md has no cell.
+The judge AUC column is conv1's, and conv2's too for the conv1 + conv2 rows.
 """
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from pathlib import Path
 METHODS = ["adv0.1", "adv1", "adv10", "bankinit", "bankinit+adv1"]
 ROWS = [("100", "0.5", "conv1", ""), ("100", "1.0", "conv1", ", full width"),
         ("100", "0.5", "conv1,conv2", ", conv1 + conv2"), ("500", "0.5", "conv1", ""),
-        ("500", "1.0", "conv1", ", full width"), ("1000", "0.5", "conv1", ""),
-        ("1000", "1.0", "conv1", ", full width"), ("5000", "0.5", "conv1", ""),
+        ("500", "1.0", "conv1", ", full width"), ("500", "0.5", "conv1,conv2", ", conv1 + conv2"),
+        ("1000", "0.5", "conv1", ""), ("1000", "1.0", "conv1", ", full width"),
+        ("1000", "0.5", "conv1,conv2", ", conv1 + conv2"), ("5000", "0.5", "conv1", ""),
         ("5000", "1.0", "conv1", ", full width")]
 
 
@@ -33,6 +35,10 @@ def main(path: str = "docs/results.md") -> None:
     acc, auc, pair = {}, {}, {}
     for c in _rows(txt.split("## Test accuracy")[1].split("## Paired")[0], 9):
         acc[(c[0], c[1], c[2])], auc[(c[0], c[1], c[2])] = c[5], c[6]
+    auc2 = {}                                  # conv2's judge AUC, for the conv1 + conv2 rows
+    if "## Filter metrics on conv2" in txt:
+        for c in _rows(txt.split("## Filter metrics on conv2")[1].split("\n## ")[0], 7):
+            auc2[(c[0], c[1], c[2])] = c[4].split(" ±")[0]
     for c in _rows(txt.split("## Paired difference")[1].split("\n## ")[0], 8):
         n_seeds = int(re.search(r"\((\d+)\)", c[3]).group(1))
         if c[5] == "—":                       # one seed: no CI
@@ -55,6 +61,9 @@ def main(path: str = "docs/results.md") -> None:
         cells = [pair.get((n, f"{m} [width={w}]", layers), "not run") for m in METHODS]
         a1 = auc.get((n, f"adv1 [width={w}]", layers))
         cells.append(f"{auc[b].split(' ±')[0]} → {a1.split(' ±')[0]}" if a1 else "not run")
+        a2 = [auc2.get((n, f"{m} [width={w}]", layers)) for m in ("baseline", "adv1")]
+        if all(a2):
+            cells[-1] += f"; conv2 {a2[0]} → {a2[1]}"
         print(f"| {head} | " + " | ".join(cells) + " |")
 
 

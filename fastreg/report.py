@@ -9,7 +9,6 @@ deeper layer it regularizes or bank-initializes (conv2, against the bank's conv2
 """
 from __future__ import annotations
 
-import io
 import json
 import math
 import re
@@ -236,8 +235,8 @@ def filter_metrics(r: Run, refs: dict[str, tuple[torch.Tensor, int]]) -> None:
         r.metrics[lfe] = low_freq_energy(k)
         bank, group = refs.get(layer, (None, 1))
         if bank is not None and bank.shape[-1] == k.shape[-1] and len(k) >= 4 and len(bank) >= 4:
-            r.metrics[auc] = judge_auc(k, bank, seed=r.seed, max_n=judge_rows(layer), group_learned=w.shape[1],
-                                       group_bank=group)
+            r.metrics[auc] = judge_auc(k, bank, seed=r.seed, max_n=judge_rows(layer),
+                                       group_learned=w.shape[1], group_bank=group)
             r.metrics[mmd] = mmd_rbf(k, bank, seed=r.seed)
 
 
@@ -272,117 +271,6 @@ def _ms(vals: list[float], spec: str = ".3f", scale: float = 1.0) -> str:
 def _order(label: str) -> tuple:
     base = label.split(" [")[0]
     return (list(METHODS).index(base) if base in METHODS else len(METHODS), label)
-
-
-def _png(fig) -> bytes:
-    import matplotlib.pyplot as plt
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def _variant(label: str) -> tuple[str, str]:
-    """(method, the EXTRA settings part) of a cell label, e.g. ``adv1 [width=0.5]``."""
-    m, _, ex = label.partition(" [")
-    return m, ex.rstrip("]")
-
-
-def figures(cells: dict, deltas: dict, ok: list[Run], bank: torch.Tensor | None, fig_dir: Path,
-            stem: str) -> dict[str, bytes]:
-    """{file name: PNG bytes}: accuracy vs size, filter grids, D/G curves.
-
-    The accuracy figure has one column per variant (EXTRA settings × reg layers): test
-    accuracy per method on top and, below, the paired Δ to the baseline with its 95 % CI,
-    the scale at which the methods actually differ."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from .viz import _grid, kernel_tiles
-    out = {}
-    variants = sorted({(_variant(c[1])[1], c[2]) for c in cells}, key=lambda v: (v[1], v[0]))
-    methods = sorted({_variant(c[1])[0] for c in cells}, key=_order)
-    fig, axes = plt.subplots(2, len(variants), figsize=(4.4 * len(variants), 7.5), squeeze=False,
-                             sharex=True, sharey="row", layout="constrained")
-    for j, (ex, ly) in enumerate(variants):
-        top, bot = axes[0, j], axes[1, j]
-        for i, m in enumerate(methods):
-            keys = sorted(c for c in cells if _variant(c[1]) == (m, ex) and c[2] == ly)
-            if not keys:
-                continue
-            style = dict(marker="o", capsize=3, color=f"C{i}", label=m)
-            accs = [[r.final["test_acc"] * 100 for r in cells[c]] for c in keys]
-            top.errorbar([c[0] for c in keys], [np.mean(a) for a in accs],
-                         yerr=[np.std(a, ddof=1) if len(a) > 1 else 0 for a in accs], **style)
-            dk = [c for c in keys if c in deltas]
-            if dk:
-                shift = 1.07 ** (i - (len(methods) - 1) / 2)     # side by side on the log axis
-                mean = np.array([deltas[c][0] for c in dk])
-                lo = np.array([deltas[c][1] if deltas[c][1] is not None else deltas[c][0] for c in dk])
-                hi = np.array([deltas[c][2] if deltas[c][2] is not None else deltas[c][0] for c in dk])
-                bot.errorbar([c[0] * shift for c in dk], mean, yerr=[mean - lo, hi - mean], **style)
-        top.set_title(f"{ex + ', ' if ex else ''}reg {ly}", fontsize=9)
-        bot.axhline(0, color="k", lw=0.8)
-        for ax in (top, bot):
-            ax.set_xscale("log")
-            ax.grid(alpha=0.3)
-        bot.set_xlabel("training images")
-    axes[0, 0].set_ylabel("test accuracy (%), mean ± std over seeds")
-    axes[1, 0].set_ylabel("Δ to baseline (pp), paired 95 % CI")
-    axes[0, 0].legend(fontsize=7, loc="upper left")
-    out[f"{stem}_acc_vs_size.png"] = _png(fig)
-
-    base = sorted((r for r in ok if r.method == "baseline"), key=lambda r: (r.size, r.seed)) or \
-        sorted(ok, key=lambda r: (r.size, r.seed))
-    n, seed = base[0].size, base[0].seed
-    at = [r for r in ok if r.size == n and r.seed == seed]
-
-    def first(pred, prefer: str) -> Run | None:
-        c = sorted((r for r in at if pred(r.method)),
-                   key=lambda r: (r.layers != "conv1", r.method != prefer, _order(r.label)))
-        return c[0] if c else None
-
-    pick = {"baseline": first(lambda m: m == "baseline", "baseline"),
-            "regularized": first(lambda m: m.startswith("adv"), "adv1"),
-            "bank-initialized": first(lambda m: m.startswith("bankinit"), "bankinit")}
-    panels = []
-    if bank is not None:
-        g = torch.Generator().manual_seed(0)
-        panels.append(("bank sample", bank[torch.randperm(len(bank), generator=g)[:64]]))
-    for kind in ("baseline", "regularized", "bank-initialized"):
-        if pick[kind] is not None:
-            try:
-                panels.append((f"{kind} conv1\n({pick[kind].label})", layer_kernels(pick[kind].dir, "conv1", flat=False)))
-            except (UnsafeCheckpoint, KeyError, TypeError):
-                pass
-    if panels:
-        fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6), squeeze=False)
-        for ax, (title, w) in zip(axes[0], panels):
-            tiles, rgb = kernel_tiles(w, 64)
-            img = _grid(tiles, int(np.ceil(np.sqrt(len(tiles)))), fill=1.0 if rgb else 0.0)
-            ax.imshow(np.clip(img, 0, 1) if rgb else img, cmap=None if rgb else "RdBu_r", vmin=-1, vmax=1,
-                      interpolation="nearest")
-            ax.set_title(title, fontsize=8)
-            ax.set_axis_off()
-        fig.suptitle(f"conv1 filters, n={n}, seed {seed}", fontsize=9)
-        out[f"{stem}_filters.png"] = _png(fig)
-
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
-    for r in sorted(at, key=lambda r: _order(r.label)):
-        rows = [m for m in _read_jsonl(r.dir / "metrics.jsonl") if "d_acc_real" in m]
-        for ax, key in zip(axes, ("d_acc_real", "d_acc_fake", "g_loss")):
-            pts = [(m["step"], m[key]) for m in rows if _finite(m.get(key))]
-            if pts:
-                ax.plot(*zip(*pts), marker=".", label=f"{r.label} ({r.layers})")
-    for ax, key in zip(axes, ("D accuracy on bank (real)", "D accuracy on conv kernels (fake)", "G loss")):
-        ax.set_title(key, fontsize=9)
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-    if axes[0].get_legend_handles_labels()[0]:
-        axes[0].legend(fontsize=7)
-    fig.suptitle(f"discriminator / generator over training, n={n}, seed {seed}", fontsize=9)
-    out[f"{stem}_training.png"] = _png(fig)
-    return out
 
 
 def build_parser() -> Parser:
@@ -501,7 +389,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         L += ["", f"## Filter metrics on {layer}", "",
               f"Cells whose runs regularize or bank-initialize {layer}: the same metrics on its final "
-              f"kernels, against the bank's {layer} (the judge subsamples up to {judge_rows(layer)} kernels per set, split by whole filter).", "",
+              f"kernels, against the bank's {layer} (the judge subsamples up to {judge_rows(layer)} kernels "
+              "per set, split by whole filter).", "",
               "| train size | method | reg layers | n | judge AUC | MMD² | low-freq energy |",
               "|---:|---|---|---:|---:|---:|---:|"]
         for c in lk:
@@ -533,7 +422,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           "|---|---|---:|---:|"]
     L += [f"| {s} | {d} | {n} | {acc:.1f} |" for s, d, n, acc in EXTERNAL]
     fig_dir = out.parent / "figures"
-    figs = figures(cells, deltas, ok, bank, fig_dir, out.stem)
+    from .report_figures import figures   # matplotlib only when writing
+    figs = figures(cells, deltas, ok, bank, out.stem)
     L += ["", "## Figures", ""]
     L += [f"![{name}](figures/{name})" for name in figs]
     L += ["", f"Per-run values: `{out.with_suffix('.json').name}`."]
