@@ -18,7 +18,7 @@ ROWS = [("100", "0.5", "conv1", ""), ("100", "1.0", "conv1", ", full width"),
         ("500", "1.0", "conv1", ", full width"), ("500", "0.5", "conv1,conv2", ", conv1 + conv2"),
         ("1000", "0.5", "conv1", ""), ("1000", "1.0", "conv1", ", full width"),
         ("1000", "0.5", "conv1,conv2", ", conv1 + conv2"), ("5000", "0.5", "conv1", ""),
-        ("5000", "1.0", "conv1", ", full width")]
+        ("5000", "1.0", "conv1", ", full width"), ("5000", "0.5", "conv1,conv2", ", conv1 + conv2")]
 
 
 def _rows(section: str, ncols: int) -> list[list[str]]:
@@ -55,12 +55,13 @@ def main(path: str = "docs/results.md") -> None:
     print("|---" * (len(METHODS) + 2) + "|")
     for n, w, layers, label in ROWS:
         b = (n, f"baseline [width={w}]", layers)
-        if b not in acc:
+        cells = [pair.get((n, f"{m} [width={w}]", layers), "not run") for m in METHODS]
+        if b not in acc and all(c == "not run" for c in cells):
             continue
         head = f"{n}{label}" if "conv2" in layers else f"{n}{label} ({acc[b]} %)"
-        cells = [pair.get((n, f"{m} [width={w}]", layers), "not run") for m in METHODS]
         a1 = auc.get((n, f"adv1 [width={w}]", layers))
-        cells.append(f"{auc[b].split(' ±')[0]} → {a1.split(' ±')[0]}" if a1 else "not run")
+        bb = b if b in auc else (n, f"baseline [width={w}]", "conv1")   # λ = 0: same run either way
+        cells.append(f"{auc[bb].split(' ±')[0]} → {a1.split(' ±')[0]}" if a1 and bb in auc else "not run")
         a2 = [auc2.get((n, f"{m} [width={w}]", layers)) for m in ("baseline", "adv1")]
         if all(a2):
             cells[-1] += f"; conv2 {a2[0]} → {a2[1]}"
