@@ -30,7 +30,7 @@ from .filter_metrics import group_halves, judge_auc, low_freq_energy, mmd_rbf
 from .io_util import (UnsafeCheckpoint, atomic_write_bytes, atomic_write_json, check_out_dir, read_json,
                       safe_torch_load)
 from .sweep import METHODS, method_of
-from .models import CONV_PLAN, channels
+from .models import CONV_PLAN, DWPNet, conv_layers
 from .train import FINAL_KERNELS
 
 # settings that, when they differ between runs of one train size, split cells
@@ -268,6 +268,13 @@ def _ms(vals: list[float], spec: str = ".3f", scale: float = 1.0) -> str:
     return _f(float(np.mean(v)), spec) + (f" ± {_f(float(np.std(v, ddof=1)), spec)}" if len(v) > 1 else "")
 
 
+def _metric_cells(rs: list[Run], layer: str = "conv1") -> str:
+    """``judge AUC | MMD² | low-freq energy`` cells (mean ± std over the runs) of one layer."""
+    auc, mmd, lfe = metric_keys(layer)
+    m = lambda k: [r.metrics.get(k) for r in rs]  # noqa: E731
+    return f"{_ms(m(auc))} | {_ms(m(mmd), '.4f')} | {_ms(m(lfe))}"
+
+
 def _order(label: str) -> tuple:
     base = label.split(" [")[0]
     return (list(METHODS).index(base) if base in METHODS else len(METHODS), label)
@@ -280,6 +287,14 @@ def build_parser() -> Parser:
     p.add_argument("--bank", default=None, help="reference kernels for the filter metrics (.safetensors or "
                                                 "DWP .npy; default: the bank the runs trained with)")
     return p
+
+
+def _rows_per_filter(b: KernelBank, layer: str) -> int:
+    """Consecutive bank rows that are one filter: the layer's input channels in the
+    ``DWPNet(width=w)`` the bank was collected from; 1 (ungrouped) for any other bank."""
+    arch = re.fullmatch(r"DWPNet\(width=([0-9.eE+-]+)\)", b.meta.get("architecture", ""))
+    convs = conv_layers(DWPNet(width=float(arch.group(1)))) if arch else {}
+    return convs[layer].in_channels if layer in convs else 1
 
 
 def _reference_banks(path: str | None, runs: list[Run]) -> tuple[dict[str, tuple[torch.Tensor, int]], str]:
@@ -297,11 +312,10 @@ def _reference_banks(path: str | None, runs: list[Run]) -> tuple[dict[str, tuple
             if path:
                 raise
             continue
-        arch = re.fullmatch(r"DWPNet\(width=([0-9.eE+-]+)\)", b.meta.get("architecture", ""))
-        refs = {"conv1": (b.layers[name], 3 if name == "conv1" and arch else 1)}
+        refs = {"conv1": (b.layers[name], _rows_per_filter(b, name))}
         desc = [f"layer {name}, {len(b.layers[name])} kernels"]
         if "conv2" in b.layers and b.kernel_size("conv2") == CONV_PLAN[1][2]:
-            refs["conv2"] = (b.layers["conv2"], channels(CONV_PLAN[0][1], float(arch.group(1))) if arch else 1)
+            refs["conv2"] = (b.layers["conv2"], _rows_per_filter(b, "conv2"))
             desc.append(f"layer conv2, {len(b.layers['conv2'])} kernels")
         return refs, f"`{c}` ({'; '.join(desc)})"
     return {}, "none found (judge AUC and MMD omitted)"
@@ -352,10 +366,8 @@ def main(argv: Sequence[str] | None = None) -> int:
          "|---:|---|---|---:|---|---:|---:|---:|---:|"]
     for c in keys:
         rs = sorted(cells[c], key=lambda r: r.seed)
-        m = lambda k: [r.metrics.get(k) for r in rs]  # noqa: E731
         L.append(f"| {c[0]} | {c[1]} | {c[2]} | {len(rs)} | {','.join(str(r.seed) for r in rs)} | "
-                 f"{_ms([r.final['test_acc'] for r in rs], '.2f', 100)} | {_ms(m('auc'))} | "
-                 f"{_ms(m('mmd'), '.4f')} | {_ms(m('lfe'))} |")
+                 f"{_ms([r.final['test_acc'] for r in rs], '.2f', 100)} | {_metric_cells(rs)} |")
     L += ["", "## Paired difference to the baseline", "",
           "Δ = method − baseline test accuracy (percentage points), same train size, same seed and "
           "data seed, paired t over seeds. The baseline has the same settings, reg layers when run "
@@ -383,7 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                  f"{','.join(str(s) for s, _ in pairs)} ({len(pairs)}) | {_f(mean, '+.2f')} | {ci} | "
                  f"{_f(p, '.3g')} | {how} |")
     for layer in [n for n in refs if n != "conv1"]:
-        auc, mmd, lfe = metric_keys(layer)
+        lfe = metric_keys(layer)[2]
         lk = [c for c in keys if any(lfe in r.metrics for r in cells[c])]
         if not lk:
             continue
@@ -393,10 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               "per set, split by whole filter).", "",
               "| train size | method | reg layers | n | judge AUC | MMD² | low-freq energy |",
               "|---:|---|---|---:|---:|---:|---:|"]
-        for c in lk:
-            rs = cells[c]
-            L.append(f"| {c[0]} | {c[1]} | {c[2]} | {len(rs)} | {_ms([r.metrics.get(auc) for r in rs])} | "
-                     f"{_ms([r.metrics.get(mmd) for r in rs], '.4f')} | {_ms([r.metrics.get(lfe) for r in rs])} |")
+        L += [f"| {c[0]} | {c[1]} | {c[2]} | {len(cells[c])} | {_metric_cells(cells[c], layer)} |" for c in lk]
     if refs:
         L += ["", "## Filter-metric reference points", "", "| kernels | judge AUC vs bank | MMD² vs bank | "
               "low-freq energy |", "|---|---:|---:|---:|"]
