@@ -1,7 +1,7 @@
 """Compile the fused disc-step kernels for a GPU target without a GPU (sm_90 default).
 
 Why: GPU time is scarce, and the lent machine runs another Triton (3.6) than this
-one (3.8). This records the exact launches ``triton_disc.launch`` would make on an
+one (3.8). This records the exact launches ``disc_step_triton.launch`` would make on an
 H100 (CUDA tile sizes, grid, ``maxnreg``), compiles each with ``triton.compile``
 for the target, and reports registers / spills / shared memory read from the
 cubin with ``cuobjdump`` (when installed). A kernel that does not compile, or
@@ -34,7 +34,7 @@ from triton.compiler import ASTSource  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fastreg import Discriminator  # noqa: E402
-from fastreg.ops import triton_disc as T  # noqa: E402
+from fastreg.ops import disc_step_triton as T  # noqa: E402
 
 SMEM_LIMIT = {90: 227 * 1024, 80: 163 * 1024, 89: 99 * 1024, 86: 99 * 1024}
 LAUNCH_OPTS = ("num_warps", "num_stages", "maxnreg", "num_ctas")
@@ -75,9 +75,8 @@ def _record(case, sm_count: int) -> list:
         patch = lambda obj, attr, new: stack.enter_context(mock.patch.object(obj, attr, new))  # noqa: E731
         patch(T, "_interpreted", lambda dev: False)  # the CUDA tile sizes and grid
         patch(T, "_sm_count", lambda index: sm_count)
-        for attr in ("_bn_stats_kernel", "_disc_main_kernel", "_bn_dx_kernel"):
+        for attr in ("_bn_stats_kernel", "_disc_main_kernel", "_disc_chunked_kernel", "_bn_dx_kernel"):
             patch(T.K, attr, _Recorder(getattr(T.K, attr), calls))
-        patch(T, "_disc_chunked_kernel", _Recorder(T._disc_chunked_kernel, calls))
         T.launch(x, params, norm, loss, float(disc.slope), float(disc.eps), 0.0, g,
                  precision=prec, variant=variant)
     return calls

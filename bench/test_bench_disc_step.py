@@ -1,6 +1,6 @@
-"""Disc step benchmarks (issue 3): eager vs torch.compile vs fused Triton at SPEC §7 shapes.
+"""Disc step benchmarks (issue 3): eager vs torch.compile vs fused Triton at DESIGN.md §7 shapes.
 
-One timed call = one SPEC §5 training step's D work: the real batch
+One timed call = one DESIGN.md §2 training step's D work: the real batch
 (d_target=1, no G head) and the fake batch (d_target=0, g_target=1).
 Groups are ``disc_step-<shape>``; ``extra_info`` holds impl/shape (and the
 compile mode that won). On CPU only eager and compile run, at S1 only.
@@ -18,8 +18,8 @@ import pytest
 import torch
 
 from fastreg import Discriminator
-from fastreg.ops._torch_impl import disc_step_eager
-from fastreg.ops.losses import d_loss, g_loss
+from fastreg.ops.disc_step_eager import disc_step_eager
+from fastreg.ops.disc_step_eager import d_loss, g_loss
 
 HAS_CUDA = torch.cuda.is_available()
 DEV = "cuda" if HAS_CUDA else "cpu"
@@ -150,7 +150,7 @@ def test_triton(benchmark, shape, impl):
     kw, shapes = TRITON_IMPLS[impl]
     if shape not in shapes:
         pytest.skip(f"{impl} is timed at {shapes} only")
-    from fastreg.ops.triton_disc import disc_step_triton
+    from fastreg.ops.disc_step_triton import disc_step_triton
     disc, real, fake = _setup(shape)
     _run(benchmark, shape, impl, lambda x, d, g: disc_step_triton(x, disc, d, g, **kw),
          real, fake)

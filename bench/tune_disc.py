@@ -27,12 +27,12 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fastreg import Discriminator  # noqa: E402
-from fastreg.ops._torch_impl import disc_step_eager  # noqa: E402
+from fastreg.ops.disc_step_eager import disc_step_eager  # noqa: E402
 from fastreg.ops.disc_step import max_rel_err  # noqa: E402
-from fastreg.ops.triton_disc import disc_step_triton  # noqa: E402
+from fastreg.ops.disc_step_triton import disc_step_triton  # noqa: E402
 
 SHAPES = {"T": (200, 5), "S1": (384, 7), "S2": (32768, 5), "S3": (1 << 20, 3)}
-TOL = {"ieee": 1e-4, "tf32x3": 1e-4, "tf32": 5e-3}  # SPEC §6, norm-wise relative
+TOL = {"ieee": 1e-4, "tf32x3": 1e-4, "tf32": 5e-3}  # DESIGN.md §6, norm-wise relative
 
 
 def _configs(cuda: bool):

@@ -1,4 +1,4 @@
-"""``KernelBank``: good 2-D kernels by source layer, stored as safetensors (SPEC §2).
+"""``KernelBank``: good 2-D kernels by source layer, stored as safetensors (DESIGN.md §4).
 
 Loading never unpickles: safetensors for banks, ``np.load(allow_pickle=False)`` for
 ``.npy`` imports. Every load is validated (format, shape, dtype, finiteness).
@@ -14,12 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from .errors import BankError
+
 FORMAT = "fastreg-bank/1"
 DEFAULT_BANK = Path(__file__).parent / "assets" / "bank_cifar10.safetensors"
-
-
-class BankError(ValueError):
-    """An unreadable, corrupt or unsuitable bank (reported as one line, exit code 2)."""
 
 
 def _validate_layer(name: str, t: torch.Tensor, where: str) -> torch.Tensor:

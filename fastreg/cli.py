@@ -5,13 +5,7 @@ import argparse
 import sys
 from typing import Callable, Sequence
 
-
-class UsageError(Exception):
-    """A problem with the user's input: reported as one line, exit code 2."""
-
-
-class NonFiniteError(RuntimeError):
-    """Training produced NaN/Inf: stop, keep the last good checkpoint (exit code 3)."""
+from .errors import BankError, NonFiniteError, UnsafeCheckpoint, UsageError
 
 
 class Parser(argparse.ArgumentParser):
@@ -25,8 +19,6 @@ class Parser(argparse.ArgumentParser):
 def run_main(main: Callable[[Sequence[str] | None], int | None],
              argv: Sequence[str] | None = None) -> int:
     """Run ``main``; map known failures to one stderr line and an exit code."""
-    from .bank import BankError
-    from .io_util import UnsafeCheckpoint
     try:
         return int(main(argv) or 0)
     except (UsageError, BankError, UnsafeCheckpoint) as e:
@@ -36,8 +28,8 @@ def run_main(main: Callable[[Sequence[str] | None], int | None],
         sys.stderr.write(f"error: {e}\n")
         return 3
     except KeyboardInterrupt:
-        sys.stderr.write("interrupted; train: rerun with --resume; collect and sweep: rerun the "
-                         "same command (both resume from the last checkpoint)\n")
+        sys.stderr.write("interrupted; rerun the same command with --resume to continue from the "
+                         "last checkpoint\n")
         return 130
 
 
@@ -71,4 +63,26 @@ def positive_float(s: str) -> float:
     v = nonneg_float(s)
     if v == 0:
         raise argparse.ArgumentTypeError(f"expected a number > 0, got {s}")
+    return v
+
+
+def int_list(s: str, opt: str, minimum: int) -> list[int]:
+    """``--sizes 100,500``: distinct comma-separated integers >= ``minimum``."""
+    try:
+        v = [int(t) for t in s.split(",")]
+    except ValueError:
+        raise UsageError(f"{opt} must be comma-separated integers, got {s!r}") from None
+    if len(set(v)) != len(v) or min(v) < minimum:
+        raise UsageError(f"{opt} must be distinct integers >= {minimum}, got {s!r}")
+    return v
+
+
+def name_list(s: str, opt: str, known: Sequence[str]) -> list[str]:
+    """``--methods a,b``: distinct comma-separated names, each one of ``known``."""
+    v = [t.strip() for t in s.split(",")]
+    for t in v:
+        if t not in known:
+            raise UsageError(f"unknown {opt[2:-1]} {t!r} in {opt}; choose from {', '.join(known)}")
+    if len(set(v)) != len(v):
+        raise UsageError(f"{opt} lists a name twice: {s!r}")
     return v

@@ -1,7 +1,8 @@
 """``python -m fastreg.collect``: train source CNNs on plenty of data, bank their kernels.
 
-Each seed trains in its own folder and checkpoints every epoch; a finished seed
-(``result.json`` present) is never retrained, so rerunning the command resumes.
+Each seed trains in its own folder and checkpoints every epoch. A finished seed
+(``result.json`` present) is never retrained; an interrupted one continues from its
+checkpoint with ``--resume`` and is refused without it.
 """
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .bank import KernelBank
-from .cli import Parser, UsageError, positive_float, positive_int, run_main
-from .data import DATASETS, data_root, source_sets
-from .device import pick_device
+from .cli import Parser, int_list, positive_float, positive_int, run_main
+from .data import DATASETS, Split, data_root, source_sets
+from .device import amp_precision, pick_device
+from .errors import UsageError
 from .io_util import atomic_torch_save, atomic_write_json, check_out_dir, read_json, safe_torch_load
 from .loop import LoopConfig, Trainer
 from .models import CONV_PLAN, DWPNet
@@ -26,7 +28,7 @@ from .viz import save_filter_grid
 
 PRESETS = {
     # 5 seeds within an hour on a 2-core CPU (bf16 autocast, half width, 4 epochs)
-    "cpu": dict(width=0.5, epochs=4, batch_size=128, lr=0.05, amp=True),
+    "cpu": dict(width=0.5, epochs=4, batch_size=128, lr=0.05, amp=True),   # amp: where bf16 is native
     # the full-width DWP classifier, for a GPU
     "full": dict(width=1.0, epochs=30, batch_size=256, lr=0.1, amp=True),
     # seconds; for tests and smoke runs
@@ -50,20 +52,10 @@ def parse_args(argv: Sequence[str] | None):
     p.add_argument("--out", default=None, help="output folder (default runs/collect-DATASET)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
     p.add_argument("--resume", action="store_true",
-                   help="accepted for symmetry: rerunning the same command always resumes "
-                        "(finished seeds are loaded, an interrupted seed continues from its checkpoint)")
+                   help="continue an interrupted seed from its checkpoint (without it, refused); "
+                        "finished seeds are always loaded, never retrained")
     p.add_argument("--limit-train", type=positive_int, default=None, help=argparse.SUPPRESS)  # smoke runs
     return p.parse_args(argv)
-
-
-def _seeds(s: str) -> list[int]:
-    try:
-        seeds = [int(v) for v in s.split(",") if v.strip() != ""]
-    except ValueError:
-        raise UsageError(f"--seeds must be comma-separated integers, got {s!r}") from None
-    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
-        raise UsageError(f"--seeds must be distinct non-negative integers, got {s!r}")
-    return seeds
 
 
 def train_seed(seed: int, recipe: dict, sets, num_classes: int, device,
@@ -77,7 +69,8 @@ def train_seed(seed: int, recipe: dict, sets, num_classes: int, device,
         return model, read_json(folder / "result.json")
     train, test = sets
     cfg = LoopConfig(epochs=recipe["epochs"], batch_size=recipe["batch_size"], lr=recipe["lr"],
-                     optimizer="sgd", weight_decay=5e-4, amp=recipe["amp"], eval_every=recipe["epochs"],
+                     optimizer="sgd", weight_decay=5e-4, amp=recipe["precision"] == "bf16",
+                     eval_every=recipe["epochs"],
                      ckpt_every=1, eval_size=test.x.shape[0], seed=seed, label_smoothing=0.1)
     tr = Trainer(model, train, test, cfg, device, folder, desc=f"seed {seed}")
     if (folder / "checkpoint.pt").exists():
@@ -85,7 +78,8 @@ def train_seed(seed: int, recipe: dict, sets, num_classes: int, device,
     t0 = time.time()
     last = tr.run()
     res = {"seed": seed, "test_acc": last["test_acc"], "test_loss": last["test_loss"],
-           "epochs": recipe["epochs"], "width": recipe["width"], "train_time_s": round(time.time() - t0, 1)}
+           "epochs": recipe["epochs"], "width": recipe["width"], "precision": recipe["precision"],
+           "train_time_s": round(time.time() - t0, 1)}
     atomic_torch_save(folder / "model.pt", model.state_dict())
     atomic_write_json(folder / "result.json", res)
     (folder / "checkpoint.pt").unlink(missing_ok=True)
@@ -96,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = parse_args(argv)
     if a.dataset not in DATASETS:
         raise UsageError(f"unknown dataset {a.dataset!r}; choose one of {', '.join(DATASETS)}")
-    seeds = _seeds(a.seeds)
+    seeds = int_list(a.seeds, "--seeds", 0)
     known = [n for n, _, _ in CONV_PLAN]
     layers = [s for s in a.layers.split(",") if s]
     bad = [s for s in layers if s not in known]
@@ -105,20 +99,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = pick_device(a.device)
     recipe = dict(PRESETS[a.preset or ("full" if device.type == "cuda" else "cpu")])
     recipe.update({k: v for k, v in (("width", a.width), ("epochs", a.epochs)) if v is not None})
+    recipe["precision"] = amp_precision(device, recipe["amp"])
     out = Path(a.out or f"runs/collect-{a.dataset}")
     check_out_dir(out)
-    train, test, num_classes = source_sets(a.dataset, data_root(a.data_root), device)
-    if a.limit_train:
-        from .data import Split
-        sel = torch.linspace(0, train.x.shape[0] - 1, min(a.limit_train, train.x.shape[0])).long()
-        train = Split(train.x[sel.to(device)], train.y[sel.to(device)], train.index[sel.numpy()])
     plan = {"dataset": a.dataset, **recipe, "limit_train": a.limit_train}
     if (out / "recipe.json").exists():
         old = read_json(out / "recipe.json")
+        old.setdefault("precision", "bf16" if old.get("amp") else "fp32")  # written before it was recorded
         diff = sorted(k for k in plan if old.get(k) != plan[k])
         if diff:
             raise UsageError(f"{out} holds source models trained with other settings ({', '.join(diff)}); "
                              f"choose another --out")
+    stopped = [s for s in seeds if (out / f"seed{s}" / "checkpoint.pt").exists()
+               and not (out / f"seed{s}" / "result.json").exists()]
+    if stopped and not a.resume:
+        raise UsageError(f"seed {stopped[0]} in {out} was interrupted; pass --resume to continue it")
+    train, test, num_classes = source_sets(a.dataset, data_root(a.data_root), device)
+    if a.limit_train:
+        sel = torch.linspace(0, train.x.shape[0] - 1, min(a.limit_train, train.x.shape[0])).long()
+        train = Split(train.x[sel.to(device)], train.y[sel.to(device)], train.index[sel.numpy()])
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "recipe.json", plan)
     models, results = [], []

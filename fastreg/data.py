@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .cli import UsageError
+from .errors import UsageError
 
 DATASETS = {"cifar10": 10, "cifar100": 100}
 SPLIT_SEED = 0
@@ -34,7 +34,7 @@ def data_root(arg: str | None) -> Path:
     return Path(arg or os.environ.get("FASTREG_DATA") or "data")
 
 
-def _npz_path(root: Path, name: str, split: str) -> Path:
+def npz_path(root: Path, name: str, split: str) -> Path:
     return root / f"{name}_{split}.npz"
 
 
@@ -121,7 +121,7 @@ def _load(name: str, root: Path, split: str) -> tuple[np.ndarray, np.ndarray, np
     """(images, labels, present mask of a data pack or None)."""
     if name not in DATASETS:
         raise UsageError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
-    npz = _npz_path(root, name, split)
+    npz = npz_path(root, name, split)
     present = None
     if npz.exists():
         x, y, present = _load_npz(npz)
@@ -217,16 +217,14 @@ def _take(x: np.ndarray, y: np.ndarray, present: np.ndarray | None, idx: np.ndar
     return Split(to_device_tensor(x[idx], device), torch.tensor(y[idx], device=device), idx)
 
 
-def target_sets(root: Path, train_size: int, data_seed: int, device, test_size: int | None = None
-                ) -> tuple[Split, Split, int]:
+def target_sets(root: Path, train_size: int, data_seed: int, device) -> tuple[Split, Split, int]:
     """(reduced train set from the CIFAR-10 target pool, CIFAR-10 test set, num classes)."""
     xtr, ytr, ptr = _load("cifar10", root, "train")
     xte, yte, pte = _load("cifar10", root, "test")
     pool, _ = split_target_source(ytr)
     sub = stratified_subset(pool, ytr, train_size, DATASETS["cifar10"], data_seed)
-    te = np.arange(len(yte)) if test_size is None else np.arange(min(test_size, len(yte)))
-    return (_take(xtr, ytr, ptr, sub, device, _npz_path(root, "cifar10", "train")),
-            _take(xte, yte, pte, te, device, _npz_path(root, "cifar10", "test")),
+    return (_take(xtr, ytr, ptr, sub, device, npz_path(root, "cifar10", "train")),
+            _take(xte, yte, pte, np.arange(len(yte)), device, npz_path(root, "cifar10", "test")),
             DATASETS["cifar10"])
 
 
@@ -235,6 +233,6 @@ def source_sets(name: str, root: Path, device) -> tuple[Split, Split, int]:
     xtr, ytr, ptr = _load(name, root, "train")
     xte, yte, pte = _load(name, root, "test")
     idx = split_target_source(ytr)[1] if name == "cifar10" else np.arange(len(ytr))
-    return (_take(xtr, ytr, ptr, idx, device, _npz_path(root, name, "train")),
-            _take(xte, yte, pte, np.arange(len(yte)), device, _npz_path(root, name, "test")),
+    return (_take(xtr, ytr, ptr, idx, device, npz_path(root, name, "train")),
+            _take(xte, yte, pte, np.arange(len(yte)), device, npz_path(root, name, "test")),
             DATASETS[name])

@@ -1,4 +1,4 @@
-"""The kernel discriminator D of SPEC §3: normalization + a small MLP, one logit per kernel."""
+"""The kernel discriminator D of DESIGN.md §3: normalization + a small MLP, one logit per kernel."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -14,7 +14,7 @@ LOSSES = ("ns", "hinge")
 class Discriminator(nn.Module):
     """Scores flattened ``k×k`` kernels; high logit = looks like the bank.
 
-    ``parameters()`` order is fixed by SPEC §3: ``gamma, beta`` (batch norm
+    ``parameters()`` order is fixed by DESIGN.md §3: ``gamma, beta`` (batch norm
     only), then ``weight, bias`` of each linear layer from input to output.
     """
 
@@ -43,11 +43,6 @@ class Discriminator(nn.Module):
             self.beta = nn.Parameter(torch.zeros(self.dim))
         widths = (self.dim, *hidden, 1)
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
-
-    def config(self) -> dict:
-        """Constructor arguments, so a checkpoint can rebuild this D."""
-        return dict(kernel_size=self.kernel_size, hidden=list(self.hidden), norm=self.norm,
-                    loss=self.loss, slope=self.slope, eps=self.eps)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         x = x.reshape(x.shape[0], -1)

@@ -15,11 +15,12 @@ from typing import Any
 
 import torch
 
+from .errors import UnsafeCheckpoint, UsageError
+
 
 def check_out_dir(path: str | os.PathLike, opt: str = "--out") -> None:
     """Fail before any work when ``path`` cannot become a folder (a file in the way,
     or a parent that cannot be written), instead of with a traceback at the first write."""
-    from .cli import UsageError
     p = Path(path).absolute()
     for q in (p, *p.parents):
         if q.exists():
@@ -91,10 +92,6 @@ def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)
     atomic_write_bytes(path, buf.getvalue())
-
-
-class UnsafeCheckpoint(ValueError):
-    """A checkpoint that needs arbitrary unpickling (or is corrupt): never loaded."""
 
 
 def safe_torch_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:

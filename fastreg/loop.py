@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .cli import NonFiniteError
+from .errors import NonFiniteError
 from .data import Split, augment
 from .io_util import atomic_torch_save, atomic_write_jsonl
 

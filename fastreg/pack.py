@@ -1,7 +1,7 @@
 """``python -m fastreg.pack``: a small CIFAR-10 copy holding only the images a sweep needs.
 
-Why: the GPU machine cannot read ``../shared/data`` and takes at most 64 MiB of
-files per call; the full training npz is 142 MB. A pack keeps every label (so the
+Why: a lent GPU machine sees only the files carried to it, at most 64 MiB per call;
+the full training npz is 142 MB. A pack keeps every label (so the
 source/target split and the stratified subsets are the same indices) and the
 images of the union of the planned subsets; other rows are zeros, marked absent in
 a ``present`` mask that the loader checks, so a run that needs a missing image is
@@ -16,10 +16,10 @@ from typing import Sequence
 
 import numpy as np
 
-from .cli import Parser, UsageError, run_main
-from .data import DATASETS, _npz_path, data_root, load_arrays, split_target_source, stratified_subset
+from .cli import Parser, int_list, run_main
+from .data import DATASETS, data_root, load_arrays, npz_path, split_target_source, stratified_subset
+from .errors import UsageError
 from .io_util import atomic_write_bytes, check_out_dir
-from .sweep import _int_list
 
 
 def build_parser() -> Parser:
@@ -43,8 +43,8 @@ def needed_rows(labels: np.ndarray, sizes: Sequence[int], seeds: Sequence[int]) 
 
 def main(argv: Sequence[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
-    sizes = _int_list(a.sizes, "--sizes", 1)
-    seeds = _int_list(a.seeds, "--seeds", 0)
+    sizes = int_list(a.sizes, "--sizes", 1)
+    seeds = int_list(a.seeds, "--seeds", 0)
     src, out = data_root(a.data_root), Path(a.out)
     if out.resolve() == src.resolve():
         raise UsageError("--out must differ from --data-root")
@@ -53,18 +53,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     present = needed_rows(y, sizes, seeds)
     packed = np.zeros_like(x)
     packed[present] = x[present]
-    test = _npz_path(src, "cifar10", "test")
+    test = npz_path(src, "cifar10", "test")
     if not test.exists():
         raise UsageError(f"no {test.name} in {src}: a pack is made from the npz data")
     load_arrays("cifar10", src, "test")  # validates it before copying
     buf = io.BytesIO()
     np.savez_compressed(buf, images=packed, labels=y, present=present)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(_npz_path(out, "cifar10", "train"), buf.getvalue())
+    atomic_write_bytes(npz_path(out, "cifar10", "train"), buf.getvalue())
     tmp = out / f".{test.name}.tmp"
     shutil.copyfile(test, tmp)
-    tmp.replace(_npz_path(out, "cifar10", "test"))
-    mb = sum(_npz_path(out, "cifar10", s).stat().st_size for s in ("train", "test")) / 2**20
+    tmp.replace(npz_path(out, "cifar10", "test"))
+    mb = sum(npz_path(out, "cifar10", s).stat().st_size for s in ("train", "test")) / 2**20
     print(f"pack {out}: {int(present.sum())} of {len(y)} training images (sizes {sizes}, "
           f"seeds {seeds}) + the test set, {mb:.1f} MiB")
     return 0

@@ -1,4 +1,4 @@
-"""Adversarial filter regularizer: SPEC §5 (the seed's Algorithm 1).
+"""Adversarial filter regularizer: DESIGN.md §2 (the seed's Algorithm 1).
 
 Holds {layer: bank kernels}, one discriminator per regularized layer, D's
 optimizer and λ. Per training step:
@@ -76,7 +76,7 @@ class AdversarialRegularizer(nn.Module):
         self.banks = {n: b.to(dev) for n, b in self.banks.items()}
         return self
 
-    # ---- SPEC §5 step 2 -------------------------------------------------------
+    # ---- DESIGN.md §2 step 2 -------------------------------------------------------
     def _fake(self, name: str) -> torch.Tensor:
         w = self.model_layers[name].weight
         fake = w.reshape(-1, w.shape[-2], w.shape[-1])
@@ -103,7 +103,7 @@ class AdversarialRegularizer(nn.Module):
             total = term if total is None else total + term
         return self.lam * total
 
-    # ---- SPEC §5 step 4 ---------------------------------------------------------
+    # ---- DESIGN.md §2 step 4 ---------------------------------------------------------
     def discriminator_step(self) -> None:
         """D update on d_loss(real, 1) + d_loss(fake, 0), fake = the batch of step 2."""
         if not self._pending:

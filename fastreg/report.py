@@ -15,26 +15,23 @@ import re
 import shlex
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
-from safetensors.torch import load_file as safetensors_load
 from tqdm.auto import tqdm
 
-from .bank import BankError, KernelBank
-from .cli import Parser, UsageError, run_main
+from .bank import KernelBank
+from .cli import Parser, run_main
+from .errors import BankError, UnsafeCheckpoint, UsageError
 from .filter_metrics import group_halves, judge_auc, low_freq_energy, mmd_rbf
-from .io_util import (UnsafeCheckpoint, atomic_write_bytes, atomic_write_json, check_out_dir, read_json,
-                      safe_torch_load)
-from .sweep import METHODS, method_of
+from .io_util import atomic_write_bytes, atomic_write_json, check_out_dir
 from .models import CONV_PLAN, DWPNet, conv_layers
-from .train import FINAL_KERNELS
+from .runs import Run, discover, finite, layer_kernels, method_order, precision_of, read_jsonl
 
 # settings that, when they differ between runs of one train size, split cells
-EXTRA = ("width", "amp", "epochs", "batch_size", "lr", "weight_decay", "d_hidden", "d_norm", "d_loss",
+EXTRA = ("width", "amp", "precision", "epochs", "batch_size", "lr", "weight_decay", "d_hidden", "d_norm", "d_loss",
          "d_lr", "lecam", "eval_size")
 D_ONLY = ("d_hidden", "d_norm", "d_loss", "d_lr", "lecam")   # cannot change a λ = 0 run's classifier
 EXTERNAL = [  # (source, setting, labelled images, test accuracy %)
@@ -46,85 +43,21 @@ EXTERNAL = [  # (source, setting, labelled images, test accuracy %)
 ]
 
 
-@dataclass
-class Run:
-    dir: Path
-    cfg: dict
-    status: str                      # ok | failed | incomplete
-    reason: str = ""
-    final: dict = field(default_factory=dict)
-    wall: float | None = None
-    label: str = ""
-    extra: dict = field(default_factory=dict)   # the EXTRA settings in the label
-    metrics: dict = field(default_factory=dict)
-
-    @property
-    def size(self) -> int:
-        return int(self.cfg["train_size"])
-
-    @property
-    def seed(self) -> int:
-        return int(self.cfg["seed"])
-
-    @property
-    def layers(self) -> str:
-        return str(self.cfg.get("reg_layers", "conv1"))
-
-    @property
-    def method(self) -> str:
-        return method_of(float(self.cfg["lam"]), self.cfg.get("init", "default"), self.cfg.get("bank"))
-
-
-def _finite(x) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)
-
-
-def _read_jsonl(p: Path) -> list[dict]:
-    try:
-        return [json.loads(l) for l in p.read_text().splitlines() if l.strip()] if p.exists() else []
-    except (OSError, ValueError):
-        return []
-
-
-def discover(root: Path) -> list[Run]:
-    """Every train run under ``root`` (a folder with a train config.json), with its status."""
-    runs = []
-    for c in sorted(root.rglob("config.json")):
-        try:
-            cfg = read_json(c)
-        except (OSError, ValueError):
-            continue
-        if not isinstance(cfg, dict) or "train_size" not in cfg or "lam" not in cfg:
-            continue
-        d = c.parent
-        r = Run(d, cfg, "incomplete", "no final.json (still running, interrupted or crashed)")
-        if (d / "final.json").exists():    # a finished run counts, as in the sweep, even if an
-            try:                           # earlier attempt left a failed.json
-                r.final = read_json(d / "final.json")
-                ok = _finite(r.final.get("test_acc"))
-            except (OSError, ValueError):
-                ok = False
-            r.status, r.reason = ("ok", "") if ok else ("failed", "final.json unreadable or non-finite")
-        elif (d / "failed.json").exists():
-            r.status, r.reason = "failed", "non-finite training (failed.json)"
-        if (d / "timing.json").exists():
-            try:
-                r.wall = float(read_json(d / "timing.json")["wall_time_s"])
-            except (OSError, ValueError, KeyError, TypeError):
-                pass
-        runs.append(r)
-    return runs
+def _setting(r: Run, key: str):
+    """A run's value of an EXTRA setting (precision: as trained, see ``precision_of``)."""
+    return precision_of(r.cfg) if key == "precision" else r.cfg.get(key)
 
 
 def _label(runs: list[Run]) -> None:
     """Cell label = method, plus any EXTRA setting that differs between runs of one size,
     shown for every size so a series keeps one label across sizes (settings that only
-    change with the size, like the per-size epochs, stay out)."""
+    change with the size, like the per-size epochs, stay out). Runs of different precision
+    therefore never share a cell unlabelled."""
     vary = [k for k in EXTRA
-            if any(len({json.dumps(r.cfg.get(k)) for r in runs if r.size == n}) > 1
+            if any(len({json.dumps(_setting(r, k)) for r in runs if r.size == n}) > 1
                    for n in {r.size for r in runs})]
     for r in runs:
-        r.extra = {k: r.cfg.get(k) for k in vary}
+        r.extra = {k: _setting(r, k) for k in vary}
         extra = ", ".join(f"{k}={v}" for k, v in r.extra.items())
         r.label = r.method + (f" [{extra}]" if extra else "")
 
@@ -164,13 +97,13 @@ def _sweep_info(root: Path, runs: list[Run]) -> tuple[list[str], list[str], floa
     """(commands, devices, total wall seconds, runs with a known time) from logs and timing files."""
     cmds, devs, secs = [], [], {}
     for log in sorted(root.rglob("sweep_log.jsonl")):
-        for row in _read_jsonl(log):
+        for row in read_jsonl(log):
             if row.get("cmd") and row["cmd"] not in cmds:
                 cmds.append(row["cmd"])
             dev = row.get("device_name") or row.get("device")
             if dev and dev not in devs:
                 devs.append(dev)
-            if _finite(row.get("seconds")):
+            if finite(row.get("seconds")):
                 key = (log.parent / row["run"]).resolve()
                 secs[key] = secs.get(key, 0.0) + float(row["seconds"])
     total, known = 0.0, 0
@@ -179,28 +112,13 @@ def _sweep_info(root: Path, runs: list[Run]) -> tuple[list[str], list[str], floa
             continue
         t = r.wall if r.wall is not None else secs.get(r.dir.resolve())
         if t is None:
-            times = [m["time"] for m in _read_jsonl(r.dir / "metrics.jsonl") if _finite(m.get("time"))]
+            times = [m["time"] for m in read_jsonl(r.dir / "metrics.jsonl") if finite(m.get("time"))]
             t = max(times) - min(times) if len(times) > 1 else None
         if t is not None:
             total, known = total + t, known + 1
     if not devs:
         devs = sorted({str(r.cfg.get("device", "?")) for r in runs})
     return cmds, devs, total, known
-
-
-def layer_kernels(d: Path, layer: str = "conv1", flat: bool = True) -> torch.Tensor:
-    """Final kernels of one conv layer, ``[O*I, k, k]`` (or the weight ``[O, I, k, k]``), from
-    a run's ``final_kernels.safetensors``, else its checkpoint (weights-only load)."""
-    small = d / FINAL_KERNELS
-    if small.exists():
-        try:
-            kept = safetensors_load(small)
-        except Exception as e:  # safetensors raises its own error types
-            raise UnsafeCheckpoint(f"{small}: unreadable ({e})") from None
-        w = kept[layer].float()
-    else:
-        w = safe_torch_load(d / "checkpoint.pt")["model"][f"{layer}.weight"].float()
-    return w.reshape(-1, w.shape[-2], w.shape[-1]) if flat else w
 
 
 def metric_keys(layer: str) -> tuple[str, str, str]:
@@ -258,11 +176,11 @@ def paired(d: np.ndarray) -> tuple[float, float | None, float | None, float | No
 
 
 def _f(x, spec: str = ".3f") -> str:
-    return format(x, spec) if _finite(x) else "—"
+    return format(x, spec) if finite(x) else "—"
 
 
 def _ms(vals: list[float], spec: str = ".3f", scale: float = 1.0) -> str:
-    v = [x * scale for x in vals if _finite(x)]
+    v = [x * scale for x in vals if finite(x)]
     if not v:
         return "—"
     return _f(float(np.mean(v)), spec) + (f" ± {_f(float(np.std(v, ddof=1)), spec)}" if len(v) > 1 else "")
@@ -273,11 +191,6 @@ def _metric_cells(rs: list[Run], layer: str = "conv1") -> str:
     auc, mmd, lfe = metric_keys(layer)
     m = lambda k: [r.metrics.get(k) for r in rs]  # noqa: E731
     return f"{_ms(m(auc))} | {_ms(m(mmd), '.4f')} | {_ms(m(lfe))}"
-
-
-def _order(label: str) -> tuple:
-    base = label.split(" [")[0]
-    return (list(METHODS).index(base) if base in METHODS else len(METHODS), label)
 
 
 def build_parser() -> Parser:
@@ -321,9 +234,7 @@ def _reference_banks(path: str | None, runs: list[Run]) -> tuple[dict[str, tuple
     return {}, "none found (judge AUC and MMD omitted)"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    a = build_parser().parse_args(argv)
-    root, out = Path(a.runs_dir), Path(a.out)
+def _check_out(root: Path, out: Path) -> None:
     if not root.is_dir():
         raise UsageError(f"{root}: no such runs folder")
     if out.suffix == ".json":
@@ -331,32 +242,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     if out.is_dir():
         raise UsageError(f"--out {out} is a folder; give the Markdown file's name")
     check_out_dir(out.parent / "figures")   # walks up: covers the Markdown file's folder too
-    runs = discover(root)
-    ok = [r for r in runs if r.status == "ok"]
-    if not ok:
-        raise UsageError(f"{root}: no finished runs ({len(runs)} unfinished or failed)")
-    refs, bank_desc = _reference_banks(a.bank, runs)
-    bank = refs["conv1"][0] if "conv1" in refs else None
+
+
+def _cells(runs: list[Run]) -> dict[tuple, list[Run]]:
+    """(train size, label, reg layers) → its finished runs; labels are set here."""
     _label(runs)
     cells: dict[tuple, list[Run]] = {}
-    for r in ok:
-        cells.setdefault((r.size, r.label, r.layers), []).append(r)
+    for r in runs:
+        if r.status == "ok":
+            cells.setdefault((r.size, r.label, r.layers), []).append(r)
     check_cells(cells)
-    t0 = time.time()
-    for r in tqdm(ok, desc="filter metrics", unit="run", leave=False):
-        filter_metrics(r, refs)
-    keys = sorted(cells, key=lambda c: (c[0], _order(c[1]), c[2]))
-    cmds, devs, wall, known = _sweep_info(root, runs)
+    return cells
 
-    L = ["# Results: adversarial filter regularization", "",
-         f"Generated {time.strftime('%Y-%m-%d %H:%M')} by "
-         f"`python -m fastreg.report {shlex.join(argv or sys.argv[1:])}` "
-         f"from {len(runs)} run folders under `{root}`.", "", "**Commands**", "", "```bash",
-         *(cmds or ["# (no sweep_log.jsonl found: runs were not started by fastreg.sweep)"]), "```", "",
-         f"**Device**: {', '.join(devs)}  ", f"**Total training wall time**: {wall / 3600:.2f} h "
-         f"({wall:.0f} s, summed over the {known} of {len(ok)} finished runs with a recorded time)  ",
-         f"**Reference kernels for filter metrics**: {bank_desc}", "",
-         "## Test accuracy", "",
+
+def header_section(argv: Sequence[str], root: Path, runs: list[Run], bank_desc: str) -> list[str]:
+    """Title, the commands that made the runs, device, total training time, reference bank."""
+    cmds, devs, wall, known = _sweep_info(root, runs)
+    n_ok = sum(r.status == "ok" for r in runs)
+    return ["# Results: adversarial filter regularization", "",
+            f"Generated {time.strftime('%Y-%m-%d %H:%M')} by "
+            f"`python -m fastreg.report {shlex.join(argv)}` "
+            f"from {len(runs)} run folders under `{root}`.", "", "**Commands**", "", "```bash",
+            *(cmds or ["# (no sweep_log.jsonl found: runs were not started by fastreg.sweep)"]), "```", "",
+            f"**Device**: {', '.join(devs)}  ", f"**Total training wall time**: {wall / 3600:.2f} h "
+            f"({wall:.0f} s, summed over the {known} of {n_ok} finished runs with a recorded time)  ",
+            f"**Reference kernels for filter metrics**: {bank_desc}", ""]
+
+
+def accuracy_section(cells: dict[tuple, list[Run]], keys: list[tuple]) -> list[str]:
+    """Test accuracy and conv1 filter metrics per cell."""
+    L = ["## Test accuracy", "",
          "Cells that were run, only. Test accuracy on the full test set after the last epoch; mean ± std "
          "(ddof 1) over seeds. Filter metrics on the final conv1 kernels: judge AUC (fresh MLP, held-out "
          "halves split by whole filter; 0.5 = indistinguishable from the bank, below 0.5 = more typical "
@@ -368,12 +283,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         rs = sorted(cells[c], key=lambda r: r.seed)
         L.append(f"| {c[0]} | {c[1]} | {c[2]} | {len(rs)} | {','.join(str(r.seed) for r in rs)} | "
                  f"{_ms([r.final['test_acc'] for r in rs], '.2f', 100)} | {_metric_cells(rs)} |")
-    L += ["", "## Paired difference to the baseline", "",
-          "Δ = method − baseline test accuracy (percentage points), same train size, same seed and "
-          "data seed, paired t over seeds. The baseline has the same settings, reg layers when run "
-          "(a λ = 0 run does not depend on them), and discriminator settings likewise.", "",
-          "| train size | method | reg layers | paired seeds (n) | Δ acc (pp) | 95% CI | p | test |",
-          "|---:|---|---|---|---:|---|---:|---|"]
+    return L
+
+
+def paired_section(cells: dict[tuple, list[Run]], keys: list[tuple]
+                   ) -> tuple[list[str], dict[tuple, tuple[float, float | None, float | None]]]:
+    """Paired differences to each cell's baseline; also returns them (mean, CI) for the figures."""
+    L = ["", "## Paired difference to the baseline", "",
+         "Δ = method − baseline test accuracy (percentage points), same train size, same seed and "
+         "data seed, paired t over seeds. The baseline has the same settings, reg layers when run "
+         "(a λ = 0 run does not depend on them), and discriminator settings likewise.", "",
+         "| train size | method | reg layers | paired seeds (n) | Δ acc (pp) | 95% CI | p | test |",
+         "|---:|---|---|---|---:|---|---:|---|"]
     deltas: dict[tuple, tuple[float, float | None, float | None]] = {}
     for c in keys:
         if c[1].split(" [")[0] == "baseline":
@@ -394,6 +315,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         L.append(f"| {c[0]} | {c[1]} | {c[2]}{vs} | "
                  f"{','.join(str(s) for s, _ in pairs)} ({len(pairs)}) | {_f(mean, '+.2f')} | {ci} | "
                  f"{_f(p, '.3g')} | {how} |")
+    return L, deltas
+
+
+def deeper_layer_sections(cells: dict[tuple, list[Run]], keys: list[tuple], refs: dict) -> list[str]:
+    """One table per deeper reference layer (conv2) for the cells that regularize it."""
+    L: list[str] = []
     for layer in [n for n in refs if n != "conv1"]:
         lfe = metric_keys(layer)[2]
         lk = [c for c in keys if any(lfe in r.metrics for r in cells[c])]
@@ -406,49 +333,91 @@ def main(argv: Sequence[str] | None = None) -> int:
               "| train size | method | reg layers | n | judge AUC | MMD² | low-freq energy |",
               "|---:|---|---|---:|---:|---:|---:|"]
         L += [f"| {c[0]} | {c[1]} | {c[2]} | {len(cells[c])} | {_metric_cells(cells[c], layer)} |" for c in lk]
-    if refs:
-        L += ["", "## Filter-metric reference points", "", "| kernels | judge AUC vs bank | MMD² vs bank | "
-              "low-freq energy |", "|---|---:|---:|---:|"]
-        for layer, (ref, group) in refs.items():
-            g = torch.Generator().manual_seed(0)
-            max_n = judge_rows(layer)
-            hi, ri = group_halves(len(ref), group, len(ref), g)
-            half, rest = ref[hi], ref[ri]
-            noise = torch.randn((min(len(ref), max_n),) + tuple(ref.shape[1:]), generator=g)
-            for name, k, gk in ((f"{layer} bank, one half vs the other", half, group),
-                                (f"Gaussian noise ({layer} shape)", noise, 1)):
-                a_ = judge_auc(k, rest, max_n=max_n, group_learned=gk, group_bank=group)
-                L.append(f"| {name} | {_f(a_)} | {_f(mmd_rbf(k, rest), '.4f')} | {_f(low_freq_energy(k))} |")
+    return L
+
+
+def reference_section(refs: dict[str, tuple[torch.Tensor, int]]) -> list[str]:
+    """What the metrics read for one half of the bank against the other, and for noise."""
+    if not refs:
+        return []
+    L = ["", "## Filter-metric reference points", "", "| kernels | judge AUC vs bank | MMD² vs bank | "
+         "low-freq energy |", "|---|---:|---:|---:|"]
+    for layer, (ref, group) in refs.items():
+        g = torch.Generator().manual_seed(0)
+        max_n = judge_rows(layer)
+        hi, ri = group_halves(len(ref), group, len(ref), g)
+        half, rest = ref[hi], ref[ri]
+        noise = torch.randn((min(len(ref), max_n),) + tuple(ref.shape[1:]), generator=g)
+        for name, k, gk in ((f"{layer} bank, one half vs the other", half, group),
+                            (f"Gaussian noise ({layer} shape)", noise, 1)):
+            a_ = judge_auc(k, rest, max_n=max_n, group_learned=gk, group_bank=group)
+            L.append(f"| {name} | {_f(a_)} | {_f(mmd_rbf(k, rest), '.4f')} | {_f(low_freq_energy(k))} |")
+    return L
+
+
+def flagged_section(runs: list[Run]) -> list[str]:
+    """Runs left out (unfinished, failed) and counted runs without filter metrics."""
     bad = [r for r in runs if r.status != "ok"]
-    notes = [r for r in ok if "note" in r.metrics]
-    if bad or notes:
-        L += ["", "## Runs not counted / flagged", "", "| run | status | reason |", "|---|---|---|"]
-        L += [f"| `{r.dir}` | {r.status} | {r.reason} |" for r in bad]
-        L += [f"| `{r.dir}` | counted, no filter metrics | {r.metrics['note']} |" for r in notes]
-    L += ["", "## External reference points (not run here)", "",
-          "Published numbers with other models, protocols and training budgets: for orientation only, "
-          "not comparable cell by cell.", "", "| source | data | labelled training images | test acc (%) |",
-          "|---|---|---:|---:|"]
-    L += [f"| {s} | {d} | {n} | {acc:.1f} |" for s, d, n, acc in EXTERNAL]
-    fig_dir = out.parent / "figures"
+    notes = [r for r in runs if r.status == "ok" and "note" in r.metrics]
+    if not (bad or notes):
+        return []
+    return ["", "## Runs not counted / flagged", "", "| run | status | reason |", "|---|---|---|",
+            *(f"| `{r.dir}` | {r.status} | {r.reason} |" for r in bad),
+            *(f"| `{r.dir}` | counted, no filter metrics | {r.metrics['note']} |" for r in notes)]
+
+
+def external_section() -> list[str]:
+    return ["", "## External reference points (not run here)", "",
+            "Published numbers with other models, protocols and training budgets: for orientation only, "
+            "not comparable cell by cell.", "", "| source | data | labelled training images | test acc (%) |",
+            "|---|---|---:|---:|", *(f"| {s} | {d} | {n} | {acc:.1f} |" for s, d, n, acc in EXTERNAL)]
+
+
+def figures_section(names: Sequence[str], out: Path, seconds: float) -> list[str]:
+    return ["", "## Figures", "", *(f"![{name}](figures/{name})" for name in names),
+            "", f"Per-run values: `{out.with_suffix('.json').name}`.",
+            "", f"_Report computed in {seconds:.0f} s._", ""]
+
+
+def per_run_rows(runs: list[Run]) -> list[dict]:
+    """results.json: one row per run folder, finished or not, with its filter metrics."""
+    return [{"run": str(r.dir), "train_size": r.size, "method": r.label, "reg_layers": r.layers,
+             "seed": r.seed, "status": r.status, "test_acc": r.final.get("test_acc") if r.status == "ok" else None,
+             "wall_time_s": r.wall, **{k: v for k, v in r.metrics.items() if finite(v)}} for r in runs]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    a = build_parser().parse_args(argv)
+    root, out = Path(a.runs_dir), Path(a.out)
+    _check_out(root, out)
+    runs = discover(root)
+    ok = [r for r in runs if r.status == "ok"]
+    if not ok:
+        raise UsageError(f"{root}: no finished runs ({len(runs)} unfinished or failed)")
+    refs, bank_desc = _reference_banks(a.bank, runs)
+    cells = _cells(runs)
+    t0 = time.time()
+    for r in tqdm(ok, desc="filter metrics", unit="run", leave=False):
+        filter_metrics(r, refs)
+    keys = sorted(cells, key=lambda c: (c[0], method_order(c[1]), c[2]))
+    paired_lines, deltas = paired_section(cells, keys)
+    L = [*header_section(argv, root, runs, bank_desc), *accuracy_section(cells, keys), *paired_lines,
+         *deeper_layer_sections(cells, keys, refs), *reference_section(refs), *flagged_section(runs),
+         *external_section()]
     from .report_figures import figures   # matplotlib only when writing
-    figs = figures(cells, deltas, ok, bank, out.stem)
-    L += ["", "## Figures", ""]
-    L += [f"![{name}](figures/{name})" for name in figs]
-    L += ["", f"Per-run values: `{out.with_suffix('.json').name}`."]
-    L += ["", f"_Report computed in {time.time() - t0:.0f} s._", ""]
+    figs = figures(cells, deltas, ok, refs["conv1"][0] if "conv1" in refs else None, out.stem)
+    L += figures_section(list(figs), out, time.time() - t0)
     text = "\n".join(L)
     if re.search(r"(?<![\w/.`-])(nan|inf)(?![\w/.`-])", text, re.I):
         raise RuntimeError("refusing to write NaN/Inf into the report")
-    rows = [{"run": str(r.dir), "train_size": r.size, "method": r.label, "reg_layers": r.layers,
-             "seed": r.seed, "status": r.status, "test_acc": r.final.get("test_acc") if r.status == "ok" else None,
-             "wall_time_s": r.wall, **{k: v for k, v in r.metrics.items() if _finite(v)}} for r in runs]
+    fig_dir = out.parent / "figures"
     for name, data in figs.items():
         atomic_write_bytes(fig_dir / name, data)
-    atomic_write_json(out.with_suffix(".json"), {"runs": rows})
+    atomic_write_json(out.with_suffix(".json"), {"runs": per_run_rows(runs)})
     atomic_write_bytes(out, text.encode())
-    print(f"wrote {out} ({len(keys)} cells, {len(ok)} runs, {len(bad)} not counted) and {len(figs)} figures "
-          f"in {fig_dir}")
+    print(f"wrote {out} ({len(keys)} cells, {len(ok)} runs, {len(runs) - len(ok)} not counted) and "
+          f"{len(figs)} figures in {fig_dir}")
     return 0
 
 

@@ -7,8 +7,9 @@ import io
 import numpy as np
 import torch
 
-from .io_util import UnsafeCheckpoint
-from .report import Run, _finite, _order, _read_jsonl, layer_kernels
+from .errors import UnsafeCheckpoint
+from .runs import Run, finite, layer_kernels, method_order, read_jsonl
+from .viz import grid, kernel_tiles
 
 
 def _png(fig) -> bytes:
@@ -35,10 +36,9 @@ def figures(cells: dict, deltas: dict, ok: list[Run], bank: torch.Tensor | None,
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from .viz import _grid, kernel_tiles
     out = {}
     variants = sorted({(_variant(c[1])[1], c[2]) for c in cells}, key=lambda v: (v[1], v[0]))
-    methods = sorted({_variant(c[1])[0] for c in cells}, key=_order)
+    methods = sorted({_variant(c[1])[0] for c in cells}, key=method_order)
     fig, axes = plt.subplots(2, len(variants), figsize=(4.4 * len(variants), 7.5), squeeze=False,
                              sharex=True, sharey="row", layout="constrained")
     for j, (ex, ly) in enumerate(variants):
@@ -76,7 +76,7 @@ def figures(cells: dict, deltas: dict, ok: list[Run], bank: torch.Tensor | None,
 
     def first(pred, prefer: str) -> Run | None:
         c = sorted((r for r in at if pred(r.method)),
-                   key=lambda r: (r.layers != "conv1", r.method != prefer, _order(r.label)))
+                   key=lambda r: (r.layers != "conv1", r.method != prefer, method_order(r.label)))
         return c[0] if c else None
 
     pick = {"baseline": first(lambda m: m == "baseline", "baseline"),
@@ -97,7 +97,7 @@ def figures(cells: dict, deltas: dict, ok: list[Run], bank: torch.Tensor | None,
         fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6), squeeze=False)
         for ax, (title, w) in zip(axes[0], panels):
             tiles, rgb = kernel_tiles(w, 64)
-            img = _grid(tiles, int(np.ceil(np.sqrt(len(tiles)))), fill=1.0 if rgb else 0.0)
+            img = grid(tiles, int(np.ceil(np.sqrt(len(tiles)))), fill=1.0 if rgb else 0.0)
             ax.imshow(np.clip(img, 0, 1) if rgb else img, cmap=None if rgb else "RdBu_r", vmin=-1, vmax=1,
                       interpolation="nearest")
             ax.set_title(title, fontsize=8)
@@ -106,10 +106,10 @@ def figures(cells: dict, deltas: dict, ok: list[Run], bank: torch.Tensor | None,
         out[f"{stem}_filters.png"] = _png(fig)
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
-    for r in sorted(at, key=lambda r: _order(r.label)):
-        rows = [m for m in _read_jsonl(r.dir / "metrics.jsonl") if "d_acc_real" in m]
+    for r in sorted(at, key=lambda r: method_order(r.label)):
+        rows = [m for m in read_jsonl(r.dir / "metrics.jsonl") if "d_acc_real" in m]
         for ax, key in zip(axes, ("d_acc_real", "d_acc_fake", "g_loss")):
-            pts = [(m["step"], m[key]) for m in rows if _finite(m.get(key))]
+            pts = [(m["step"], m[key]) for m in rows if finite(m.get(key))]
             if pts:
                 ax.plot(*zip(*pts), marker=".", label=f"{r.label} ({r.layers})")
     for ax, key in zip(axes, ("D accuracy on bank (real)", "D accuracy on conv kernels (fake)", "G loss")):

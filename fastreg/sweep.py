@@ -1,9 +1,10 @@
 """``python -m fastreg.sweep``: train sizes × methods × seeds, resumably, on one device.
 
 One run directory per point, ``<out>/n{size}/{method}/s{seed}``, trained in-process by
-``fastreg.train.main``. A finished run (``final.json``) is skipped, one with a checkpoint but
-no ``final.json`` is resumed (``--resume``), one that went non-finite (``failed.json``) is
-skipped until that file is deleted. Per-run wall time and the command go to
+``fastreg.train.main``. A finished run (``final.json``) is skipped, so a sweep can grow by
+rerunning it with more sizes, methods or seeds; one with a checkpoint but no ``final.json``
+(interrupted) continues with ``--resume`` and is refused without it; one that went non-finite
+(``failed.json``) is skipped until that file is deleted. Per-run wall time and the command go to
 ``<out>/sweep_log.jsonl`` (read by ``fastreg.report``). Extra train args go after ``--``.
 """
 from __future__ import annotations
@@ -18,27 +19,18 @@ from typing import Sequence
 
 from tqdm.auto import tqdm
 
+from . import train
 from .bank import DEFAULT_BANK, KernelBank
-from .cli import NonFiniteError, Parser, UsageError, positive_float, positive_int, run_main
+from .cli import Parser, int_list, name_list, positive_float, positive_int, run_main
 from .data import DATASETS, data_root, load_arrays, split_target_source, stratified_subset
-from .device import pick_device
+from .device import amp_precision, pick_device
+from .errors import NonFiniteError, UsageError
 from .io_util import atomic_write_json, atomic_write_jsonl, check_out_dir, read_json
 from .models import CONV_PLAN
-
-# name → (λ, init); names are fixed (the report and the docs use them)
-METHODS: dict[str, tuple[float, str]] = {
-    "baseline": (0.0, "default"), "adv0.1": (0.1, "default"), "adv1": (1.0, "default"),
-    "adv10": (10.0, "default"), "bankinit": (0.0, "bank"), "bankinit+adv1": (1.0, "bank")}
+from .runs import METHODS, run_state
 # train options the sweep sets itself: not allowed after ``--``
 CONTROLLED = ("train_size", "lam", "init", "seed", "data_seed", "out", "resume", "reg_layers",
               "width", "amp", "bank", "data_root", "device", "epochs")
-
-
-def method_of(lam: float, init: str, bank: str | None = None) -> str:
-    """The sweep's method name for a run's settings (inverse of METHODS; used by the report)."""
-    name = ("bankinit" if init == "bank" else "baseline") if lam == 0 else \
-        (f"bankinit+adv{lam:g}" if init == "bank" else f"adv{lam:g}")
-    return name + (" (no D)" if bank is not None and str(bank).lower() == "none" else "")
 
 
 def build_parser() -> Parser:
@@ -49,42 +41,22 @@ def build_parser() -> Parser:
     p.add_argument("--reg-layers", default="conv1",
                    help="regularized / bank-initialized layers (give each variant its own --out)")
     p.add_argument("--width", type=positive_float, default=None, help="classifier channel multiplier")
-    p.add_argument("--amp", action="store_true", help="bf16 autocast")
+    p.add_argument("--amp", action="store_true",
+                   help="bf16 autocast where the device has native bf16, else fp32 (see train --help)")
     p.add_argument("--bank", default=None, help=f"bank file (default: {DEFAULT_BANK.name} in the package)")
     p.add_argument("--data-root", default=None, help="data folder (default: $FASTREG_DATA or ./data)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
     p.add_argument("--out", default="runs/sweep", help="sweep folder")
     p.add_argument("--epochs", type=positive_int, default=None, help="override train's per-size default")
     p.add_argument("--resume", action="store_true",
-                   help="accepted for symmetry with train: rerunning the same command always resumes "
-                        "(finished runs are skipped, interrupted ones continue from their checkpoint)")
+                   help="continue interrupted runs from their checkpoints (without it they are "
+                        "refused); finished runs are always skipped")
     p.add_argument("--dry-run", action="store_true", help="print the plan, run and write nothing")
     return p
 
 
-def _int_list(s: str, opt: str, minimum: int) -> list[int]:
-    try:
-        v = [int(t) for t in s.split(",")]
-    except ValueError:
-        raise UsageError(f"{opt} must be comma-separated integers, got {s!r}") from None
-    if len(set(v)) != len(v) or min(v) < minimum:
-        raise UsageError(f"{opt} must be distinct integers >= {minimum}, got {s!r}")
-    return v
-
-
-def _name_list(s: str, opt: str, known: Sequence[str]) -> list[str]:
-    v = [t.strip() for t in s.split(",")]
-    for t in v:
-        if t not in known:
-            raise UsageError(f"unknown {opt[2:-1]} {t!r} in {opt}; choose from {', '.join(known)}")
-    if len(set(v)) != len(v):
-        raise UsageError(f"{opt} lists a name twice: {s!r}")
-    return v
-
-
 def _check_extra(extra: list[str]) -> None:
     """Extra train args must parse and must not set what the sweep sets per run."""
-    from . import train
     p = train.build_parser()
     got, dflt = vars(p.parse_args(extra)), vars(p.parse_args([]))   # parse errors: one line, exit 2
     clash = [k for k in CONTROLLED if got[k] != dflt[k]] + \
@@ -94,13 +66,14 @@ def _check_extra(extra: list[str]) -> None:
 
 
 def plan(a, extra: list[str]) -> list[tuple[str, Path, list[str]]]:
-    """[(state, run dir, train argv)]; state: done | failed | resume | new. Validates, writes nothing."""
-    sizes = _int_list(a.sizes, "--sizes", 1)
-    methods = _name_list(a.methods, "--methods", list(METHODS))
-    seeds = _int_list(a.seeds, "--seeds", 0)
-    layers = _name_list(a.reg_layers, "--reg-layers", [n for n, _, _ in CONV_PLAN])
+    """[(state, run dir, train argv)]; state: done | failed | interrupted | new (see
+    ``runs.run_state``). Validates, writes nothing."""
+    sizes = int_list(a.sizes, "--sizes", 1)
+    methods = name_list(a.methods, "--methods", list(METHODS))
+    seeds = int_list(a.seeds, "--seeds", 0)
+    layers = name_list(a.reg_layers, "--reg-layers", [n for n, _, _ in CONV_PLAN])
     _check_extra(extra)
-    pick_device(a.device)
+    amp_precision(pick_device(a.device), a.amp)   # says once, up front, if --amp falls back to fp32
     bank = KernelBank.load(a.bank or DEFAULT_BANK)
     for n, _, k in CONV_PLAN:
         if n in layers:
@@ -123,17 +96,19 @@ def plan(a, extra: list[str]) -> list[tuple[str, Path, list[str]]]:
                 argv += ["--amp"] if a.amp else []
                 argv += ["--data-root", a.data_root] if a.data_root else []
                 argv += ["--device", a.device] if a.device else []
-                state = "done" if (d / "final.json").exists() else "failed" if (d / "failed.json").exists() \
-                    else "resume" if (d / "checkpoint.pt").exists() else "new"
+                state = run_state(d)
                 if state != "new" and (d / "config.json").exists():
                     _check_same(d, argv)
-                runs.append((state, d, argv + (["--resume"] if state == "resume" else [])))
+                runs.append((state, d, argv + (["--resume"] if state == "interrupted" else [])))
+    stopped = [d for state, d, _ in runs if state == "interrupted"]
+    if stopped and not a.resume:
+        raise UsageError(f"{len(stopped)} run(s) in {a.out} were interrupted (e.g. {stopped[0]}); "
+                         f"pass --resume to continue them")
     return runs
 
 
 def _check_same(d: Path, argv: list[str]) -> None:
     """A run dir from an earlier sweep must hold the same settings (paths aside)."""
-    from . import train
     new = train.config_of(train.build_parser().parse_args(argv))
     old = read_json(d / "config.json")
     diff = [k for k, v in new.items() if k in old and v is not None and old[k] != v
@@ -159,14 +134,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_out_dir(a.out)
     runs = plan(a, extra)
     cmd = "python -m fastreg.sweep " + shlex.join(argv)
-    todo = [r for r in runs if r[0] in ("new", "resume")]
+    todo = [r for r in runs if r[0] in ("new", "interrupted")]
     if a.dry_run:
         for state, d, targv in runs:
-            print(f"{state:7s} {d}  python -m fastreg.train {shlex.join(targv)}")
+            print(f"{state:11s} {d}  python -m fastreg.train {shlex.join(targv)}")
         print(f"{len(runs)} runs: {len(todo)} to run, {sum(r[0] == 'done' for r in runs)} done, "
               f"{sum(r[0] == 'failed' for r in runs)} failed")
         return 0
-    from . import train
     out = Path(a.out)
     log_path = out / "sweep_log.jsonl"
     dev, dev_name = str(pick_device(a.device)), _device_name(a.device)
@@ -180,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         t0 = time.time()
         try:
             train.main(targv)
-            status = "resumed" if state == "resume" else "done"
+            status = "resumed" if state == "interrupted" else "done"
         except NonFiniteError as e:
             atomic_write_json(d / "failed.json", {"error": str(e), "argv": targv})
             status = "failed"

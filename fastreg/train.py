@@ -1,7 +1,7 @@
 """``python -m fastreg.train``: a small-data CIFAR-10 classifier, adversarially regularized.
 
 λ · G-loss from a kernel discriminator (trained against a bank of good filters)
-is added to the cross-entropy (SPEC §5); ``--lambda 0`` is the baseline.
+is added to the cross-entropy (DESIGN.md §2); ``--lambda 0`` is the baseline.
 """
 from __future__ import annotations
 
@@ -16,18 +16,18 @@ import torch
 from safetensors.torch import save as safetensors_save
 
 from . import __version__
-from .bank import DEFAULT_BANK, BankError, KernelBank
-from .cli import Parser, UsageError, nonneg_float, nonneg_int, positive_float, positive_int, run_main
+from .bank import DEFAULT_BANK, KernelBank
+from .cli import Parser, nonneg_float, nonneg_int, positive_float, positive_int, run_main
 from .data import data_root, target_sets
-from .device import pick_device
+from .device import amp_precision, pick_device
+from .errors import BankError, UsageError
 from .io_util import atomic_write_bytes, atomic_write_json, check_out_dir, read_json, safe_torch_load
 from .loop import LoopConfig, Trainer
 from .models import DWPNet, conv_layers
 from .ops import BACKENDS
 from .regularizer import AdversarialRegularizer
+from .runs import FINAL_KERNELS
 from .viz import save_filter_grid
-
-FINAL_KERNELS = "final_kernels.safetensors"  # conv1 + regularized layers at the end
 
 
 def build_parser() -> Parser:
@@ -48,7 +48,9 @@ def build_parser() -> Parser:
     p.add_argument("--width", type=positive_float, default=1.0, help="channel multiplier of the classifier")
     p.add_argument("--seed", type=nonneg_int, default=0, help="model init, augmentation and D seed")
     p.add_argument("--data-seed", type=nonneg_int, default=None, help="which reduced set (default: --seed)")
-    p.add_argument("--amp", action="store_true", help="bf16 autocast for the classifier (CUDA and CPU)")
+    p.add_argument("--amp", action="store_true",
+                   help="bf16 autocast for the classifier where the device has native bf16 "
+                        "(CUDA; CPUs with AVX512-BF16 or AMX); fp32 elsewhere, said on stderr")
     p.add_argument("--deterministic", action="store_true",
                    help="CUDA: deterministic algorithms only (slower; CPU runs are deterministic anyway)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
@@ -182,8 +184,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.deterministic:
         set_deterministic()
     device, bank, train, test, model, reg, layers = prepare(a)
+    precision = amp_precision(device, a.amp)
     cfg = LoopConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, weight_decay=a.weight_decay,
-                     amp=a.amp, eval_every=a.eval_every, eval_size=a.eval_size, seed=a.seed)
+                     amp=precision == "bf16", eval_every=a.eval_every, eval_size=a.eval_size, seed=a.seed)
     fresh = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -196,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise UsageError(f"checkpoint does not match this run ({str(e).splitlines()[0][:160]})") from None
         if ckpt is None or not (out / "config.json").exists():   # fresh, or resumed into a new --out
             atomic_write_json(out / "config.json", {**settings, "device": str(device),
-                                                    "version": __version__,
+                                                    "precision": precision, "version": __version__,
                                                     "bank_meta": bank.meta if bank else None})
         if ckpt is None:
             for n in layers:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 
-def _grid(tiles: np.ndarray, ncol: int, pad: int = 1, fill: float = 1.0) -> np.ndarray:
+def grid(tiles: np.ndarray, ncol: int, pad: int = 1, fill: float = 1.0) -> np.ndarray:
     n, h, w = tiles.shape[:3]
     c = tiles.shape[3] if tiles.ndim == 4 else None
     nrow = (n + ncol - 1) // ncol
@@ -42,7 +42,7 @@ def save_filter_grid(w: torch.Tensor, path: str | Path, title: str = "", max_til
     from .io_util import atomic_write_bytes
     tiles, rgb = kernel_tiles(w, max_tiles)
     ncol = int(np.ceil(np.sqrt(len(tiles))))
-    img = _grid(tiles, ncol, fill=1.0 if rgb else 0.0)
+    img = grid(tiles, ncol, fill=1.0 if rgb else 0.0)
     fig, ax = plt.subplots(figsize=(4, 4.3), dpi=120)
     if rgb:
         ax.imshow(np.clip(img, 0, 1), interpolation="nearest")

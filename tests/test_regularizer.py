@@ -1,4 +1,4 @@
-"""The adversarial regularizer (SPEC §5): gradients reach conv1, D learns, step order holds."""
+"""The adversarial regularizer (DESIGN.md §2): gradients reach conv1, D learns, step order holds."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -66,7 +66,7 @@ def _classifier_update(model):
 
 
 def test_d_update_uses_fake_from_before_classifier_update():
-    """SPEC §5: D's fake loss uses the step-2 kernels even if the classifier moved since."""
+    """DESIGN.md §2: D's fake loss uses the step-2 kernels even if the classifier moved since."""
     torch.manual_seed(0)
     model = DWPNet(width=0.125)
     reg = AdversarialRegularizer(model, _bank(), ["conv1"], lam=1.0)

@@ -228,7 +228,7 @@ def test_resume_into_another_out_checks_the_checkpoint_settings(setup, tmp_path,
 
 def test_collect_sigkill_resume_same_bank(setup, tmp_path):
     data, _ = setup
-    base = [sys.executable, "-m", "fastreg.collect", "--data-root", str(data), "--preset", "tiny",
+    base = [sys.executable, "-m", "fastreg.collect", "--data-root", str(data), "--preset", "tiny", "--resume",
             "--seeds", "0,1", "--epochs", "4", "--layers", "conv1"]
     a, c = tmp_path / "a", tmp_path / "c"
     subprocess.run(base + ["--out", str(a)], env=ENV, check=True, capture_output=True, timeout=300)

@@ -1,4 +1,4 @@
-"""Bank sampler (SPEC §4): native op (kernels/) == pure-torch Philox stream, on CPU and CUDA.
+"""Bank sampler (DESIGN.md §5): native op (kernels/) == pure-torch Philox stream, on CPU and CUDA.
 
 Native tests skip only when fastreg._C is not built; CI builds it
 (``pip install --no-build-isolation -e .``), so there they all run.

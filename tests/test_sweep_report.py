@@ -9,6 +9,7 @@ import torch
 
 from fastreg import report, sweep
 from fastreg.cli import run_main
+from fastreg.runs import Run
 from helpers import make_bank_file, make_npz_data
 
 TRAIN = ["--eval-size", "50", "--batch-size", "50"]
@@ -43,12 +44,15 @@ def test_sweep_layout_skip_and_resume(setup, capsys):
     argv = base + ["--out", str(out), "--", *TRAIN]
     assert run_main(sweep.main, argv) == 0                        # all finished: nothing retrained
     assert {d: (d / "checkpoint.pt").stat().st_mtime_ns for d in runs} == stamps and len(_log(out)) == 4
-    (runs[1] / "final.json").unlink()                             # checkpoint, no final.json: resume
+    (runs[1] / "final.json").unlink()                             # checkpoint, no final.json: interrupted
     capsys.readouterr()
-    assert run_main(sweep.main, ["--dry-run", *argv]) == 0
+    assert run_main(sweep.main, argv) == 2                        # refused without --resume, nothing run
+    assert "pass --resume" in capsys.readouterr().err and not (runs[1] / "final.json").exists()
+    resume = base + ["--out", str(out), "--resume", "--", *TRAIN]
+    assert run_main(sweep.main, ["--dry-run", *resume]) == 0
     plan = capsys.readouterr().out
-    assert "resume  " in plan and "--resume" in plan and "1 to run" in plan
-    assert run_main(sweep.main, argv) == 0
+    assert "interrupted " in plan and "--resume" in plan and "1 to run" in plan
+    assert run_main(sweep.main, resume) == 0
     assert _log(out)[-1]["status"] == "resumed" and (runs[1] / "final.json").exists()
     capsys.readouterr()
     assert run_main(sweep.main, base + ["--out", str(out), "--epochs", "3"]) == 2   # other settings
@@ -107,7 +111,7 @@ def test_pairing_ignores_discriminator_settings_for_the_baseline():
     but never across a setting that changes the classifier (width)."""
     from pathlib import Path
     def run(lam, seed, **cfg):
-        return report.Run(Path(f"r{lam}{seed}{cfg}"), {"train_size": 100, "lam": lam, "seed": seed,
+        return Run(Path(f"r{lam}{seed}{cfg}"), {"train_size": 100, "lam": lam, "seed": seed,
                                                         "init": "default", "bank": "b", **cfg}, "ok")
     runs = [run(0.0, s, d_lr=2e-4, width=1.0) for s in (0, 1)] + \
            [run(1.0, s, d_lr=1e-4, width=1.0) for s in (0, 1)] + [run(1.0, s, d_lr=2e-4, width=0.5) for s in (0, 1)]

@@ -1,4 +1,8 @@
-"""``disc_step``: the public entry point, picking a backend (SPEC §3)."""
+"""``disc_step``: the public entry point of the discriminator step (DESIGN.md §3).
+
+It checks the input and picks a backend: ``disc_step_eager.py`` (the plain-autograd
+reference) or ``disc_step_triton.py`` (the fused kernels, CUDA or the CPU interpreter).
+"""
 from __future__ import annotations
 
 import copy
@@ -6,9 +10,7 @@ import math
 
 import torch
 
-from ._torch_impl import disc_step_eager
-from .losses import check_target
-from .types import DiscStepOutput
+from .disc_step_eager import DiscStepOutput, check_target, disc_step_eager
 
 BACKENDS = ("auto", "eager", "triton")
 
@@ -16,7 +18,7 @@ BACKENDS = ("auto", "eager", "triton")
 def triton_available() -> bool:
     """True when the fused Triton path can run here (CUDA, or the CPU interpreter)."""
     try:
-        from . import triton_disc  # noqa: F401
+        from . import disc_step_triton  # noqa: F401
     except Exception:
         return False
     return True
@@ -26,7 +28,7 @@ _SELF_TEST: dict[str, bool] = {}
 
 
 def max_rel_err(out: DiscStepOutput, ref: DiscStepOutput) -> float:
-    """Largest SPEC §6 norm-wise relative error over every output of a disc step against a
+    """Largest norm-wise relative error (DESIGN.md §6) over every output of a disc step against a
     (float64) reference; inf where an output is not finite."""
     pairs = [(out.logits, ref.logits), (out.d_loss, ref.d_loss), *zip(out.d_grads, ref.d_grads)]
     if ref.g_grad is not None:
@@ -42,7 +44,7 @@ def max_rel_err(out: DiscStepOutput, ref: DiscStepOutput) -> float:
 
 def triton_self_test(device: torch.device | str) -> bool:
     """Once per device: the fused step must match eager on a random S1-sized batch
-    (SPEC §6, 1e-4). ``auto`` falls back to eager, with a warning, if it does not —
+    (DESIGN.md §6, 1e-4). ``auto`` falls back to eager, with a warning, if it does not —
     a guard for GPUs and Triton versions the test suite has not run on."""
     key = str(torch.device(device))
     if key not in _SELF_TEST:
@@ -50,7 +52,7 @@ def triton_self_test(device: torch.device | str) -> bool:
         from ..discriminator import Discriminator
         ok = False
         try:
-            from .triton_disc import disc_step_triton
+            from .disc_step_triton import disc_step_triton
             g = torch.Generator(device="cpu").manual_seed(0)
             disc = Discriminator(7).to(device)
             x = torch.randn(384, 7, 7, generator=g).to(device)
@@ -103,5 +105,5 @@ def disc_step(x: torch.Tensor, disc, d_target: float = 0.0, g_target: float | No
     backend = resolve_backend(backend, x.device)
     if backend == "eager":
         return disc_step_eager(x, disc, d_target, g_target)
-    from .triton_disc import disc_step_triton
+    from .disc_step_triton import disc_step_triton
     return disc_step_triton(x, disc, d_target, g_target, **kwargs)

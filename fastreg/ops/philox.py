@@ -1,4 +1,4 @@
-"""Pure-torch Philox4x32-10 and the bank-sampling index stream (SPEC §4).
+"""Pure-torch Philox4x32-10 and the bank-sampling index stream (DESIGN.md §5).
 
 The stream, shared bit-for-bit with the native op in ``kernels/``:
 

@@ -1,4 +1,4 @@
-"""``sample_kernels``: uniform draws with replacement from a bank (SPEC §4).
+"""``sample_kernels``: uniform draws with replacement from a bank (DESIGN.md §5).
 
 Uses the native op ``fastreg::sample_kernels`` when the extension is built,
 else the pure-torch Philox stream of ``philox.py`` — both give identical indices.
@@ -40,11 +40,6 @@ def sample_kernels_torch(bank: torch.Tensor, n: int, seed: int, offset: int = 0)
     offset = _check_offset(offset)
     idx = sample_indices_torch(int(n), bank.shape[0], _seed64(seed), offset, bank.device)
     return bank[idx], idx
-
-
-def native_available() -> bool:
-    from . import _native
-    return _native.load() is not None
 
 
 def sample_kernels(bank: torch.Tensor, n: int, seed: int, offset: int = 0,

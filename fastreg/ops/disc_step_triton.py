@@ -1,33 +1,31 @@
-"""Fused Triton discriminator step (SPEC §3, issue 3): host side.
+"""Fused Triton discriminator step (DESIGN.md §3.1): host code and op registration.
 
-``disc_step_triton`` -> ``torch.ops.fastreg.disc_step_fused`` (disc_op.py, one
-opaque op so a compiled training step does not graph-break) -> ``launch`` here
--> kernels in triton_disc_kernels.py (+ triton_disc_chunked.py for wide
-layers). Per call: [batch norm] stats kernel, main
-fused fwd+bwd kernel, one deterministic torch.sum over per-program partials
+``disc_step_triton`` -> ``torch.ops.fastreg.disc_step_fused`` (registered here, one
+opaque custom op so a compiled training step does not graph-break on Triton launches)
+-> ``launch`` -> kernels in disc_step_kernels.py. Per call: [batch norm] stats kernel,
+main fused fwd+bwd kernel, one deterministic torch.sum over per-program partials
 (skipped when one program ran), [batch norm with a G head] dx kernel.
 """
 from __future__ import annotations
 
 import functools
 import os
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import triton
+from torch import Tensor
 
-from . import disc_op  # noqa: F401  (registers torch.ops.fastreg.disc_step_fused)
-from . import triton_disc_kernels as K
-from .triton_disc_chunked import _disc_chunked_kernel
-from .types import DiscStepOutput
+from . import disc_step_kernels as K
+from .disc_step_eager import DiscStepOutput
 
 # Output allocator; tests replace it with a NaN-filling one to prove every element is written.
 _alloc = torch.empty
 
 ELEMS = 4096       # [rows, DP] tile size of the stats and dx passes (~32 fp32 regs/thread)
 CHUNK = 32         # column chunk of the wide-layer (chunked) kernel
-# tl.dot input precisions: ieee = fp32 FMA (default, SPEC 1e-4), tf32 = tensor cores
-# (SPEC 5e-3), tf32x3 = 3 TF32 products, about fp32 accuracy on tensor cores.
+# tl.dot input precisions: ieee = fp32 FMA (default, DESIGN.md §6: 1e-4), tf32 = tensor
+# cores (5e-3), tf32x3 = 3 TF32 products, about fp32 accuracy on tensor cores.
 PRECISIONS = ("ieee", "tf32", "tf32x3")
 
 
@@ -162,7 +160,7 @@ def launch(x: torch.Tensor, params: Sequence[torch.Tensor], norm: str, loss: str
         sc = _scratch_layout(BB, DP, HP, L)
         scratch = _alloc((P, sc["SCR"]), device=x.device, dtype=torch.float32)
         c = [min(CHUNK, n) for n in [DP, *HP, _p2(hidden[-1])]]
-        _disc_chunked_kernel[(P,)](*args, scratch, *scalars, **common, **sc, CD=c[0], C1=c[1],
+        K._disc_chunked_kernel[(P,)](*args, scratch, *scalars, **common, **sc, CD=c[0], C1=c[1],
                                    C2=c[2], C3=c[3], CL=c[4], num_warps=4)
     red = part[0] if P == 1 else part.sum(0)  # fixed-order reduction: deterministic
     if bn and has_g:
@@ -172,22 +170,39 @@ def launch(x: torch.Tensor, params: Sequence[torch.Tensor], norm: str, loss: str
     return logits, red, g_grad
 
 
+@torch.library.custom_op("fastreg::disc_step_fused", mutates_args=())
+def disc_step_fused(x: Tensor, params: List[Tensor], norm: str, loss: str, slope: float,
+                    eps: float, d_target: float, g_target: Optional[float], precision: str,
+                    block_b: int, num_programs: int, variant: str) -> Tuple[Tensor, Tensor, Tensor]:
+    """``x`` ``[B, D]`` float32 -> ``(logits [B], flat, g_grad [B, D] or [0])``;
+    ``flat`` = D grads in parameters() order, then d_loss, g_loss, [BN sums]."""
+    return launch(x.contiguous(), [p.contiguous() for p in params], norm, loss, slope, eps,
+                  d_target, g_target, precision, block_b, num_programs, variant)
+
+
+@disc_step_fused.register_fake
+def _(x, params, norm, loss, slope, eps, d_target, g_target, precision, block_b, num_programs, variant):
+    B, D = x.shape
+    n = flat_size(D, [p.numel() for p in params], norm == "batch")
+    g = x.new_empty((B, D) if g_target is not None else (0,), dtype=torch.float32)
+    return (x.new_empty((B,), dtype=torch.float32), x.new_empty((n,), dtype=torch.float32), g)
+
+
 def disc_step_triton(x: torch.Tensor, disc, d_target: float = 0.0,
-                     g_target: Optional[float] = 1.0, tf32: bool = False,
-                     block_b: int = 0, num_programs: int = 0, variant: str = "auto",
-                     precision: str = "ieee") -> DiscStepOutput:
-    """SPEC §3 disc step from one fused forward over ``x`` (float32 math).
+                     g_target: Optional[float] = 1.0, block_b: int = 0, num_programs: int = 0,
+                     variant: str = "auto", precision: str = "ieee") -> DiscStepOutput:
+    """The disc step of DESIGN.md §3 from one fused forward over ``x`` (float32 math).
 
     ``block_b`` / ``num_programs`` (0 = auto) are tuning knobs: rows per tile and
     the persistent grid size (more programs = more partials to sum); ``variant``
-    forces the "fused" (register) or "chunked" (wide-layer) kernel. ``tf32=True``
-    is ``precision="tf32"``; ``precision="tf32x3"`` is the tensor-core fp32 option.
+    forces the "fused" (register) or "chunked" (wide-layer) kernel; ``precision`` is
+    one of PRECISIONS ("tf32x3": tensor cores at about fp32 accuracy).
     """
     params = [p.detach().float() for p in disc.parameters()]
     x2 = x.detach().reshape(x.shape[0], disc.dim).float()
     logits, flat, g = torch.ops.fastreg.disc_step_fused(
         x2, params, disc.norm, disc.loss, float(disc.slope), float(disc.eps), float(d_target),
-        None if g_target is None else float(g_target), "tf32" if tf32 else str(precision),
+        None if g_target is None else float(g_target), str(precision),
         int(block_b), int(num_programs), str(variant))
     grads, off = [], 0
     for p in params:
