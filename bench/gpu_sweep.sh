@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Run part of the experiment grid (issue 5) on a lent GPU within a time budget and
 # ship the finished runs back as one small tarball (no checkpoints, no PNGs: the
-# report reads final_kernels.safetensors). The GPU machine cannot read ../shared,
+# report reads final_kernels.safetensors). The GPU machine sees only what is carried,
 # so the data travel as a pack made here first (38.7 MiB for sizes 100,500,1000 x
 # seeds 0-4; one call carries at most 64 MiB including the 5 MB repo):
 #
 #   here:    echo /.gpu-data/ >> .git/info/exclude
-#            python -m fastreg.pack --data-root ../shared/data --sizes 100,500,1000 --out .gpu-data
+#            python -m fastreg.pack --data-root <full data folder> --sizes 100,500,1000 --out .gpu-data
 #   device:  run(command="OUT=$OUT bash bench/gpu_sweep.sh --sizes 100 --seeds 0,1,2,3,4",
 #                carry=[".gpu-data"], timeout_s=600)
 #   here:    mkdir -p runs/gpu && tar xzf <files_at>/runs.tar.gz -C runs/gpu   (one folder per call)

@@ -6,7 +6,7 @@ import json
 import sys
 from collections import defaultdict
 
-REFERENCES = ("eager", "randint", "plain", "compile")
+REFERENCES = ("eager", "randint", "plain", "fp32")  # what a group's speed-ups are relative to
 
 
 def _name(b: dict) -> str:
@@ -25,10 +25,10 @@ def summarize(paths: list[str]) -> str:
             info = b.get("extra_info", {})
             machine.add(info.get("gpu") or info.get("device") or "cpu")
     lines = [f"machine: {', '.join(sorted(machine))}", "",
-             "| group | impl | median | speed-up vs eager / randint / plain | speed-up vs compile |", "|---|---|---|---|---|"]
+             "| group | impl | median | speed-up vs eager / randint / plain / fp32 | speed-up vs compile |", "|---|---|---|---|---|"]
     for g in sorted(groups):
         meds = groups[g]
-        ref = next((meds[r] for r in ("eager", "randint", "plain") if r in meds), None)
+        ref = next((meds[r] for r in REFERENCES if r in meds), None)
         comp = min((v for k, v in meds.items() if k.startswith("compile")), default=None)
         for name, med in sorted(meds.items(), key=lambda kv: kv[1]):
             r1 = f"{ref / med:.2f}x" if ref else ""

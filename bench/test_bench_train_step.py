@@ -2,6 +2,11 @@
 
 Target (issue 3): regularized step with the fused backend <= 1.05x the plain step on CUDA.
 Group ``train_step-S1``; names ``plain``, ``reg-eager``, ``reg-triton`` (CUDA only).
+
+Group ``train_step-cpu``: the regularized step on the CPU it runs on, in fp32 and under bf16
+autocast, whatever ``--amp`` would pick there; the CPU's capability is printed and stored in
+``extra_info``. Where bf16 is not native it is emulated and many times slower, which is why
+``--amp`` trains in fp32 there (``fastreg.device.amp_precision``).
 """
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from fastreg.bank import KernelBank
+from fastreg.device import amp_precision, cpu_has_native_bf16
 from fastreg.models import DWPNet
 from fastreg.regularizer import AdversarialRegularizer
 
@@ -18,19 +24,20 @@ DEV = "cuda" if HAS_CUDA else "cpu"
 ROUNDS = 50 if HAS_CUDA else 5
 
 
-def _step_fn(reg_backend: str | None):
+def _step_fn(reg_backend: str | None, dev: str = DEV, bf16: bool = True):
     torch.manual_seed(0)
-    model = DWPNet().to(DEV)
+    model = DWPNet().to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     reg = None
     if reg_backend:
-        bank = KernelBank({"conv1": torch.randn(4096, 7, 7)}).to(DEV)
-        reg = AdversarialRegularizer(model, bank, ["conv1"], lam=1.0, backend=reg_backend).to(DEV)
-    x = torch.randn(100, 3, 32, 32, device=DEV)
-    y = torch.randint(0, 10, (100,), device=DEV)
+        bank = KernelBank({"conv1": torch.randn(4096, 7, 7)}).to(dev)
+        reg = AdversarialRegularizer(model, bank, ["conv1"], lam=1.0, backend=reg_backend).to(dev)
+    x = torch.randn(100, 3, 32, 32, device=dev)
+    y = torch.randint(0, 10, (100,), device=dev)
+    sync = dev == "cuda"
 
     def step():
-        with torch.autocast(DEV, dtype=torch.bfloat16):
+        with torch.autocast(dev, dtype=torch.bfloat16, enabled=bf16):
             out = model(x)
         loss = F.cross_entropy(out.float(), y)
         if reg is not None:
@@ -40,7 +47,7 @@ def _step_fn(reg_backend: str | None):
         opt.step()
         if reg is not None:
             reg.discriminator_step()
-        if HAS_CUDA:
+        if sync:
             torch.cuda.synchronize()
     return step
 
@@ -55,3 +62,20 @@ def test_train_step(benchmark, variant):
     if HAS_CUDA:
         benchmark.extra_info["gpu"] = torch.cuda.get_device_name()
     benchmark.pedantic(step, rounds=ROUNDS, warmup_rounds=3, iterations=1)
+
+
+def cpu_capability() -> str:
+    """What this CPU offers torch: its vector ISA, and whether bf16 is native."""
+    return (f"{torch.backends.cpu.get_cpu_capability()}, native bf16: {cpu_has_native_bf16()}, "
+            f"--amp here trains in {amp_precision(torch.device('cpu'), True)}, "
+            f"{torch.get_num_threads()} threads")
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_train_step_cpu(benchmark, precision, capsys):
+    with capsys.disabled():
+        print(f"\nCPU: {cpu_capability()}")
+    step = _step_fn("eager", "cpu", bf16=precision == "bf16")
+    benchmark.group = "train_step-cpu"
+    benchmark.extra_info.update(impl=precision, device="cpu", cpu=cpu_capability())
+    benchmark.pedantic(step, rounds=3, warmup_rounds=1, iterations=1)

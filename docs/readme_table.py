@@ -1,6 +1,7 @@
 """Print the README's summary table from docs/results.md, so no number is copied by hand.
 
     python docs/readme_table.py            # paste the output under "Results so far"
+    python docs/readme_table.py --all      # every method and the conv1 + conv2 rows too
 
 Cells: paired Δ test accuracy to the baseline (pp) with its 95 % CI, bold where the CI
 excludes 0, the seed count when it is not 5; "not run" where docs/results.md has no cell.
@@ -12,6 +13,9 @@ import re
 import sys
 from pathlib import Path
 
+SUMMARY_METHODS = ["adv1", "adv10", "bankinit"]
+SUMMARY_ROWS = [(n, w, "conv1", label) for n in ("100", "500", "1000", "5000")
+                for w, label in (("0.5", ""), ("1.0", ", full width"))]
 METHODS = ["adv0.1", "adv1", "adv10", "bankinit", "bankinit+adv1"]
 ROWS = [("100", "0.5", "conv1", ""), ("100", "1.0", "conv1", ", full width"),
         ("100", "0.5", "conv1,conv2", ", conv1 + conv2"), ("500", "0.5", "conv1", ""),
@@ -30,7 +34,10 @@ def _rows(section: str, ncols: int) -> list[list[str]]:
     return out
 
 
-def main(path: str = "docs/results.md") -> None:
+def main(*args: str) -> None:
+    full = "--all" in args
+    path = next((a for a in args if a != "--all"), "docs/results.md")
+    methods, rows = (METHODS, ROWS) if full else (SUMMARY_METHODS, SUMMARY_ROWS)
     txt = Path(path).read_text()
     acc, auc, pair = {}, {}, {}
     for c in _rows(txt.split("## Test accuracy")[1].split("## Paired")[0], 9):
@@ -51,11 +58,11 @@ def main(path: str = "docs/results.md") -> None:
             if n_seeds != 5:
                 cell += f" ({n_seeds} seeds)"
         pair[(c[0], c[1], c[2].split(" (vs")[0])] = cell
-    print("| n | " + " | ".join(f"{m} Δ acc" for m in METHODS) + " | judge AUC baseline → adv1 |")
-    print("|---" * (len(METHODS) + 2) + "|")
-    for n, w, layers, label in ROWS:
+    print("| n | " + " | ".join(f"{m} Δ acc" for m in methods) + " | judge AUC baseline → adv1 |")
+    print("|---" * (len(methods) + 2) + "|")
+    for n, w, layers, label in rows:
         b = (n, f"baseline [width={w}]", layers)
-        cells = [pair.get((n, f"{m} [width={w}]", layers), "not run") for m in METHODS]
+        cells = [pair.get((n, f"{m} [width={w}]", layers), "not run") for m in methods]
         if b not in acc and all(c == "not run" for c in cells):
             continue
         head = f"{n}{label}" if "conv2" in layers else f"{n}{label} ({acc[b]} %)"

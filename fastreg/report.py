@@ -52,10 +52,16 @@ def _label(runs: list[Run]) -> None:
     """Cell label = method, plus any EXTRA setting that differs between runs of one size,
     shown for every size so a series keeps one label across sizes (settings that only
     change with the size, like the per-size epochs, stay out). Runs of different precision
-    therefore never share a cell unlabelled."""
+    therefore never share a cell unlabelled; precision is shown where ``amp`` alone does not
+    explain it (the same ``--amp`` ran in bf16 on one machine and in fp32 on another)."""
+    def groups(key: str) -> dict:
+        g: dict = {}
+        for r in runs:
+            g.setdefault((r.size, r.cfg.get("amp")) if key == "precision" else r.size, []).append(r)
+        return g
+
     vary = [k for k in EXTRA
-            if any(len({json.dumps(_setting(r, k)) for r in runs if r.size == n}) > 1
-                   for n in {r.size for r in runs})]
+            if any(len({json.dumps(_setting(r, k)) for r in rs}) > 1 for rs in groups(k).values())]
     for r in runs:
         r.extra = {k: _setting(r, k) for k in vary}
         extra = ", ".join(f"{k}={v}" for k, v in r.extra.items())

@@ -118,7 +118,7 @@ def test_hinge_margin_subgradient_is_zero(d_target, bias):
 @pytest.mark.parametrize("d_target,bias", [(0.0, -25.0), (1.0, 25.0), (1.0, 9.0)])
 def test_ns_loss_with_saturated_logits(d_target, bias):
     """softplus(-|l|) ~ e^-25 must not round to 0 (log(1 + e) would): the D loss of a
-    batch D already classifies confidently is tiny, not zero, to SPEC §6 relative error."""
+    batch D already classifies confidently is tiny, not zero, to DESIGN.md §6 relative error."""
     disc = make_disc(5, (32,), "batch", "ns")
     with torch.no_grad():
         disc.layers[-1].weight.mul_(0.01)

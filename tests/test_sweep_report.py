@@ -125,6 +125,25 @@ def test_pairing_ignores_discriminator_settings_for_the_baseline():
     assert report.baseline_cell(by_label["adv1 [width=0.5, d_lr=0.0002]"], cells) is None
 
 
+def test_runs_of_different_precision_never_share_an_unlabelled_cell():
+    """``--amp`` is bf16 on one machine and fp32 on another: same settings, different cells.
+    Runs from before precision was recorded count as bf16 under --amp, and are labelled as
+    before when amp alone explains their precision."""
+    from pathlib import Path
+    def run(seed, amp, precision=None):
+        cfg = {"train_size": 100, "lam": 1.0, "seed": seed, "init": "default", "amp": amp}
+        return Run(Path(f"r{seed}{amp}{precision}"), {**cfg, **({"precision": precision} if precision else {})}, "ok")
+    runs = [run(0, True, "bf16"), run(1, True, "fp32"), run(2, True)]
+    report._label(runs)
+    assert [r.label for r in runs] == ["adv1 [precision=bf16]", "adv1 [precision=fp32]", "adv1 [precision=bf16]"]
+    runs = [run(0, True), run(1, False)]                     # old runs: amp explains it
+    report._label(runs)
+    assert [r.label for r in runs] == ["adv1 [amp=True]", "adv1 [amp=False]"]
+    runs = [run(0, True, "bf16"), run(1, True)]
+    report._label(runs)
+    assert [r.label for r in runs] == ["adv1", "adv1"]
+
+
 def test_report_without_checkpoints_uses_final_kernels(setup, tmp_path):
     """Shipped runs keep final_kernels.safetensors, not the checkpoint: same numbers."""
     from safetensors.torch import load_file

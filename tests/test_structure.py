@@ -1,0 +1,121 @@
+"""The package's shape: no import cycle among fastreg modules (function-local imports
+included), the library never imports the CLI layer, and nothing cites a file outside
+the repository."""
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PKG = ROOT / "fastreg"
+# command-line entry points (and their helpers): the only modules that may import fastreg.cli
+CLI = {"fastreg.cli", "fastreg.train", "fastreg.collect", "fastreg.sweep", "fastreg.report",
+       "fastreg.pack"}
+
+
+def _modules() -> dict[str, Path]:
+    mods = {}
+    for f in PKG.rglob("*.py"):
+        parts = list(f.relative_to(ROOT).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        mods[".".join(parts)] = f
+    return mods
+
+
+def _top_level_names(f: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.parse(f.read_text()).body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            for t in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                names |= {n.id for n in ast.walk(t) if isinstance(n, ast.Name)}
+    return names
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module → the fastreg modules it imports anywhere in its body (function-local too)."""
+    mods = _modules()
+    defined = {m: _top_level_names(f) for m, f in mods.items() if f.name == "__init__.py"}
+    graph: dict[str, set[str]] = {m: set() for m in mods}
+    for name, f in mods.items():
+        is_pkg = f.name == "__init__.py"
+        here = name if is_pkg else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(f.read_text(), str(f))):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    pkg = here.split(".")
+                    pkg = pkg[: len(pkg) - node.level + 1]
+                    base = ".".join(pkg + ([base] if base else []))
+                # `from pkg import x`: the submodule pkg.x if there is one, else pkg itself when
+                # its __init__ defines x (else x is a compiled extension, like fastreg._C)
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base
+                           for a in node.names
+                           if f"{base}.{a.name}" in mods or a.name in defined.get(base, {a.name})]
+            else:
+                continue
+            graph[name] |= {t for t in targets if t in mods and t != name}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(m: str) -> list[str] | None:
+        state[m] = 1
+        stack.append(m)
+        for n in sorted(graph[m]):
+            if state.get(n) == 1:
+                return stack[stack.index(n):] + [n]
+            if n not in state and (c := visit(n)):
+                return c
+        state[m] = 2
+        stack.pop()
+        return None
+
+    for m in sorted(graph):
+        if m not in state and (c := visit(m)):
+            return c
+    return None
+
+
+def test_graph_sees_function_local_imports():
+    g = import_graph()
+    assert "fastreg.ops.disc_step_triton" in g["fastreg.ops.disc_step"]   # imported inside functions
+    assert "fastreg.ops.sample" in g["fastreg.ops"]
+    assert g["fastreg.train"] >= {"fastreg", "fastreg.runs"}                 # `from . import __version__`
+    assert "fastreg" not in g["fastreg.ops._native"]                        # `from .. import _C`
+
+
+def test_cycle_finder_finds_one():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_import_cycle():
+    assert find_cycle(import_graph()) is None
+
+
+def test_library_does_not_import_the_cli_layer():
+    bad = {m: sorted(d & CLI) for m, d in import_graph().items() if m not in CLI and d & CLI}
+    assert not bad, bad
+
+
+def test_nothing_refers_to_files_outside_the_repository():
+    """docs/results.* are left out: generated records that quote the commands as they were run."""
+    pat = re.compile(r"\.\./shared|SPEC\.md|SPEC §")
+    files = [f for f in ROOT.rglob("*") if f.is_file() and f.suffix in (".py", ".md", ".sh", ".txt", ".cpp",
+                                                                       ".cu", ".h", ".toml", ".json")
+             and not any(p in (".git", "build", "runs") or p.endswith(".egg-info") for p in f.parts)
+             and f.relative_to(ROOT).as_posix() not in ("docs/results.md", "docs/results.json")]
+    hits = [f"{f.relative_to(ROOT)}:{i}" for f in files
+            for i, line in enumerate(f.read_text(errors="replace").splitlines(), 1) if pat.search(line)]
+    assert not hits, hits
