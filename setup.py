@@ -3,22 +3,19 @@
 CUDA + CPU when nvcc and a CUDA build of torch are present, CPU-only otherwise,
 none with FASTREG_NO_EXT=1 (the package then falls back to pure torch).
 """
+import importlib.util
 import os
-import shutil
 
 from setuptools import find_packages, setup
 
 
-def _guess_cuda_home():
-    """Set CUDA_HOME when unset and `nvcc` is a wrapper script (torch would guess its parent)."""
-    if os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH"):
-        return
-    nvcc = shutil.which("nvcc")
-    roots = [os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))] if nvcc else []
-    for root in roots + ["/usr/local/cuda"]:
-        if os.path.exists(os.path.join(root, "include", "cuda_runtime.h")):
-            os.environ["CUDA_HOME"] = root
-            return
+def _build_settings():
+    """kernels/build_settings.py, loaded by path: setup.py must not import the fastreg package."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels", "build_settings.py")
+    spec = importlib.util.spec_from_file_location("fastreg_build_settings", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _extensions():
@@ -29,21 +26,18 @@ def _extensions():
     """
     if os.environ.get("FASTREG_NO_EXT") == "1":
         return [], {}
-    _guess_cuda_home()
+    bs = _build_settings()
     try:
-        import torch
+        with_cuda = bs.with_cuda()  # sets CUDA_HOME first, as cpp_extension reads it on import
         from torch.utils import cpp_extension as ce
     except ImportError:  # pip without --no-build-isolation: no torch at build time
         return [], {}
-    nvcc = ce.CUDA_HOME and os.path.exists(os.path.join(ce.CUDA_HOME, "bin", "nvcc"))
-    with_cuda = bool(nvcc and torch.version.cuda and os.environ.get("FASTREG_NO_CUDA") != "1")
+    flags = bs.compile_flags(with_cuda)
     sources = ["kernels/sample.cpp", "kernels/module.cpp"]
-    kw = dict(extra_compile_args={"cxx": ["-O3"]}, include_dirs=[os.path.abspath("kernels")])
+    kw = dict(extra_compile_args={"cxx": flags}, include_dirs=[os.path.abspath("kernels")])
     if with_cuda:
-        # No GPU to detect at build time: default to A100 + H100/H200 SASS only (compile time).
-        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
-        kw["extra_compile_args"]["nvcc"] = ["-O3", "-DFASTREG_WITH_CUDA"]
-        kw["define_macros"] = [("FASTREG_WITH_CUDA", None)]
+        bs.set_default_arch_list()  # 8.0;9.0, unless a GPU is visible: torch builds for it
+        kw["extra_compile_args"]["nvcc"] = list(flags)  # a copy: BuildExtension appends to each
         ext = ce.CUDAExtension("fastreg._C", sources + ["kernels/sample_cuda.cu"], **kw)
     else:
         ext = ce.CppExtension("fastreg._C", sources, **kw)

@@ -7,6 +7,7 @@ so ``torch.compile`` can trace the op and gradients reach the bank as for ``bank
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -16,21 +17,18 @@ _KERNELS = Path(__file__).resolve().parents[2] / "kernels"
 
 def _jit_build() -> None:
     """Compile kernels/ into the process (CUDA too when nvcc and a CUDA torch are there)."""
-    if not (os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")):
-        if Path("/usr/local/cuda/include/cuda_runtime.h").exists():
-            os.environ["CUDA_HOME"] = "/usr/local/cuda"  # before cpp_extension reads it
-    import torch
+    spec = importlib.util.spec_from_file_location("fastreg_build_settings",
+                                                  _KERNELS / "build_settings.py")
+    bs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bs)  # by path: kernels/ is beside the package, not in it
+    cuda = bs.with_cuda()  # sets CUDA_HOME first, as cpp_extension reads it on import
     from torch.utils import cpp_extension as ce
 
     sources = [str(_KERNELS / "sample.cpp")]
-    cuda = bool(torch.version.cuda and ce.CUDA_HOME
-                and Path(ce.CUDA_HOME, "bin", "nvcc").exists()
-                and os.environ.get("FASTREG_NO_CUDA") != "1")
-    flags = ["-O3"] + (["-DFASTREG_WITH_CUDA"] if cuda else [])
+    flags = bs.compile_flags(cuda)
     if cuda:
         sources.append(str(_KERNELS / "sample_cuda.cu"))
-        if not torch.cuda.is_available():  # nothing to detect the arch from
-            os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
+        bs.set_default_arch_list()
     ce.load(name="fastreg_C", sources=sources, extra_cflags=flags, extra_cuda_cflags=flags,
             extra_include_paths=[str(_KERNELS)], with_cuda=cuda, is_python_module=False)
 
