@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One script for a lent GPU machine (no network; torch, triton, nvcc preinstalled):
 # builds the native extension, runs the CUDA correctness tests, runs the benchmarks,
-# runs a short tuning sweep of the fused step, writes everything under $OUT (8 files)
+# runs a short tuning sweep of the fused step, writes everything under $OUT (9 files)
 # and prints a short table last, in about GPU_CHECK_BUDGET seconds (default 350: the
 # issue asks for under 6 minutes). Steps run most important first; each gets at most
 # what is left of the budget (at least 10 s), so a slow card loses the tail, not the core.
@@ -29,11 +29,15 @@ if ! timeout $(left 120) $PY -c "import fastreg.ops._native as n; op = n.load();
   unset FASTREG_JIT
 fi
 tail -n 1 "$OUT/build.log"
+# What training will use: `auto` must pick the fused step here (a failed self-test falls back
+# to eager with a warning, which would leave every timing below meaningless for training).
+timeout $(left 60) $PY -W always -c "from fastreg.ops import resolve_backend; print('disc_step backend auto on cuda:', resolve_backend('auto', 'cuda'))" \
+  2>&1 | tee "$OUT/backend.txt"
 
 echo "== CUDA correctness tests =="
 # Separate pytest calls, the sampler's (short) first: one file's failure or cut-off
 # does not take the other's results with it.
-for t in sampler:45 disc_triton:150; do
+for t in backend_select:30 sampler:45 disc_triton:150; do
   timeout $(left ${t##*:}) $PY -m pytest -q -rA -m cuda tests/test_${t%%:*}.py -p no:cacheprovider \
     >> "$OUT/cuda_tests.log" 2>&1
   echo "cuda tests ${t%%:*} exit code: $? (124 = cut off by the budget)" | tee -a "$OUT/cuda_tests.log"

@@ -1,7 +1,9 @@
 """Disc step benchmarks (issue 3): eager vs torch.compile vs fused Triton at DESIGN.md §7 shapes.
 
 One timed call = one DESIGN.md §2 training step's D work: the real batch
-(d_target=1, no G head) and the fake batch (d_target=0, g_target=1).
+(d_target=1, no G head) and the fake batch (d_target=0, g_target=1). The last timed call's
+outputs are checked against a float64 eager step (1e-4: every impl here computes in fp32 or
+3xTF32), so a fast but wrong kernel fails instead of being timed.
 Groups are ``disc_step-<shape>``; ``extra_info`` holds impl/shape (and the
 compile mode that won). On CPU only eager and compile run, at S1 only.
 
@@ -9,6 +11,7 @@ compile mode that won). On CPU only eager and compile run, at S1 only.
 """
 from __future__ import annotations
 
+import copy
 import os
 import statistics
 import time
@@ -18,8 +21,8 @@ import pytest
 import torch
 
 from fastreg import Discriminator
-from fastreg.ops.disc_step_eager import disc_step_eager
-from fastreg.ops.disc_step_eager import d_loss, g_loss
+from fastreg.ops.disc_step import max_rel_err
+from fastreg.ops.disc_step_eager import DiscStepOutput, d_loss, disc_step_eager, g_loss
 
 HAS_CUDA = torch.cuda.is_available()
 DEV = "cuda" if HAS_CUDA else "cpu"
@@ -61,7 +64,16 @@ def _setup(shape: str):
     return disc, real, fake
 
 
-def _run(benchmark, shape: str, impl: str, step: Callable, real, fake, **info) -> None:
+def _check(disc, real, fake, outs, tol: float) -> None:
+    """What was timed must be right: both halves against a float64 eager step (DESIGN.md §6)."""
+    d64 = copy.deepcopy(disc).double()
+    refs = (disc_step_eager(real.double(), d64, 1.0, None), disc_step_eager(fake.double(), d64, 0.0, 1.0))
+    errs = [max_rel_err(o, r) for o, r in zip(outs, refs)]
+    assert max(errs) <= tol, f"benchmarked output off by {errs} (tolerance {tol})"
+
+
+def _run(benchmark, shape: str, impl: str, step: Callable, real, fake, disc, tol: float = 1e-4,
+         **info) -> None:
     def both_halves():
         r = step(real, 1.0, None)
         f = step(fake, 0.0, 1.0)
@@ -73,7 +85,8 @@ def _run(benchmark, shape: str, impl: str, step: Callable, real, fake, **info) -
                                 threads=torch.get_num_threads(), **info)
     if HAS_CUDA:
         benchmark.extra_info["gpu"] = torch.cuda.get_device_name()
-    benchmark.pedantic(both_halves, rounds=ROUNDS[shape], warmup_rounds=3, iterations=1)
+    _check(disc, real, fake, benchmark.pedantic(both_halves, rounds=ROUNDS[shape], warmup_rounds=3,
+                                                iterations=1), tol)
 
 
 def _compiled_step(disc, mode: str) -> Callable:
@@ -91,7 +104,7 @@ def _compiled_step(disc, mode: str) -> Callable:
         logits, dl, gl = losses(xi, d_t, 1.0 if g_t is None else g_t)
         grads = torch.autograd.grad(dl, params, retain_graph=g_t is not None)
         gx = torch.autograd.grad(gl, xi)[0] if g_t is not None else None
-        return logits, dl, grads, gx
+        return DiscStepOutput(logits, dl, grads, gl if g_t is not None else None, gx)
     return step
 
 
@@ -108,7 +121,7 @@ def _median_s(fn: Callable, n: int = 5) -> float:
 @pytest.mark.parametrize("shape", list(SHAPES))
 def test_eager(benchmark, shape):
     disc, real, fake = _setup(shape)
-    _run(benchmark, shape, "eager", lambda x, d, g: disc_step_eager(x, disc, d, g), real, fake)
+    _run(benchmark, shape, "eager", lambda x, d, g: disc_step_eager(x, disc, d, g), real, fake, disc)
 
 
 def _time_mode(disc, mode: str, real, fake) -> float:
@@ -129,7 +142,7 @@ def test_compile(benchmark, shape):
     if len(COMPILE_MODES) > 1:
         mode = min(COMPILE_MODES, key=lambda m: _time_mode(disc, m, real, fake))
     torch._dynamo.reset()
-    _run(benchmark, shape, "compile", _compiled_step(disc, mode), real, fake, compile_mode=mode)
+    _run(benchmark, shape, "compile", _compiled_step(disc, mode), real, fake, disc, compile_mode=mode)
 
 
 TRITON_IMPLS = {  # impl name -> (kwargs, shapes); extras only at S3, where compute dominates
@@ -153,4 +166,4 @@ def test_triton(benchmark, shape, impl):
     from fastreg.ops.disc_step_triton import disc_step_triton
     disc, real, fake = _setup(shape)
     _run(benchmark, shape, impl, lambda x, d, g: disc_step_triton(x, disc, d, g, **kw),
-         real, fake)
+         real, fake, disc)

@@ -10,6 +10,8 @@ autocast, whatever ``--amp`` would pick there; the CPU's capability is printed a
 """
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -17,6 +19,9 @@ import torch.nn.functional as F
 from fastreg.bank import KernelBank
 from fastreg.device import amp_precision, cpu_has_native_bf16
 from fastreg.models import DWPNet
+from fastreg.ops import disc_step, resolve_backend
+from fastreg.ops.disc_step import max_rel_err
+from fastreg.ops.disc_step_eager import disc_step_eager
 from fastreg.regularizer import AdversarialRegularizer
 
 HAS_CUDA = torch.cuda.is_available()
@@ -49,19 +54,37 @@ def _step_fn(reg_backend: str | None, dev: str = DEV, bf16: bool = True):
             reg.discriminator_step()
         if sync:
             torch.cuda.synchronize()
-    return step
+
+    def check() -> None:
+        """What was timed must be right (DESIGN.md §6): the trained classifier's forward in
+        the timed precision, and the regularizer's disc step with the timed backend on the
+        trained kernels, each against float64."""
+        with torch.no_grad():
+            ref = copy.deepcopy(model).double()(x.double())
+            with torch.autocast(dev, dtype=torch.bfloat16, enabled=bf16):
+                out = model(x).float()
+        err, tol = float((out.double() - ref).norm() / ref.norm()), 3e-2 if bf16 else 1e-4
+        assert err <= tol, f"classifier forward off by {err} (tolerance {tol})"
+        if reg is not None:
+            w = model.conv1.weight.detach().reshape(-1, 7, 7)
+            disc = reg.discs["conv1"]
+            got = disc_step(w, disc, 0.0, 1.0, backend=resolve_backend(reg.backend, w.device))
+            err = max_rel_err(got, disc_step_eager(w.double(), copy.deepcopy(disc).double(), 0.0, 1.0))
+            assert err <= 1e-4, f"disc step off by {err}"
+    return step, check
 
 
 @pytest.mark.parametrize("variant", ["plain", "reg-eager", "reg-triton"])
 def test_train_step(benchmark, variant):
     if variant == "reg-triton" and not HAS_CUDA:
         pytest.skip("fused backend is benchmarked on CUDA only")
-    step = _step_fn(None if variant == "plain" else variant.split("-")[1])
+    step, check = _step_fn(None if variant == "plain" else variant.split("-")[1])
     benchmark.group = "train_step-S1"
     benchmark.extra_info.update(impl=variant, device=DEV)
     if HAS_CUDA:
         benchmark.extra_info["gpu"] = torch.cuda.get_device_name()
     benchmark.pedantic(step, rounds=ROUNDS, warmup_rounds=3, iterations=1)
+    check()
 
 
 def cpu_capability() -> str:
@@ -75,7 +98,8 @@ def cpu_capability() -> str:
 def test_train_step_cpu(benchmark, precision, capsys):
     with capsys.disabled():
         print(f"\nCPU: {cpu_capability()}")
-    step = _step_fn("eager", "cpu", bf16=precision == "bf16")
+    step, check = _step_fn("eager", "cpu", bf16=precision == "bf16")
     benchmark.group = "train_step-cpu"
     benchmark.extra_info.update(impl=precision, device="cpu", cpu=cpu_capability())
     benchmark.pedantic(step, rounds=3, warmup_rounds=1, iterations=1)
+    check()

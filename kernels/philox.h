@@ -1,6 +1,6 @@
 // Philox4x32-10 (Salmon et al., Random123) and the bank-sampling index stream.
 // One header for host (g++) and device (nvcc) code so CPU and CUDA draw the
-// same bits. The stream is defined in fastreg/ops/philox.py's docstring:
+// same bits. The stream (docs/DESIGN.md §5, and fastreg/ops/philox.py):
 //   key = (lo32(seed), hi32(seed)); draw j uses counter c = offset + j (mod 2^64)
 //   and, for attempt a = 0, 1, ..., the block (lo32(c), hi32(c), a, 0); its four
 //   words are tried in order with Lemire multiply-shift + rejection.

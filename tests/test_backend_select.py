@@ -1,7 +1,8 @@
 """backend='auto': eager on CPU; on CUDA Triton only after its one-time self-test passes."""
-import pytest
-
 import importlib
+import warnings
+
+import pytest
 
 ds = importlib.import_module("fastreg.ops.disc_step")  # the module, not the function
 
@@ -38,3 +39,13 @@ def test_self_test_rejects_a_wrong_kernel(monkeypatch):
     monkeypatch.setattr(triton_disc, "disc_step_triton", broken)
     with pytest.warns(UserWarning, match="unavailable"):
         assert ds.triton_self_test("cpu") is False
+
+
+@pytest.mark.cuda
+def test_auto_picks_triton_on_cuda_without_a_warning(monkeypatch):
+    """On a real GPU the self-test must pass: a silent fallback to eager would keep every
+    other test green while training never used the fused step."""
+    monkeypatch.setattr(ds, "_SELF_TEST", {})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")          # a fallback warning fails the test
+        assert ds.resolve_backend("auto", "cuda") == "triton"

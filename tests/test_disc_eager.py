@@ -32,6 +32,14 @@ def test_eager_matches_float64(B, k, norm, loss, d_target):
         assert rel_err(g, r) < TOL
 
 
+def test_error_helper_refuses_shape_mismatch_and_non_finite():
+    """rel_err must not let broadcasting hide a wrong shape, nor NaN pass."""
+    with pytest.raises(AssertionError):
+        rel_err(torch.ones(4, 1), torch.ones(4))
+    assert rel_err(torch.tensor([float("nan")]), torch.ones(1)) == float("inf")
+    assert rel_err(torch.ones(3), torch.ones(3)) == 0.0
+
+
 def test_flat_input_and_no_generator_head():
     disc = Discriminator(5, (16,))
     randomize_disc(disc, 3)

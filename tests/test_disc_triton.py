@@ -270,11 +270,12 @@ def test_cuda_widths(k, hidden):
 
 
 @pytest.mark.cuda
-def test_cuda_deterministic_s3():
+@pytest.mark.parametrize("variant", ["fused", "chunked"])
+def test_cuda_deterministic_s3(variant):
     B, k = SHAPES["S3"]
     disc = make_disc(k, (128, 128), "batch", "ns", seed=k)
     x = torch.randn(B, k, k, device="cuda")
-    a = disc_step_triton(x, disc, 0.0, 1.0)
-    b = disc_step_triton(x, disc, 0.0, 1.0)
+    a = disc_step_triton(x, disc, 0.0, 1.0, variant=variant)
+    b = disc_step_triton(x, disc, 0.0, 1.0, variant=variant)
     for u, v in zip([a.g_grad, *a.d_grads], [b.g_grad, *b.d_grads]):
         assert torch.equal(u, v)

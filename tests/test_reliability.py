@@ -40,19 +40,23 @@ def _final(out):
     return json.loads((out / "final.json").read_text())
 
 
-def _sigkill_until_done(launch, ready, done, max_kills: int, max_delay: float) -> int:
-    """Rerun ``launch()`` until ``done()``; the first ``max_kills`` times, SIGKILL it at a
-    random moment after ``ready(token)`` (token from launch). Returns the number of kills."""
-    rng = random.Random(int(time.time()))
+KILL_SEED = int(os.environ.get("FASTREG_KILL_SEED", "0"))   # replay a failure: same seed, same kill steps
+
+
+def _sigkill_until_done(launch, progress, done, targets: list[int], max_delay: float) -> int:
+    """Rerun ``launch()`` until ``done()``. Launch i (for each of the increasing ``targets``)
+    is SIGKILLed once ``progress()`` (epochs finished) reaches ``targets[i]``, after a delay
+    of up to ``max_delay`` s drawn from ``KILL_SEED``; then relaunched. Returns the kills."""
+    rng = random.Random(KILL_SEED)
     kills = 0
     for _ in range(20):
         if done():
             break
-        p, token = launch()
-        if kills < max_kills:
+        p = launch()
+        if kills < len(targets):
             deadline = time.time() + 200
-            while p.poll() is None and time.time() < deadline and not ready(token):
-                time.sleep(0.02)
+            while p.poll() is None and time.time() < deadline and progress() < targets[kills]:
+                time.sleep(0.01)
             time.sleep(rng.uniform(0.0, max_delay))
             if p.poll() is None:
                 p.send_signal(signal.SIGKILL)
@@ -62,6 +66,13 @@ def _sigkill_until_done(launch, ready, done, max_kills: int, max_delay: float) -
     return kills
 
 
+def _rows(path) -> int:
+    try:
+        return len(path.read_text().splitlines())
+    except OSError:
+        return 0
+
+
 def test_deterministic_and_sigkill_resume(setup, tmp_path):
     data, bank = setup
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
@@ -69,23 +80,24 @@ def test_deterministic_and_sigkill_resume(setup, tmp_path):
         subprocess.run(_cmd(data, bank, out, epochs=20), env=ENV, check=True, capture_output=True,
                        timeout=300)
     assert (a / "final.json").read_bytes() == (b / "final.json").read_bytes()   # same seeds, same bits
-    # SIGKILL at random moments after the first checkpoint, resuming each time
+    # SIGKILL after epochs drawn from KILL_SEED (one metrics row per epoch), resuming each time
+    targets = sorted(random.Random(KILL_SEED).sample(range(2, 17), 3))
     ck = c / "checkpoint.pt"
 
     def launch():
         extra = ("--resume",) if ck.exists() else ()
-        p = subprocess.Popen(_cmd(data, bank, c, *extra, epochs=20), env=ENV,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        return p, ck.stat().st_mtime_ns if extra else None
+        return subprocess.Popen(_cmd(data, bank, c, *extra, epochs=20), env=ENV,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
-    kills = _sigkill_until_done(launch, lambda seen: ck.exists() and ck.stat().st_mtime_ns != seen,
-                                lambda: (c / "final.json").exists(), max_kills=3, max_delay=0.4)
-    assert kills >= 1, "the run always finished before it could be killed"
-    assert _final(c) == _final(a), f"resumed run differs after {kills} kills"
+    kills = _sigkill_until_done(launch, lambda: _rows(c / "metrics.jsonl"),
+                                lambda: (c / "final.json").exists(), targets, max_delay=0.05)
+    why = f"KILL_SEED={KILL_SEED}, kills after epochs {targets}"
+    assert kills == len(targets), f"a run finished before its kill ({why})"
+    assert _final(c) == _final(a), f"resumed run differs ({why})"
     rows_a = [json.loads(l) for l in (a / "metrics.jsonl").read_text().splitlines()]
     rows_c = [json.loads(l) for l in (c / "metrics.jsonl").read_text().splitlines()]
     strip = lambda rows: [{k: v for k, v in r.items() if k != "time"} for r in rows]  # noqa: E731
-    assert strip(rows_c) == strip(rows_a)
+    assert strip(rows_c) == strip(rows_a), why
 
 
 def test_resume_rewrites_a_metrics_log_the_kill_left_short(setup, tmp_path):
@@ -232,12 +244,25 @@ def test_collect_sigkill_resume_same_bank(setup, tmp_path):
             "--seeds", "0,1", "--epochs", "4", "--layers", "conv1"]
     a, c = tmp_path / "a", tmp_path / "c"
     subprocess.run(base + ["--out", str(a)], env=ENV, check=True, capture_output=True, timeout=300)
+
+    def epochs_done() -> int:       # over both seeds: 4 for a finished one, else its checkpoint's
+        n = 0
+        for s in (0, 1):
+            d = c / f"seed{s}"
+            if (d / "result.json").exists():
+                n += 4
+            elif (d / "checkpoint.pt").exists():
+                try:
+                    n += int(safe_torch_load(d / "checkpoint.pt")["epoch"])
+                except UnsafeCheckpoint:    # being replaced right now
+                    pass
+        return n
+    targets = sorted(random.Random(KILL_SEED).sample(range(1, 7), 2))
     kills = _sigkill_until_done(
-        lambda: (subprocess.Popen(base + ["--out", str(c)], env=ENV, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE), None),
-        lambda _: bool(list(c.glob("seed*/checkpoint.pt"))),
-        lambda: (c / "bank.safetensors").exists(), max_kills=2, max_delay=0.5)
-    assert kills >= 1
+        lambda: subprocess.Popen(base + ["--out", str(c)], env=ENV, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE),
+        epochs_done, lambda: (c / "bank.safetensors").exists(), targets, max_delay=0.05)
+    assert kills == len(targets), f"KILL_SEED={KILL_SEED}, kills after epochs {targets}"
     from fastreg.bank import KernelBank
     ba, bc = KernelBank.load(a / "bank.safetensors"), KernelBank.load(c / "bank.safetensors")
     assert torch.equal(ba.layers["conv1"], bc.layers["conv1"])

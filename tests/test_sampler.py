@@ -106,6 +106,25 @@ def test_native_cpu_matches_torch(n, N, seed, offset):
     assert torch.equal(k, k_ref)
 
 
+def _big_bank(N: int, device: str = "cpu") -> torch.Tensor:
+    """A real bank of N one-pixel uint8 kernels (N bytes), row r holding r % 251, so a
+    gathered kernel tells which row it came from."""
+    return torch.arange(251, dtype=torch.uint8, device=device).repeat(N // 251 + 1)[:N].view(N, 1, 1)
+
+
+@native
+@pytest.mark.parametrize("N", [2**31 + 1])
+def test_native_gather_matches_torch_at_N_near_2_31(N):
+    """About half of all words are rejected at N = 2^31 + 1, so draws are accepted by words
+    1-3 and by later attempts too, with the kernels gathered from a 2 GiB bank."""
+    bank = _big_bank(N)
+    k_ref, i_ref = sample_kernels_torch(bank, 4096, 7, 2**33)
+    _poison(4096, bank)
+    k, i = OP(bank, 4096, 7, 2**33)
+    assert torch.equal(i, i_ref) and torch.equal(k, k_ref)
+    assert torch.equal(k.view(-1), (i_ref % 251).to(torch.uint8)) and int(i.max()) >= 2**31 - 2**24
+
+
 @native
 def test_native_many_draws_parallel():
     """Large n spans many parallel_for chunks; each draw still depends only on its counter."""
@@ -201,8 +220,9 @@ def test_cuda_matches_cpu(n, N, seed, offset):
     """CUDA op == native CPU op == the pure-torch stream, each output poisoned first."""
     bank = _bank(N)
     k_ref, i_ref = sample_kernels_torch(bank, n, seed, offset)
-    _poison(n, bank.cuda())
-    k, i = OP(bank.cuda(), n, seed, offset)
+    bank_cuda = bank.cuda()          # moved first: the poisoned blocks go to the op's outputs
+    _poison(n, bank_cuda)
+    k, i = OP(bank_cuda, n, seed, offset)
     _poison(n, bank)
     k_cpu, i_cpu = OP(bank, n, seed, offset)
     assert k.is_cuda and torch.equal(i.cpu(), i_ref) and torch.equal(k.cpu(), k_ref)
@@ -225,6 +245,17 @@ def test_cuda_gather_units(dtype, k):
         _poison(1000, b)
         kern, i = OP(b, 1000, 3, 4)
         assert torch.equal(i.cpu(), i_ref) and torch.equal(kern, b[i_ref.cuda()])
+
+
+@native
+@pytest.mark.cuda
+def test_cuda_gather_matches_torch_at_N_near_2_31():
+    N = 2**31 + 1
+    bank = _big_bank(N, "cuda")
+    i_ref = sample_indices_torch(4096, N, 7, 2**33)
+    _poison(4096, bank)
+    k, i = OP(bank, 4096, 7, 2**33)
+    assert torch.equal(i.cpu(), i_ref) and torch.equal(k.view(-1).cpu(), (i_ref % 251).to(torch.uint8))
 
 
 @native
