@@ -1,11 +1,14 @@
 """``KernelBank``: good 2-D kernels by source layer, stored as safetensors (DESIGN.md §4).
 
+Rows come one whole filter at a time (its ``C_in`` slices consecutive), and the bank knows
+how many rows make a filter, so whole filters can be drawn as well as slices.
 Loading never unpickles: safetensors for banks, ``np.load(allow_pickle=False)`` for
 ``.npy`` imports. Every load is validated (format, shape, dtype, finiteness).
 """
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -48,14 +51,19 @@ class KernelBank:
         """All ``O·I`` 2-D kernels of the named conv layers of every model."""
         names = list(layer_names)
         parts: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+        rows: dict[str, int] = {}
         for m in models:
             mods = dict(m.named_modules())
             for n in names:
                 if n not in mods or not isinstance(mods[n], nn.Conv2d):
                     raise BankError(f"model has no conv layer named {n!r}")
                 w = mods[n].weight.detach().float().cpu()
+                if rows.setdefault(n, w.shape[1]) != w.shape[1]:
+                    raise BankError(f"layer {n!r} has {w.shape[1]} input channels in one model and "
+                                    f"{rows[n]} in another")
                 parts[n].append(w.reshape(-1, w.shape[-2], w.shape[-1]))
-        return cls({n: torch.cat(p) for n, p in parts.items()}, meta)
+        return cls({n: torch.cat(p) for n, p in parts.items()},
+                   {**(meta or {}), "filter_rows": json.dumps(rows)})
 
     @classmethod
     def from_npy(cls, path: str | Path, layer: str | None = None) -> "KernelBank":
@@ -118,6 +126,48 @@ class KernelBank:
 
     def kernel_size(self, name: str) -> int:
         return int(self.layers[name].shape[-1])
+
+    def filter_rows(self, name: str) -> int:
+        """Consecutive rows that are one whole filter (the source layer's input channels):
+        from the ``filter_rows`` metadata, else from the ``DWPNet(width=w)`` the bank was
+        collected from, else 1 (an imported bank of loose kernels)."""
+        if "filter_rows" in self.meta:
+            rows = json.loads(self.meta["filter_rows"]).get(name, 1)
+        else:
+            from .models import DWPNet, conv_layers
+            arch = re.fullmatch(r"DWPNet\(width=([0-9.eE+-]+)\)", self.meta.get("architecture", ""))
+            convs = conv_layers(DWPNet(width=float(arch.group(1)))) if arch else {}
+            rows = convs[name].in_channels if name in convs else 1
+        return max(1, int(rows))
+
+    def filters(self, name: str) -> torch.Tensor:
+        """Whole filters of a layer, ``[F, C_in, k, k]`` (a view; ``C_in = filter_rows``)."""
+        t, rows = self.layers[name], self.filter_rows(name)
+        if len(t) % rows:
+            raise BankError(f"bank layer {name!r}: {len(t)} rows are not whole filters of {rows}")
+        return t.view(-1, rows, t.shape[-2], t.shape[-1])
+
+    def units(self, name: str, unit: str) -> torch.Tensor:
+        """The layer as ``[N, k, k]`` slices (``unit="slice"``) or ``[F, C_in, k*k]`` whole
+        filters (``unit="filter"``): 3-D either way, so ``sample_kernels`` draws either."""
+        if unit == "slice":
+            return self.layers[name]
+        if unit != "filter":
+            raise ValueError(f"unit must be slice or filter, got {unit!r}")
+        f = self.filters(name)
+        return f.reshape(f.shape[0], f.shape[1], -1)
+
+    def gaussian(self, name: str, unit: str, shrink: float):
+        """The Gaussian fitted to this layer's slices or whole filters (``fastreg.gaussian``),
+        fitted once per (layer, unit, shrink) and kept with the bank."""
+        from .gaussian import fit_gaussian
+        key = (name, unit, float(shrink))
+        cache = self.__dict__.setdefault("_gaussians", {})
+        if key not in cache:
+            u = self.units(name, unit)
+            cache[key] = fit_gaussian(u.reshape(len(u), -1), shrink,
+                                      f"bank {name} {'filters' if unit == 'filter' else 'kernels'}")
+        return cache[key]
 
     def layer_for(self, name: str, kernel_size: int) -> str:
         """The bank layer that serves classifier layer ``name``: same name, else the

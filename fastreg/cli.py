@@ -59,6 +59,13 @@ def nonneg_float(s: str) -> float:
     return v
 
 
+def fraction(s: str) -> float:
+    v = nonneg_float(s)
+    if v > 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {s}")
+    return v
+
+
 def positive_float(s: str) -> float:
     v = nonneg_float(s)
     if v == 0:

@@ -35,16 +35,23 @@ class _LossWithGrad(torch.autograd.Function):
 
 
 class AdversarialRegularizer(nn.Module):
-    """λ · G-loss on the classifier's kernels, with discriminators trained against a bank."""
+    """λ · G-loss on the classifier's kernels, with discriminators trained against a bank.
+
+    ``unit="filter"``: each D judges whole ``C_in×k×k`` filters (one row per output channel)
+    instead of 2-D slices; the bank's filters must have the layer's input channels.
+    ``lam_decay_steps``: λ falls linearly to 0 over that many steps (None: constant).
+    """
 
     def __init__(self, model: nn.Module, bank: KernelBank, layers: Sequence[str], lam: float = 1.0,
                  hidden: Sequence[int] = (128, 128), norm: str = "batch", loss: str = "ns",
                  lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999), backend: str = "auto",
                  lecam: float = 0.0, lecam_decay: float = 0.99, fake_max: int | None = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, unit: str = "slice", lam_decay_steps: int | None = None) -> None:
         super().__init__()
         if lam < 0:
             raise ValueError(f"lambda must be >= 0, got {lam}")
+        if unit not in ("slice", "filter"):
+            raise ValueError(f"unit must be slice or filter, got {unit!r}")
         if len(set(layers)) != len(layers):
             raise ValueError(f"a layer is listed twice: {list(layers)}")
         convs = conv_layers(model)
@@ -56,12 +63,19 @@ class AdversarialRegularizer(nn.Module):
             k = convs[name].kernel_size[0]
             self.bank_layer[name] = bank.layer_for(name, k)
             self.model_layers[name] = convs[name]
+            rows = bank.filter_rows(self.bank_layer[name])
+            if unit == "filter" and rows != convs[name].in_channels:
+                raise BankError(f"whole-filter D on {name}: the bank's {self.bank_layer[name]} filters "
+                                f"have {rows} channel(s), the layer has {convs[name].in_channels} inputs")
         self.layers = list(layers)
         self.lam, self.backend, self.seed, self.fake_max = float(lam), backend, int(seed), fake_max
+        self.unit, self.lam_decay_steps = unit, lam_decay_steps
         self.lecam, self.lecam_decay = float(lecam), float(lecam_decay)
-        self.banks = {n: bank.layers[self.bank_layer[n]] for n in self.layers}
+        self.banks = {n: bank.units(self.bank_layer[n], unit) for n in self.layers}
+        chans = {n: self.model_layers[n].in_channels if unit == "filter" else 1 for n in self.layers}
         self.discs = nn.ModuleDict({
-            n: Discriminator(self.model_layers[n].kernel_size[0], hidden, norm, loss) for n in self.layers})
+            n: Discriminator(self.model_layers[n].kernel_size[0], hidden, norm, loss, channels=chans[n])
+            for n in self.layers})
         for n in self.layers:
             self.register_buffer(f"ema_real_{n}", torch.zeros(()))
             self.register_buffer(f"ema_fake_{n}", torch.zeros(()))
@@ -77,9 +91,15 @@ class AdversarialRegularizer(nn.Module):
         return self
 
     # ---- DESIGN.md §2 step 2 -------------------------------------------------------
+    def current_lam(self) -> float:
+        """λ at this step: constant, or falling linearly to 0 over ``lam_decay_steps``."""
+        if not self.lam_decay_steps:
+            return self.lam
+        return self.lam * max(0.0, 1.0 - int(self.step) / self.lam_decay_steps)
+
     def _fake(self, name: str) -> torch.Tensor:
         w = self.model_layers[name].weight
-        fake = w.reshape(-1, w.shape[-2], w.shape[-1])
+        fake = w.reshape(w.shape[0], -1) if self.unit == "filter" else w.reshape(-1, w.shape[-2], w.shape[-1])
         if self.fake_max and fake.shape[0] > self.fake_max:
             gen = torch.Generator(device="cpu").manual_seed(self.seed * 7919 + int(self.step))
             idx = torch.randperm(fake.shape[0], generator=gen)[: self.fake_max].to(w.device)
@@ -88,11 +108,11 @@ class AdversarialRegularizer(nn.Module):
 
     def generator_loss(self) -> torch.Tensor:
         """λ · Σ_layers G-loss(D(fake)); also stashes the fake pass for ``discriminator_step``."""
-        total = None
+        total, lam = None, self.current_lam()
         for name in self.layers:
             fake = self._fake(name)
             x = fake.detach().float()
-            want_g = self.lam > 0 and fake.requires_grad
+            want_g = lam > 0 and fake.requires_grad
             out = disc_step(x, self.discs[name], d_target=0.0, g_target=1.0,
                             backend=resolve_backend(self.backend, x.device))
             # x may be a view of the weight, which the classifier update (step 3) changes in
@@ -101,7 +121,7 @@ class AdversarialRegularizer(nn.Module):
             term = _LossWithGrad.apply(fake, out.g_loss, out.g_grad.to(fake.dtype)) if want_g \
                 else out.g_loss
             total = term if total is None else total + term
-        return self.lam * total
+        return lam * total
 
     # ---- DESIGN.md §2 step 4 ---------------------------------------------------------
     def discriminator_step(self) -> None:
@@ -113,6 +133,7 @@ class AdversarialRegularizer(nn.Module):
             fake, out_f = self._pending.pop(name)
             n = fake.shape[0]
             real, _ = sample_kernels(self.banks[name], n, self.seed * 1000 + li, offset=step * n)
+            real = real.reshape(n, -1) if self.unit == "filter" else real
             disc = self.discs[name]
             out_r = disc_step(real, disc, d_target=1.0, g_target=None,
                               backend=resolve_backend(self.backend, real.device))

@@ -27,8 +27,8 @@ from .cli import Parser, run_main
 from .errors import BankError, UnsafeCheckpoint, UsageError
 from .filter_metrics import group_halves, judge_auc, low_freq_energy, mmd_rbf
 from .io_util import atomic_write_bytes, atomic_write_json, check_out_dir
-from .models import CONV_PLAN, DWPNet, conv_layers
-from .runs import Run, discover, finite, layer_kernels, method_order, precision_of, read_jsonl
+from .models import CONV_PLAN
+from .runs import DEFAULT_METHODS, Run, discover, finite, layer_kernels, method_order, precision_of, read_jsonl
 
 # settings that, when they differ between runs of one train size, split cells
 EXTRA = ("width", "amp", "precision", "epochs", "batch_size", "lr", "weight_decay", "d_hidden", "d_norm", "d_loss",
@@ -88,13 +88,13 @@ def check_cells(cells: dict[tuple, list[Run]]) -> None:
                              f"report them from separate folders")
 
 
-def baseline_cell(c: tuple, cells: dict[tuple, list[Run]]) -> tuple | None:
-    """The baseline to pair cell ``c`` with: same size and the same settings except those
-    that cannot change a λ = 0 run (D settings); preferring the same reg layers, then
-    the same D settings."""
+def baseline_cell(c: tuple, cells: dict[tuple, list[Run]], ref: str = "baseline") -> tuple | None:
+    """The ``ref`` cell (a λ = 0 method: baseline, or bankinit) to pair cell ``c`` with: same
+    size and the same settings except those that cannot change a λ = 0 run (D settings);
+    preferring the same reg layers, then the same D settings."""
     ex = cells[c][0].extra
     core = {k: v for k, v in ex.items() if k not in D_ONLY}
-    cands = [k for k in cells if k[0] == c[0] and k[1].split(" [")[0] == "baseline"
+    cands = [k for k in cells if k[0] == c[0] and k[1].split(" [")[0] == ref
              and {kk: v for kk, v in cells[k][0].extra.items() if kk not in D_ONLY} == core]
     return min(cands, key=lambda k: (k[2] != c[2], cells[k][0].extra != ex, k)) if cands else None
 
@@ -208,14 +208,6 @@ def build_parser() -> Parser:
     return p
 
 
-def _rows_per_filter(b: KernelBank, layer: str) -> int:
-    """Consecutive bank rows that are one filter: the layer's input channels in the
-    ``DWPNet(width=w)`` the bank was collected from; 1 (ungrouped) for any other bank."""
-    arch = re.fullmatch(r"DWPNet\(width=([0-9.eE+-]+)\)", b.meta.get("architecture", ""))
-    convs = conv_layers(DWPNet(width=float(arch.group(1)))) if arch else {}
-    return convs[layer].in_channels if layer in convs else 1
-
-
 def _reference_banks(path: str | None, runs: list[Run]) -> tuple[dict[str, tuple[torch.Tensor, int]], str]:
     """({layer: (reference kernels, rows per filter)}, description) for conv1 and, where the bank
     has it, conv2. A fastreg bank's rows come one filter at a time (RGB triples for conv1,
@@ -231,10 +223,10 @@ def _reference_banks(path: str | None, runs: list[Run]) -> tuple[dict[str, tuple
             if path:
                 raise
             continue
-        refs = {"conv1": (b.layers[name], _rows_per_filter(b, name))}
+        refs = {"conv1": (b.layers[name], b.filter_rows(name))}
         desc = [f"layer {name}, {len(b.layers[name])} kernels"]
         if "conv2" in b.layers and b.kernel_size("conv2") == CONV_PLAN[1][2]:
-            refs["conv2"] = (b.layers["conv2"], _rows_per_filter(b, "conv2"))
+            refs["conv2"] = (b.layers["conv2"], b.filter_rows("conv2"))
             desc.append(f"layer conv2, {len(b.layers['conv2'])} kernels")
         return refs, f"`{c}` ({'; '.join(desc)})"
     return {}, "none found (judge AUC and MMD omitted)"
@@ -292,20 +284,22 @@ def accuracy_section(cells: dict[tuple, list[Run]], keys: list[tuple]) -> list[s
     return L
 
 
-def paired_section(cells: dict[tuple, list[Run]], keys: list[tuple]
+def paired_section(cells: dict[tuple, list[Run]], keys: list[tuple], ref: str = "baseline"
                    ) -> tuple[list[str], dict[tuple, tuple[float, float | None, float | None]]]:
-    """Paired differences to each cell's baseline; also returns them (mean, CI) for the figures."""
-    L = ["", "## Paired difference to the baseline", "",
-         "Δ = method − baseline test accuracy (percentage points), same train size, same seed and "
-         "data seed, paired t over seeds. The baseline has the same settings, reg layers when run "
+    """Paired differences to each cell's ``ref`` cell (the baseline, or bank init); also
+    returns them (mean, CI) for the figures."""
+    name = {"baseline": "the baseline", "bankinit": "bank init (2-D slices)"}.get(ref, ref)
+    L = ["", f"## Paired difference to {name}", "",
+         f"Δ = method − {ref} test accuracy (percentage points), same train size, same seed and "
+         f"data seed, paired t over seeds. The {ref} cell has the same settings, reg layers when run "
          "(a λ = 0 run does not depend on them), and discriminator settings likewise.", "",
          "| train size | method | reg layers | paired seeds (n) | Δ acc (pp) | 95% CI | p | test |",
          "|---:|---|---|---|---:|---|---:|---|"]
     deltas: dict[tuple, tuple[float, float | None, float | None]] = {}
     for c in keys:
-        if c[1].split(" [")[0] == "baseline":
+        if c[1].split(" [")[0] in ("baseline", ref):
             continue
-        bc = baseline_cell(c, cells)
+        bc = baseline_cell(c, cells, ref)
         if bc is None:
             continue
         key = lambda r: (r.seed, r.cfg.get("data_seed", r.seed))  # noqa: E731
@@ -316,7 +310,7 @@ def paired_section(cells: dict[tuple, list[Run]], keys: list[tuple]
         mean, lo, hi, p, how = paired(np.array([d for _, d in pairs]))
         deltas[c] = (mean, lo, hi)
         ci = f"[{_f(lo, '+.2f')}, {_f(hi, '+.2f')}]" if lo is not None else "—"
-        own = bc[1] == c[1].replace(c[1].split(" [")[0], "baseline", 1) and bc[2] == c[2]
+        own = bc[1] == c[1].replace(c[1].split(" [")[0], ref, 1) and bc[2] == c[2]
         vs = "" if own else f" (vs {bc[1]}{'' if bc[2] == c[2] else ', ' + bc[2]})"
         L.append(f"| {c[0]} | {c[1]} | {c[2]}{vs} | "
                  f"{','.join(str(s) for s, _ in pairs)} ({len(pairs)}) | {_f(mean, '+.2f')} | {ci} | "
@@ -408,6 +402,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         filter_metrics(r, refs)
     keys = sorted(cells, key=lambda c: (c[0], method_order(c[1]), c[2]))
     paired_lines, deltas = paired_section(cells, keys)
+    if any(k[1].split(" [")[0] not in DEFAULT_METHODS for k in keys):   # new priors: vs bank init too
+        paired_lines += paired_section(cells, keys, "bankinit")[0]
     L = [*header_section(argv, root, runs, bank_desc), *accuracy_section(cells, keys), *paired_lines,
          *deeper_layer_sections(cells, keys, refs), *reference_section(refs), *flagged_section(runs),
          *external_section()]

@@ -20,16 +20,54 @@ from .io_util import read_json, safe_torch_load
 
 FINAL_KERNELS = "final_kernels.safetensors"  # conv1 + regularized layers at the end
 
-# name → (λ, init); names are fixed (the report and the docs use them)
-METHODS: dict[str, tuple[float, str]] = {
-    "baseline": (0.0, "default"), "adv0.1": (0.1, "default"), "adv1": (1.0, "default"),
-    "adv10": (10.0, "default"), "bankinit": (0.0, "bank"), "bankinit+adv1": (1.0, "bank")}
+# A run's train settings that make its method (all others default); runs written before a
+# setting existed read as its old behaviour (2-D slices, no prior, constant λ).
+METHOD_KEYS = {"lam": 0.0, "init": "default", "init_unit": "slice", "d_unit": "slice",
+               "prior": "none", "prior_weight": 1.0, "prior_unit": "filter", "lambda_schedule": "constant"}
+GAUSS_WEIGHT = 1.0   # --prior-weight of the sweep's gauss methods (a pilot at n = 100 chose it)
 
 
-def method_of(lam: float, init: str, bank: str | None = None) -> str:
-    """The sweep's method name for a run's settings (inverse of METHODS)."""
-    name = ("bankinit" if init == "bank" else "baseline") if lam == 0 else \
-        (f"bankinit+adv{lam:g}" if init == "bank" else f"adv{lam:g}")
+def _m(**kw) -> dict:
+    return {**METHOD_KEYS, **kw}
+
+
+# The sweep's methods: name → settings; names are fixed (the report and the docs use them),
+# and method_of(settings) gives the name back. The first six are the original comparison.
+METHODS: dict[str, dict] = {
+    "baseline": _m(), "adv0.1": _m(lam=0.1), "adv1": _m(lam=1.0), "adv10": _m(lam=10.0),
+    "bankinit": _m(init="bank"), "bankinit+adv1": _m(init="bank", lam=1.0),
+    "filterinit": _m(init="bank", init_unit="filter"),
+    "covinit": _m(init="cov", init_unit="filter"), "covinit-slice": _m(init="cov"),
+    "gauss": _m(prior="gauss", prior_weight=GAUSS_WEIGHT),
+    "advf1": _m(lam=1.0, d_unit="filter"),
+    "filterinit+advf1": _m(init="bank", init_unit="filter", lam=1.0, d_unit="filter"),
+    "filterinit+advf1-decay": _m(init="bank", init_unit="filter", lam=1.0, d_unit="filter",
+                                 lambda_schedule="linear"),
+    "covinit+advf1": _m(init="cov", init_unit="filter", lam=1.0, d_unit="filter"),
+    "filterinit+gauss": _m(init="bank", init_unit="filter", prior="gauss", prior_weight=GAUSS_WEIGHT),
+}
+DEFAULT_METHODS = ("baseline", "adv0.1", "adv1", "adv10", "bankinit", "bankinit+adv1")
+
+
+def method_of(cfg: dict) -> str:
+    """The method name of a run's settings (inverse of METHODS): its init, prior and
+    adversarial parts joined by '+', 'baseline' when it has none."""
+    c = {k: cfg.get(k, v) for k, v in METHOD_KEYS.items()}
+    parts = []
+    if c["init"] != "default":
+        parts.append({("bank", "slice"): "bankinit", ("bank", "filter"): "filterinit",
+                      ("cov", "filter"): "covinit", ("cov", "slice"): "covinit-slice"}
+                     .get((c["init"], c["init_unit"]), f"{c['init']}init-{c['init_unit']}"))
+    if c["prior"] != "none":
+        w = float(c["prior_weight"])
+        parts.append(c["prior"] + ("" if w == GAUSS_WEIGHT else f"{w:g}")
+                     + ("" if c["prior_unit"] == "filter" else "-slice"))
+    lam = float(c["lam"])
+    if lam > 0:
+        parts.append(("advf" if c["d_unit"] == "filter" else "adv") + f"{lam:g}"
+                     + ("-decay" if c["lambda_schedule"] == "linear" else ""))
+    name = "+".join(parts) or "baseline"
+    bank = cfg.get("bank")
     return name + (" (no D)" if bank is not None and str(bank).lower() == "none" else "")
 
 
@@ -83,7 +121,7 @@ class Run:
 
     @property
     def method(self) -> str:
-        return method_of(float(self.cfg["lam"]), self.cfg.get("init", "default"), self.cfg.get("bank"))
+        return method_of(self.cfg)
 
 
 def discover(root: Path) -> list[Run]:

@@ -27,16 +27,17 @@ from .device import amp_precision, pick_device
 from .errors import NonFiniteError, UsageError
 from .io_util import atomic_write_json, atomic_write_jsonl, check_out_dir, read_json
 from .models import CONV_PLAN
-from .runs import METHODS, run_state
+from .runs import DEFAULT_METHODS, METHOD_KEYS, METHODS, run_state
 # train options the sweep sets itself: not allowed after ``--``
-CONTROLLED = ("train_size", "lam", "init", "seed", "data_seed", "out", "resume", "reg_layers",
-              "width", "amp", "bank", "data_root", "device", "epochs")
+CONTROLLED = ("train_size", "seed", "data_seed", "out", "resume", "reg_layers", "width", "amp", "bank",
+              "data_root", "device", "epochs", *METHOD_KEYS)
 
 
 def build_parser() -> Parser:
     p = Parser(prog="python -m fastreg.sweep", description=__doc__.splitlines()[0].split(": ", 1)[-1])
     p.add_argument("--sizes", default="100,500,1000,5000", help="comma-separated train sizes")
-    p.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of: {', '.join(METHODS)}")
+    p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                   help=f"comma-separated, of: {', '.join(METHODS)}")
     p.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds (data seed = seed)")
     p.add_argument("--reg-layers", default="conv1",
                    help="regularized / bank-initialized layers (give each variant its own --out)")
@@ -85,10 +86,9 @@ def plan(a, extra: list[str]) -> list[tuple[str, Path, list[str]]]:
     runs = []
     for n in sizes:
         for m in methods:
-            lam, init = METHODS[m]
             for s in seeds:
                 d = Path(a.out) / f"n{n}" / m / f"s{s}"
-                argv = [*extra, "--train-size", str(n), "--lambda", f"{lam:g}", "--init", init,
+                argv = [*extra, "--train-size", str(n), *method_argv(m),
                         "--seed", str(s), "--data-seed", str(s), "--reg-layers", ",".join(layers),
                         "--out", str(d), "--bank", str(a.bank or DEFAULT_BANK)]
                 argv += ["--width", f"{a.width:g}"] if a.width else []
@@ -105,6 +105,15 @@ def plan(a, extra: list[str]) -> list[tuple[str, Path, list[str]]]:
         raise UsageError(f"{len(stopped)} run(s) in {a.out} were interrupted (e.g. {stopped[0]}); "
                          f"pass --resume to continue them")
     return runs
+
+
+def method_argv(name: str) -> list[str]:
+    """train options that select a method (every METHOD_KEYS setting, spelled out)."""
+    argv = []
+    for k, v in METHODS[name].items():
+        argv += ["--lambda" if k == "lam" else "--" + k.replace("_", "-"),
+                 f"{v:g}" if isinstance(v, float) else str(v)]
+    return argv
 
 
 def _check_same(d: Path, argv: list[str]) -> None:

@@ -1,11 +1,13 @@
-"""``python -m fastreg.train``: a small-data CIFAR-10 classifier, adversarially regularized.
+"""``python -m fastreg.train``: a small-data CIFAR-10 classifier with a filter prior.
 
-λ · G-loss from a kernel discriminator (trained against a bank of good filters)
-is added to the cross-entropy (DESIGN.md §2); ``--lambda 0`` is the baseline.
+λ · G-loss from a kernel discriminator (trained against a bank of good filters) is added
+to the cross-entropy (DESIGN.md §2); ``--lambda 0`` is the baseline. Other priors from the
+same bank: ``--init bank|cov`` (DESIGN.md §8) and ``--prior gauss``; they combine.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import time
@@ -17,14 +19,16 @@ from safetensors.torch import save as safetensors_save
 
 from . import __version__
 from .bank import DEFAULT_BANK, KernelBank
-from .cli import Parser, nonneg_float, nonneg_int, positive_float, positive_int, run_main
+from .cli import Parser, fraction, nonneg_float, nonneg_int, positive_float, positive_int, run_main
 from .data import data_root, target_sets
 from .device import amp_precision, pick_device
 from .errors import BankError, UsageError
+from .init import INITS, UNITS, init_from_bank
 from .io_util import atomic_write_bytes, atomic_write_json, check_out_dir, read_json, safe_torch_load
 from .loop import LoopConfig, Trainer
 from .models import DWPNet, conv_layers
 from .ops import BACKENDS
+from .prior import GaussianPrior, Terms
 from .regularizer import AdversarialRegularizer
 from .runs import FINAL_KERNELS
 from .viz import save_filter_grid
@@ -61,8 +65,24 @@ def build_parser() -> Parser:
     p.add_argument("--d-loss", choices=("ns", "hinge"), default="ns")
     p.add_argument("--d-lr", type=positive_float, default=2e-4)
     p.add_argument("--lecam", type=nonneg_float, default=0.0, help="LeCam weight for D (0 = off)")
-    p.add_argument("--init", choices=("default", "bank"), default="default",
-                   help="'bank': initialize the regularized layers with bank samples (DWP 'filters' init)")
+    p.add_argument("--lambda-schedule", choices=("constant", "linear"), default="constant",
+                   help="linear: λ falls to 0 by the last step")
+    p.add_argument("--d-unit", choices=("slice", "filter"), default="slice",
+                   help="what D judges: 2-D k×k slices, or whole C_in×k×k filters")
+    p.add_argument("--init", choices=INITS, default="default",
+                   help="bank: the regularized layers start as bank kernels (DWP 'filters' init); "
+                        "cov: as draws from a Gaussian fitted to them")
+    p.add_argument("--init-unit", choices=UNITS, default="filter",
+                   help="draw whole filters (their channels kept together) or independent 2-D "
+                        "slices; whole filters need the bank's filters to have the layer's inputs")
+    p.add_argument("--prior", choices=("none", "gauss"), default="none",
+                   help="gauss: penalty = --prior-weight x the Gaussian NLL per weight of the "
+                        "regularized layers' kernels (SK-reg)")
+    p.add_argument("--prior-weight", type=nonneg_float, default=1.0, help="weight of --prior gauss")
+    p.add_argument("--prior-unit", choices=UNITS, default="filter",
+                   help="Gaussian over whole filters or over 2-D slices (--prior gauss)")
+    p.add_argument("--shrink", type=fraction, default=0.1,
+                   help="covariance shrinkage toward a multiple of I for --init cov and --prior gauss")
     p.add_argument("--data-root", default=None, help="data folder (default: $FASTREG_DATA or ./data)")
     p.add_argument("--eval-every", type=positive_int, default=None, help="epochs between evaluations")
     p.add_argument("--eval-size", type=positive_int, default=2000, help="test images per periodic evaluation")
@@ -108,19 +128,6 @@ def set_deterministic() -> None:
     torch.use_deterministic_algorithms(True, warn_only=False)
 
 
-def bank_init(model: torch.nn.Module, bank: KernelBank, layers: Sequence[str], seed: int) -> None:
-    """DWP 'filters' init: every kernel of each layer drawn from the bank, rescaled to the
-    layer's default init std so activations keep their scale."""
-    for li, name in enumerate(layers):
-        conv = conv_layers(model)[name]
-        w = conv.weight
-        src = bank.layer_for(name, w.shape[-1])
-        draws = bank.sample(src, w.shape[0] * w.shape[1], seed * 1000 + 500 + li).to(w.device)
-        draws = draws.reshape(w.shape)
-        with torch.no_grad():
-            w.copy_(draws * (w.std() / draws.std().clamp_min(1e-12)))
-
-
 def prepare(a):
     """Validate everything and build the pieces, before anything is written."""
     if a.reg_layers.strip() == "":
@@ -135,8 +142,8 @@ def prepare(a):
     bank = None
     if a.bank.lower() != "none":
         bank = KernelBank.load(a.bank)
-    elif a.init == "bank":
-        raise UsageError("--init bank needs a bank")
+    elif a.init != "default" or a.prior != "none":
+        raise UsageError(f"--{'init ' + a.init if a.init != 'default' else 'prior ' + a.prior} needs a bank")
     train, test, num_classes = target_sets(data_root(a.data_root), a.train_size, a.data_seed, device)
     torch.manual_seed(a.seed)
     model = DWPNet(num_classes, a.width).to(device)
@@ -146,15 +153,21 @@ def prepare(a):
             raise UsageError(f"unknown layer {n!r} in --reg-layers; the model has {', '.join(known)}")
     reg = None
     if bank is not None:
+        steps = a.epochs * math.ceil(a.train_size / a.batch_size)
         try:
             reg = AdversarialRegularizer(model, bank, layers, a.lam, hidden, a.d_norm, a.d_loss,
-                                         lr=a.d_lr, backend=a.backend, lecam=a.lecam, seed=a.seed)
+                                         lr=a.d_lr, backend=a.backend, lecam=a.lecam, seed=a.seed,
+                                         unit=a.d_unit,
+                                         lam_decay_steps=steps if a.lambda_schedule == "linear" else None)
         except BankError as e:
             raise UsageError(str(e)) from None
         torch.manual_seed(a.seed + 1)   # D init must not shift the classifier's RNG stream
         reg.to(device)
-        if a.init == "bank":
-            bank_init(model, bank.to(device), layers, a.seed)
+        if a.init != "default":
+            init_from_bank(model, bank.to(device), layers, a.init, a.init_unit, a.seed, a.shrink)
+        if a.prior == "gauss":
+            reg = Terms({"adv": reg, "prior": GaussianPrior(model, bank, layers, a.prior_weight,
+                                                            a.prior_unit, a.shrink)})
     return device, bank, train, test, model, reg, layers
 
 

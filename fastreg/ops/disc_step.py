@@ -80,15 +80,18 @@ def resolve_backend(backend: str, device: torch.device | str) -> str:
 
 
 def _check(x: torch.Tensor, disc) -> None:
-    if x.dim() == 3:
-        if x.shape[1] != x.shape[2] or x.shape[1] != disc.kernel_size:
-            raise ValueError(f"x has kernels of shape {tuple(x.shape[1:])}, "
-                             f"D expects {disc.kernel_size}x{disc.kernel_size}")
-    elif x.dim() == 2:
+    k, c = disc.kernel_size, disc.channels
+    want = (k, k) if c == 1 else (c, k, k)
+    if x.dim() == 2:
         if x.shape[1] != disc.dim:
             raise ValueError(f"x has {x.shape[1]} features, D expects {disc.dim}")
+    elif x.dim() in (3, 4):
+        if tuple(x.shape[1:]) != want:
+            raise ValueError(f"x has kernels of shape {tuple(x.shape[1:])}, D expects "
+                             f"{'x'.join(map(str, want))}")
     else:
-        raise ValueError(f"x must be [B, k, k] or [B, k*k], got shape {tuple(x.shape)}")
+        raise ValueError(f"x must be [B, {', '.join(map(str, want))}] or [B, {disc.dim}], "
+                         f"got shape {tuple(x.shape)}")
     if x.shape[0] < 2 and disc.norm == "batch":
         raise ValueError("batch normalization needs at least 2 kernels")
     if not x.is_floating_point():

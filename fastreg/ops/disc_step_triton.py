@@ -99,7 +99,8 @@ def launch(x: torch.Tensor, params: Sequence[torch.Tensor], norm: str, loss: str
     Returns ``(logits [B], flat, g_grad [B, D] or [0])`` where ``flat`` holds the
     D grads flattened in ``disc.parameters()`` order, then d_loss, g_loss.
     ``variant``: "fused" keeps whole-width tiles in registers (padded widths <= 128),
-    "chunked" streams activations through scratch (any width); "auto" picks.
+    "chunked" streams activations through scratch (any width, e.g. a whole 3x7x7 filter's
+    147 inputs); "auto" picks.
     """
     B, D = x.shape
     if B == 0:
@@ -142,8 +143,8 @@ def launch(x: torch.Tensor, params: Sequence[torch.Tensor], norm: str, loss: str
     w = ws + [ws[0], ws[1]] * (3 - L)  # dummy pointers for absent layers
     gam, bet = (params[0], params[1]) if bn else (x, x)
     HP = [_p2(h) for h in H]
-    if variant == "auto":
-        variant = "chunked" if max(HP) > 128 else "fused"
+    if variant == "auto":   # whole-width register tiles only up to 128 (input and hidden)
+        variant = "chunked" if max(HP + [DP]) > 128 else "fused"
     common = dict(
         D=D, DP=DP, H1=H[0], H1P=HP[0], H2=H[1], H2P=HP[1], H3=H[2], H3P=HP[2],
         HL=hidden[-1], HLP=_p2(hidden[-1]), L=L, BATCH_NORM=bn, HINGE=loss == "hinge",

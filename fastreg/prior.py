@@ -1,0 +1,106 @@
+"""The Gaussian filter prior as a penalty (SK-reg, Feinman & Lake 2019; DESIGN.md §8), and
+``Terms``, which lets it and the adversarial term share the training loop's interface.
+
+Penalty on a layer: ``α · mean over its kernels of NLL(kernel) / D`` under the Gaussian
+fitted to its bank layer (slices or whole filters), with the bank scaled to the layer's
+init std (as bank init scales it). Divided by ``D`` (numbers per kernel) so that ``α``
+means the same for 7×7 slices and 3×7×7 filters: nats per weight.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from .bank import KernelBank
+from .errors import BankError
+from .gaussian import Gaussian
+from .init import init_unit
+from .models import conv_layers
+
+
+class GaussianPrior(nn.Module):
+    """``weight · NLL / D`` of each layer's kernels under its bank's Gaussian; no D to train."""
+
+    def __init__(self, model: nn.Module, bank: KernelBank, layers: Sequence[str], weight: float,
+                 unit: str = "filter", shrink: float = 0.1) -> None:
+        super().__init__()
+        if not weight >= 0:
+            raise ValueError(f"prior weight must be >= 0, got {weight}")
+        convs = conv_layers(model)
+        self.weight, self.layers = float(weight), list(layers)
+        self.convs, self.units, self.laws = {}, {}, {}
+        for name in self.layers:
+            if name not in convs:
+                raise BankError(f"unknown layer {name!r}; the model has {', '.join(convs)}")
+            conv = convs[name]
+            src = bank.layer_for(name, conv.kernel_size[0])
+            self.units[name] = init_unit(conv, bank, src, unit)
+            law = bank.gaussian(src, self.units[name], shrink)
+            # the bank at the layer's scale: its kernels' std made the default init's
+            scale = float(conv.weight.detach().std()) / float(bank.layers[src].std())
+            self.laws[name] = law.scaled(scale)
+            self.convs[name] = conv
+        self._stats: dict[str, torch.Tensor] = {}
+
+    def _rows(self, name: str) -> torch.Tensor:
+        w = self.convs[name].weight
+        return w.reshape(w.shape[0], -1) if self.units[name] == "filter" else w.reshape(-1, w.shape[-2] * w.shape[-1])
+
+    def nll_per_weight(self, name: str) -> torch.Tensor:
+        """Mean NLL of the layer's kernels, per number in a kernel (differentiable)."""
+        x = self._rows(name)
+        law: Gaussian = self.laws[name]
+        if law.mean.device != x.device:                 # moved once, with the model
+            law = self.laws[name] = law.to(x.device)
+        return (law.nll(x).mean() / law.dim).to(x.dtype)
+
+    def generator_loss(self) -> torch.Tensor:
+        total = None
+        for name in self.layers:
+            v = self.nll_per_weight(name)
+            self._stats[name] = self._stats.get(name, 0) + torch.stack([v.detach(), torch.ones_like(v)])
+            total = v if total is None else total + v
+        return self.weight * total
+
+    def discriminator_step(self) -> None:
+        """Nothing to train: the prior is fixed."""
+
+    def pop_stats(self) -> dict[str, float]:
+        out = {f"prior_nll/{n}": float(v[0] / v[1]) for n, v in self._stats.items()}
+        self._stats = {}
+        return out
+
+    def checkpoint_state(self) -> dict:
+        return {}
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        pass
+
+
+class Terms:
+    """Several regularizer terms behind the one interface the training loop calls:
+    ``generator_loss`` (summed), ``discriminator_step``, ``pop_stats``, checkpoints."""
+
+    def __init__(self, terms: Mapping[str, object]) -> None:
+        self.terms = dict(terms)
+
+    def generator_loss(self) -> torch.Tensor:
+        return sum(t.generator_loss() for t in self.terms.values())
+
+    def discriminator_step(self) -> None:
+        for t in self.terms.values():
+            t.discriminator_step()
+
+    def pop_stats(self) -> dict[str, float]:
+        return {k: v for t in self.terms.values() for k, v in t.pop_stats().items()}
+
+    def checkpoint_state(self) -> dict:
+        return {n: t.checkpoint_state() for n, t in self.terms.items()}
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        if set(state) != set(self.terms):
+            raise ValueError(f"checkpoint has regularizer terms {sorted(state)}, the run {sorted(self.terms)}")
+        for n, t in self.terms.items():
+            t.load_checkpoint_state(state[n])
