@@ -40,7 +40,7 @@ SMEM_LIMIT = {90: 227 * 1024, 80: 163 * 1024, 89: 99 * 1024, 86: 99 * 1024}
 LAUNCH_OPTS = ("num_warps", "num_stages", "maxnreg", "num_ctas")
 REGFILE = 64 * 1024  # 32-bit registers per SM (sm_70 .. sm_90)
 
-# (name, B, k, hidden, norm, loss, g_target, precision, variant)
+# (name, B, k, hidden, norm, loss, g_target, precision, variant[, channels: whole filters])
 CASES = [
     ("S1-bn-ns-G", 384, 7, (128, 128), "batch", "ns", 1.0, "ieee", "auto"),
     ("S1-bn-ns-D", 384, 7, (128, 128), "batch", "ns", None, "ieee", "auto"),
@@ -52,6 +52,8 @@ CASES = [
     ("S3-bn-tf32x3", 1 << 20, 3, (128, 128), "batch", "ns", 1.0, "tf32x3", "auto"),
     ("k11-w256-L3", 4096, 11, (256, 256, 256), "batch", "ns", 1.0, "ieee", "auto"),
     ("k3-w16-L1", 4096, 3, (16,), "kernel", "ns", 1.0, "ieee", "auto"),
+    ("S1f-bn-ns-G", 128, 7, (128, 128), "batch", "ns", 1.0, "ieee", "auto", 3),      # conv1 filters
+    ("f800-bn-ns-G", 128, 5, (128, 128), "batch", "ns", 1.0, "ieee", "auto", 32),    # 32x5x5 filters
 ]
 
 
@@ -66,10 +68,10 @@ class _Recorder:
 
 
 def _record(case, sm_count: int) -> list:
-    name, B, k, hidden, norm, loss, g, prec, variant = case
-    disc = Discriminator(kernel_size=k, hidden=hidden, norm=norm, loss=loss)
+    name, B, k, hidden, norm, loss, g, prec, variant, *more = case
+    disc = Discriminator(kernel_size=k, hidden=hidden, norm=norm, loss=loss, channels=more[0] if more else 1)
     params = [p.detach().float() for p in disc.parameters()]
-    x = torch.empty(B, k * k)  # never read: the recorder launches nothing
+    x = torch.empty(B, disc.dim)  # never read: the recorder launches nothing
     calls: list = []
     with contextlib.ExitStack() as stack:
         patch = lambda obj, attr, new: stack.enter_context(mock.patch.object(obj, attr, new))  # noqa: E731

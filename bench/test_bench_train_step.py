@@ -68,7 +68,7 @@ def _step_fn(reg_backend: str | None, dev: str = DEV, bf16: bool = True):
         if reg is not None:
             w = model.conv1.weight.detach().reshape(-1, 7, 7)
             disc = reg.discs["conv1"]
-            got = disc_step(w, disc, 0.0, 1.0, backend=resolve_backend(reg.backend, w.device))
+            got = disc_step(w, disc, 0.0, 1.0, backend=resolve_backend(reg.backend, w.device, disc))
             err = max_rel_err(got, disc_step_eager(w.double(), copy.deepcopy(disc).double(), 0.0, 1.0))
             assert err <= 1e-4, f"disc step off by {err}"
     return step, check

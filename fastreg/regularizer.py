@@ -114,7 +114,7 @@ class AdversarialRegularizer(nn.Module):
             x = fake.detach().float()
             want_g = lam > 0 and fake.requires_grad
             out = disc_step(x, self.discs[name], d_target=0.0, g_target=1.0,
-                            backend=resolve_backend(self.backend, x.device))
+                            backend=resolve_backend(self.backend, x.device, self.discs[name]))
             # x may be a view of the weight, which the classifier update (step 3) changes in
             # place; LeCam re-reads the step-2 batch in step 4, so it gets its own copy
             self._pending[name] = (x.clone() if self.lecam > 0 else x, out)
@@ -136,7 +136,7 @@ class AdversarialRegularizer(nn.Module):
             real = real.reshape(n, -1) if self.unit == "filter" else real
             disc = self.discs[name]
             out_r = disc_step(real, disc, d_target=1.0, g_target=None,
-                              backend=resolve_backend(self.backend, real.device))
+                              backend=resolve_backend(self.backend, real.device, disc))
             grads = [gr + gf for gr, gf in zip(out_r.d_grads, out_f.d_grads)]
             if self.lecam > 0:
                 grads = [g + lg for g, lg in zip(grads, self._lecam_grads(name, real, fake))]

@@ -14,6 +14,15 @@ def test_auto_is_eager_on_cpu():
         ds.resolve_backend("fast", "cpu")
 
 
+def test_auto_leaves_widths_the_fused_step_does_not_serve_to_eager(monkeypatch):
+    from fastreg import Discriminator
+    monkeypatch.setattr(ds, "triton_self_test", lambda device: True)   # as on a GPU that passed
+    monkeypatch.setattr(ds.torch, "device", lambda d: type("D", (), {"type": "cuda"})())
+    assert ds.resolve_backend("auto", "cuda", Discriminator(7, channels=3)) == "triton"       # 147 inputs
+    assert ds.resolve_backend("auto", "cuda", Discriminator(5, channels=64)) == "eager"       # 1600 inputs
+    assert ds.resolve_backend("auto", "cuda", Discriminator(5, (8,) * 4)) == "eager"          # 4 hidden layers
+
+
 def test_self_test_passes_under_interpreter(monkeypatch):
     monkeypatch.setattr(ds, "_SELF_TEST", {})
     assert ds.triton_self_test("cpu") is True

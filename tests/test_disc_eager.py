@@ -61,6 +61,21 @@ def test_ns_soft_target():
         assert rel_err(g, r) < TOL
 
 
+def test_whole_filter_shapes_and_refusals():
+    disc = Discriminator(5, (16,), channels=4)
+    assert disc.dim == 100
+    randomize_disc(disc, 2)
+    x = torch.randn(9, 4, 5, 5)
+    out = disc_step(x, disc, 0.0, 1.0, backend="eager")
+    assert out.g_grad.shape == x.shape
+    assert rel_err(out.g_grad, reference_step(x, disc, 0.0, 1.0)["g_grad"]) < TOL
+    for bad in (torch.randn(9, 5, 5), torch.randn(9, 3, 5, 5), torch.randn(9, 99)):
+        with pytest.raises(ValueError):
+            disc_step(bad, disc, 0.0, 1.0, backend="eager")
+    with pytest.raises(ValueError):
+        Discriminator(5, channels=0)
+
+
 def test_parameter_order_is_spec():
     d = Discriminator(7, (128, 64), norm="batch")
     shapes = [tuple(p.shape) for p in d.parameters()]

@@ -27,10 +27,10 @@ def poison_outputs(monkeypatch):
     monkeypatch.setattr(host, "_alloc", nan_alloc)
 
 
-def make_disc(k, hidden, norm, loss, seed=0, device=DEV):
+def make_disc(k, hidden, norm, loss, seed=0, device=DEV, channels=1):
     """D with random (non-default) gamma/beta and perturbed weights."""
     torch.manual_seed(seed)
-    d = Discriminator(kernel_size=k, hidden=hidden, norm=norm, loss=loss).to(device)
+    d = Discriminator(kernel_size=k, hidden=hidden, norm=norm, loss=loss, channels=channels).to(device)
     with torch.no_grad():
         for p in d.parameters():
             p.add_(0.3 * torch.randn_like(p))
@@ -49,6 +49,23 @@ CASES = [  # id, k, B, hidden, norm, loss, d_target, g_target
     ("kernel-hinge-real", 3, 70, (48, 32), "kernel", "hinge", 1.0, None),
     ("kernel-ns", 5, 100, (48, 32), "kernel", "ns", 0.0, 1.0),
 ]
+
+
+@pytest.mark.parametrize("variant", ["fused", "chunked", "auto"])
+@pytest.mark.parametrize("norm,loss", [("batch", "ns"), ("kernel", "hinge")])
+def test_whole_filter_rows_match_reference(variant, norm, loss):
+    """Whole 3x7x7 filters (147 features, padded to 256) as [B, C, k, k] and as [B, D]."""
+    disc = make_disc(7, (32, 16), norm, loss, seed=5, channels=3)
+    torch.manual_seed(6)
+    x = torch.randn(40, 3, 7, 7, device=DEV) * 0.5
+    ref = reference_step(x, disc, 0.0, 1.0)
+    out = disc_step_triton(x, disc, 0.0, 1.0, variant=variant)
+    assert out.g_grad.shape == x.shape
+    assert_close(out, ref, TOL_IEEE, 1.0)
+    flat = disc_step_triton(x.reshape(40, -1), disc, 0.0, 1.0, variant=variant)
+    assert torch.equal(flat.g_grad, out.g_grad.reshape(40, -1))
+    assert_close(disc_step(x, disc, 1.0, None, backend="eager"), reference_step(x, disc, 1.0, None),
+                 TOL_IEEE, None)
 
 
 @pytest.mark.parametrize("variant", ["fused", "chunked"])
@@ -179,6 +196,9 @@ def test_bad_arguments_raise():
         disc_step_triton(torch.randn(8, 3, 3, device=DEV), disc, precision="fp8")
     with pytest.raises(ValueError, match="empty"):
         disc_step_triton(torch.randn(0, 3, 3, device=DEV), disc)
+    wide = make_disc(5, (16,), "batch", "ns", channels=64)               # 1600 inputs
+    with pytest.raises(ValueError, match="up to 1024 inputs"):
+        disc_step_triton(torch.randn(8, 64, 5, 5, device=DEV), wide)
 
 
 # ------------------------------------------------------------ torch.library op
@@ -227,9 +247,9 @@ SHAPES = {"S1": (384, 7), "S2": (32768, 5), "S3": (1 << 20, 3)}
 
 
 def _cuda_case(B, k, hidden=(128, 128), norm="batch", loss="ns", targets=((0.0, 1.0),),
-               tol=TOL_IEEE, **kw):
-    disc = make_disc(k, hidden, norm, loss, seed=k)
-    x = torch.randn(B, k, k, device="cuda")
+               tol=TOL_IEEE, channels=1, **kw):
+    disc = make_disc(k, hidden, norm, loss, seed=k, channels=channels)
+    x = torch.randn(B, *((channels,) if channels > 1 else ()), k, k, device="cuda")
     for d_t, g_t in targets:
         out = disc_step_triton(x, disc, d_t, g_t, **kw)
         assert_close(out, reference_step(x, disc, d_t, g_t), tol, g_t)
@@ -240,6 +260,13 @@ def _cuda_case(B, k, hidden=(128, 128), norm="batch", loss="ns", targets=((0.0, 
 def test_cuda_shapes_vs_reference(shape):
     """Both halves of a training step (fake with the G head, real without)."""
     _cuda_case(*SHAPES[shape], targets=((0.0, 1.0), (1.0, None)))
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("B", [128, 4096])
+def test_cuda_whole_filters(B):
+    """A whole-filter D on conv1 (3x7x7 = 147 inputs): the chunked kernel, both halves."""
+    _cuda_case(B, 7, channels=3, targets=((0.0, 1.0), (1.0, None)))
 
 
 @pytest.mark.cuda

@@ -39,6 +39,14 @@ def test_s1_kernels_compile_for_sm90(tmp_path):
     assert len(hashes) == 3 and all(len(h) == 12 for h in hashes), log
 
 
+def test_whole_filter_kernels_compile_for_sm90(tmp_path):
+    """A whole-filter D on conv1 (147 inputs, padded to 256) runs the chunked kernel."""
+    rc, rows, log = _aot(tmp_path, "--only", "S1f-bn-ns-G")
+    assert rc == 0, log
+    assert sorted(r["kernel"] for r in rows) == ["_bn_dx_kernel", "_bn_stats_kernel", "_disc_chunked_kernel"]
+    assert all(r["ok"] and 0 <= r["shared"] <= 227 * 1024 for r in rows), log
+
+
 def test_register_file_overflow_is_reported(tmp_path):
     # 16 warps x 255 registers needs twice the 64K-register file: must be flagged.
     rc, rows, log = _aot(tmp_path, "--only", "S1-bn-ns-G", "--kernel", "main",

@@ -68,12 +68,25 @@ def triton_self_test(device: torch.device | str) -> bool:
     return _SELF_TEST[key]
 
 
-def resolve_backend(backend: str, device: torch.device | str) -> str:
-    """``auto`` → Triton on CUDA when it imports and passes its self-test, else eager."""
+MAX_FUSED_INPUT = 1024   # D's input width the fused step serves (sm_90 shared memory; AOT-checked)
+MAX_FUSED_HIDDEN = 3     # hidden layers it serves
+
+
+def fused_serves(disc) -> bool:
+    """Whether the fused step can run this D: up to MAX_FUSED_INPUT inputs (e.g. a whole
+    3x7x7 filter, 147; not a 64x5x5 one, 1600) and 1-3 hidden layers."""
+    return disc.dim <= MAX_FUSED_INPUT and 1 <= len(disc.hidden) <= MAX_FUSED_HIDDEN
+
+
+def resolve_backend(backend: str, device: torch.device | str, disc=None) -> str:
+    """``auto`` → Triton on CUDA when it imports, passes its self-test and serves ``disc``
+    (when given), else eager."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend != "auto":
         return backend
+    if disc is not None and not fused_serves(disc):
+        return "eager"
     if torch.device(device).type == "cuda" and triton_available() and triton_self_test(device):
         return "triton"
     return "eager"
@@ -105,7 +118,7 @@ def disc_step(x: torch.Tensor, disc, d_target: float = 0.0, g_target: float | No
     _check(x, disc)
     check_target(disc.loss, d_target, "d_target")
     check_target(disc.loss, g_target, "g_target")
-    backend = resolve_backend(backend, x.device)
+    backend = resolve_backend(backend, x.device, disc)
     if backend == "eager":
         return disc_step_eager(x, disc, d_target, g_target)
     from .disc_step_triton import disc_step_triton

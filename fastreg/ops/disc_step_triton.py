@@ -105,6 +105,8 @@ def launch(x: torch.Tensor, params: Sequence[torch.Tensor], norm: str, loss: str
     B, D = x.shape
     if B == 0:
         raise ValueError("disc step on an empty batch")
+    if _p2(D) > 1024:   # disc_step.MAX_FUSED_INPUT: wider [rows, D] tiles overflow sm_90 shared memory
+        raise ValueError(f"the fused disc step serves up to 1024 inputs, got {D}; use backend='eager'")
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if variant not in ("auto", "fused", "chunked"):
@@ -119,7 +121,7 @@ def launch(x: torch.Tensor, params: Sequence[torch.Tensor], norm: str, loss: str
     H = hidden + [16] * (3 - L)  # absent layers: unused dummies
     DP = _p2(D)
     interp = _interpreted(x.device)
-    BB = block_b or (64 if interp else 32)
+    BB = block_b or (64 if interp else 16 if DP > 512 else 32)  # wide rows: [BB, DP] tiles fit smem
     n_tiles = triton.cdiv(B, BB)
     cap = num_programs or (4 if interp else 2 * _sm_count(x.device.index or 0))
     P = min(n_tiles, cap)
