@@ -26,8 +26,9 @@ from fastreg.ops.disc_step_eager import DiscStepOutput, d_loss, disc_step_eager,
 
 HAS_CUDA = torch.cuda.is_available()
 DEV = "cuda" if HAS_CUDA else "cpu"
-SHAPES = {"S1": (384, 384, 7), "S2": (32768, 32768, 5), "S3": (1 << 20, 1 << 20, 3)}
-ROUNDS = {"S1": 30, "S2": 15, "S3": 8}
+# name -> (fake batch, real batch, k[, channels]); S1f: whole 3x7x7 filters of a full-width conv1
+SHAPES = {"S1": (384, 384, 7), "S2": (32768, 32768, 5), "S3": (1 << 20, 1 << 20, 3), "S1f": (128, 128, 7, 3)}
+ROUNDS = {"S1": 30, "S2": 15, "S3": 8, "S1f": 30}
 # max-autotune compiles for minutes per shape on CUDA; bench/gpu_check.sh gives all of
 # bench/ ~4 minutes, so on CUDA it is opt-in: FASTREG_BENCH_COMPILE_MODES=default,max-autotune
 # ("none" skips the compile baseline).
@@ -54,13 +55,13 @@ def _sync() -> None:
 
 
 def _setup(shape: str):
-    n_fake, n_real, k = SHAPES[shape]
+    n_fake, n_real, k, *c = SHAPES[shape]
     if not HAS_CUDA and shape != "S1":
         pytest.skip("CPU: S1 only")
     torch.manual_seed(0)
-    disc = Discriminator(kernel_size=k, hidden=(128, 128)).to(DEV)
-    real = torch.randn(n_real, k, k, device=DEV)
-    fake = torch.randn(n_fake, k, k, device=DEV)
+    disc = Discriminator(kernel_size=k, hidden=(128, 128), channels=c[0] if c else 1).to(DEV)
+    real = torch.randn(n_real, *c, k, k, device=DEV)
+    fake = torch.randn(n_fake, *c, k, k, device=DEV)
     return disc, real, fake
 
 

@@ -1,0 +1,65 @@
+"""What each filter prior costs per training step (DWPNet at half width, batch 100, conv1).
+
+Inits (bank, filter, cov) cost nothing per step: they run once. Group ``train_step-priors``:
+``plain`` (no prior), ``adv1`` (slice D), ``advf1`` (whole-filter D), ``gauss`` (Gaussian
+penalty over whole filters), on CUDA when there is one, else on the CPU (one thread, fp32:
+what a CPU run without native bf16 does). The last timed step's loss must be finite.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fastreg.bank import DEFAULT_BANK, KernelBank
+from fastreg.models import DWPNet
+from fastreg.prior import GaussianPrior
+from fastreg.regularizer import AdversarialRegularizer
+
+HAS_CUDA = torch.cuda.is_available()
+DEV = "cuda" if HAS_CUDA else "cpu"
+
+
+@pytest.fixture(autouse=True)
+def _one_cpu_thread():
+    """On a shared 2-core CPU one thread is slower but repeatable; restored afterwards."""
+    n = torch.get_num_threads()
+    if not HAS_CUDA:
+        torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _step(prior: str):
+    torch.manual_seed(0)
+    model = DWPNet(width=0.5).to(DEV)
+    bank = KernelBank.load(DEFAULT_BANK)
+    reg = {"plain": None,
+           "adv1": lambda: AdversarialRegularizer(model, bank, ["conv1"], 1.0).to(DEV),
+           "advf1": lambda: AdversarialRegularizer(model, bank, ["conv1"], 1.0, unit="filter").to(DEV),
+           "gauss": lambda: GaussianPrior(model, bank, ["conv1"], 1.0)}[prior]
+    reg = reg() if reg else None
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    x = torch.randn(100, 3, 32, 32, device=DEV)
+    y = torch.randint(0, 10, (100,), device=DEV)
+
+    def step():
+        loss = F.cross_entropy(model(x), y) + (reg.generator_loss() if reg is not None else 0)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if reg is not None:
+            reg.discriminator_step()
+        if HAS_CUDA:
+            torch.cuda.synchronize()
+        return float(loss)
+    return step
+
+
+@pytest.mark.parametrize("prior", ["plain", "adv1", "advf1", "gauss"])
+def test_prior_step(benchmark, prior):
+    step = _step(prior)
+    benchmark.group = "train_step-priors"
+    benchmark.extra_info.update(impl=prior, device=DEV, threads=torch.get_num_threads())
+    loss = benchmark.pedantic(step, rounds=20 if HAS_CUDA else 8, warmup_rounds=2, iterations=1)
+    assert torch.isfinite(torch.tensor(loss))
