@@ -2,7 +2,7 @@
 
 Inits (bank, filter, cov) cost nothing per step: they run once. Group ``train_step-priors``:
 ``plain`` (no prior), ``adv1`` (slice D), ``advf1`` (whole-filter D), ``gauss`` (Gaussian
-penalty over whole filters), on CUDA when there is one, else on the CPU (one thread, fp32:
+penalty over whole filters), ``adv1-all`` (slice D on every conv layer), on CUDA when there is one, else on the CPU (one thread, fp32:
 what a CPU run without native bf16 does). The last timed step's loss must be finite.
 """
 from __future__ import annotations
@@ -37,6 +37,8 @@ def _step(prior: str):
     reg = {"plain": None,
            "adv1": lambda: AdversarialRegularizer(model, bank, ["conv1"], 1.0).to(DEV),
            "advf1": lambda: AdversarialRegularizer(model, bank, ["conv1"], 1.0, unit="filter").to(DEV),
+           "adv1-all": lambda: AdversarialRegularizer(model, bank, ["conv1", "conv2", "conv3", "conv4"],
+                                                      1.0).to(DEV),
            "gauss": lambda: GaussianPrior(model, bank, ["conv1"], 1.0)}[prior]
     reg = reg() if reg else None
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -56,7 +58,7 @@ def _step(prior: str):
     return step
 
 
-@pytest.mark.parametrize("prior", ["plain", "adv1", "advf1", "gauss"])
+@pytest.mark.parametrize("prior", ["plain", "adv1", "advf1", "gauss", "adv1-all"])
 def test_prior_step(benchmark, prior):
     step = _step(prior)
     benchmark.group = "train_step-priors"

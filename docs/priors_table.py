@@ -1,0 +1,96 @@
+"""Print the README's table of filter priors from docs/priors.md (and, for the cost column,
+a pytest-benchmark JSON of bench/test_bench_priors.py), so no number is copied by hand.
+
+    python docs/priors_table.py docs/priors.md [bench.json]
+
+Cells: paired Δ test accuracy (pp) with its 95 % CI over the seeds, bold where the CI
+excludes 0; filter metrics of the final conv1 kernels at n = 100 (mean over seeds); cost:
+median time of one training step relative to a plain one (inits cost nothing per step).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+SIZES = ("100", "500", "1000", "5000")
+# (method, reg layers, what it is) in the order of the table
+ROWS = [
+    ("filterinit", "conv1", "bank init, whole filters"),
+    ("filterinit+gauss", "conv1", "whole-filter init + Gaussian penalty"),
+    ("filterinit+advf1", "conv1", "whole-filter init + whole-filter adversarial"),
+    ("filterinit+advf1-decay", "conv1", "… with λ decaying to 0"),
+    ("filterinit", "conv1,conv2", "whole-filter init on conv1 + conv2"),
+    ("bankinit", "conv1", "bank init, 2-D slices (before)"),
+    ("covinit", "conv1", "covariance init, whole filters"),
+    ("covinit-slice", "conv1", "covariance init, 2-D slices"),
+    ("covinit+advf1", "conv1", "covariance init + whole-filter adversarial"),
+    ("gauss", "conv1", "Gaussian penalty (SK-reg), whole filters"),
+    ("advf1", "conv1", "adversarial, whole-filter D"),
+    ("adv1", "conv1", "adversarial, 2-D slice D (before)"),
+    ("adv1", "conv1,conv2,conv3,conv4", "adversarial on every conv layer"),
+]
+
+
+def _rows(section: str, ncols: int) -> list[list[str]]:
+    out = []
+    for line in section.splitlines():
+        c = [x.strip() for x in line.strip().strip("|").split("|")]
+        if len(c) == ncols and c[0].isdigit():
+            out.append(c)
+    return out
+
+
+def _section(txt: str, title: str) -> str:
+    return txt.split(title, 1)[1].split("\n## ", 1)[0] if title in txt else ""
+
+
+def _delta(c: list[str]) -> str:
+    if c[5] == "—":
+        return f"{c[4]} (1 seed)".replace("-", "−")
+    lo, hi = c[5].strip("[]").split(", ")
+    cell = f"{c[4]} [{lo}, {hi}]".replace("-", "−")
+    seeds = int(c[3].rsplit("(", 1)[1].rstrip(")"))
+    return (f"**{cell}**" if float(lo) > 0 or float(hi) < 0 else cell) + ("" if seeds == 5 else f" ({seeds} seeds)")
+
+
+def _cost(method: str, layers: str, bench: dict[str, float]) -> str:
+    if not bench:
+        return "—"
+    part = "adv1-all" if layers != "conv1" and "adv" in method else \
+        "advf1" if "advf" in method else "adv1" if "adv" in method else "gauss" if "gauss" in method else "plain"
+    return f"{bench[part] / bench['plain']:.2f}×" if part in bench else "—"
+
+
+def main(path: str = "docs/priors.md", bench_json: str | None = None) -> None:
+    txt = Path(path).read_text()
+    acc = {(c[0], c[1], c[2]): c for c in _rows(_section(txt, "## Test accuracy"), 9)}
+    vs_base = {(c[0], c[1], c[2].split(" (vs")[0]): c for c in _rows(_section(txt, "## Paired difference to the baseline"), 8)}
+    vs_bank = {(c[0], c[1], c[2].split(" (vs")[0]): c
+               for c in _rows(_section(txt, "## Paired difference to bank init"), 8)}
+    bench = {}
+    if bench_json:
+        for b in json.loads(Path(bench_json).read_text())["benchmarks"]:
+            bench[b["extra_info"]["impl"]] = b["stats"]["median"]
+    sizes = [n for n in SIZES if any(k[0] == n for k in acc)]
+    print("| prior | " + " | ".join(f"n = {n}: Δ acc vs baseline" for n in sizes)
+          + " | n = 100: Δ vs bank init (slices) | judge AUC | MMD² | low-freq energy | cost / step |")
+    print("|---" * (len(sizes) + 6) + "|")
+    base = [acc.get((n, "baseline", "conv1")) for n in sizes]
+    print("| baseline (no prior) | " + " | ".join(f"{b[5]} %" if b else "not run" for b in base)
+          + f" | | {' | '.join(m.split(' ±')[0] for m in base[0][6:9]) if base[0] else '| |'} | 1.00× |")
+    for method, layers, what in ROWS:
+        if not any((n, method, layers) in acc for n in sizes):
+            continue
+        cells = [_delta(vs_base[(n, method, layers)]) if (n, method, layers) in vs_base else "not run"
+                 for n in sizes]
+        bank = vs_bank.get(("100", method, layers))
+        a = acc.get(("100", method, layers))
+        metrics = [m.split(" ±")[0] for m in a[6:9]] if a else ["—"] * 3
+        label = f"`{method}`" + ("" if layers == "conv1" else f" ({layers})")
+        print(f"| {what}: {label} | " + " | ".join(cells) + f" | {_delta(bank) if bank else '—'} | "
+              + " | ".join(metrics) + f" | {_cost(method, layers, bench)} |")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
