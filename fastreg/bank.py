@@ -11,7 +11,7 @@ import json
 import re
 import time
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -87,6 +87,19 @@ class KernelBank:
         return cls({layer or f"k{k}": _validate_layer(layer or f"k{k}", t, str(path))},
                    {"source": f"imported from {path.name}", "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
 
+    def subsample(self, max_kernels: int | None) -> "KernelBank":
+        """At most ``max_kernels`` rows per layer, as whole filters evenly spaced over the
+        layer (so a filter's slices stay together, and every source model keeps a share)."""
+        if not max_kernels:
+            return self
+        layers = {}
+        for n, t in self.layers.items():
+            f = self.filters(n)
+            if len(t) > max_kernels:
+                f = f[torch.linspace(0, len(f) - 1, max(1, max_kernels // f.shape[1])).round().long()]
+            layers[n] = f.reshape(-1, t.shape[-2], t.shape[-1])
+        return KernelBank(layers, {**self.meta, "max_kernels": str(max_kernels)})
+
     # ---- files ------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
         """Write atomically as one ``.safetensors`` file."""
@@ -134,7 +147,8 @@ class KernelBank:
         if "filter_rows" in self.meta:
             rows = json.loads(self.meta["filter_rows"]).get(name, 1)
         else:
-            from .models import DWPNet, conv_layers
+            from .layers import conv_layers
+            from .models import DWPNet
             arch = re.fullmatch(r"DWPNet\(width=([0-9.eE+-]+)\)", self.meta.get("architecture", ""))
             convs = conv_layers(DWPNet(width=float(arch.group(1)))) if arch else {}
             rows = convs[name].in_channels if name in convs else 1
@@ -147,27 +161,64 @@ class KernelBank:
             raise BankError(f"bank layer {name!r}: {len(t)} rows are not whole filters of {rows}")
         return t.view(-1, rows, t.shape[-2], t.shape[-1])
 
-    def units(self, name: str, unit: str) -> torch.Tensor:
-        """The layer as ``[N, k, k]`` slices (``unit="slice"``) or ``[F, C_in, k*k]`` whole
-        filters (``unit="filter"``): 3-D either way, so ``sample_kernels`` draws either."""
+    def rows_of(self, names: str | Sequence[str]) -> int:
+        """Rows per whole filter shared by these layers; 1 when they differ (slices only)."""
+        rows = {self.filter_rows(n) for n in ([names] if isinstance(names, str) else names)}
+        return rows.pop() if len(rows) == 1 else 1
+
+    def units(self, names: str | Sequence[str], unit: str) -> torch.Tensor:
+        """One or several (pooled) layers as ``[N, k, k]`` slices (``unit="slice"``) or
+        ``[F, C_in, k*k]`` whole filters (``unit="filter"``): 3-D either way, so
+        ``sample_kernels`` draws either."""
+        names = [names] if isinstance(names, str) else list(names)
         if unit == "slice":
-            return self.layers[name]
+            return self.layers[names[0]] if len(names) == 1 else torch.cat([self.layers[n] for n in names])
         if unit != "filter":
             raise ValueError(f"unit must be slice or filter, got {unit!r}")
-        f = self.filters(name)
+        if len({self.filter_rows(n) for n in names}) > 1:
+            raise BankError(f"bank layers {', '.join(names)} have filters of different channel counts: "
+                            f"pool them as 2-D slices")
+        fs = [self.filters(n) for n in names]
+        f = fs[0] if len(fs) == 1 else torch.cat(fs)
         return f.reshape(f.shape[0], f.shape[1], -1)
 
-    def gaussian(self, name: str, unit: str, shrink: float):
-        """The Gaussian fitted to this layer's slices or whole filters (``fastreg.gaussian``),
-        fitted once per (layer, unit, shrink) and kept with the bank."""
+    def gaussian(self, names: str | Sequence[str], unit: str, shrink: float):
+        """The Gaussian fitted to these layers' slices or whole filters (``fastreg.gaussian``),
+        fitted once per (layers, unit, shrink) and kept with the bank."""
         from .gaussian import fit_gaussian
-        key = (name, unit, float(shrink))
+        names = (names,) if isinstance(names, str) else tuple(names)
+        key = (names, unit, float(shrink))
         cache = self.__dict__.setdefault("_gaussians", {})
         if key not in cache:
-            u = self.units(name, unit)
+            u = self.units(names, unit)
             cache[key] = fit_gaussian(u.reshape(len(u), -1), shrink,
-                                      f"bank {name} {'filters' if unit == 'filter' else 'kernels'}")
+                                      f"bank {'+'.join(names)} {'filters' if unit == 'filter' else 'kernels'}")
         return cache[key]
+
+    def source(self, name: str, kernel_size: int,
+               bank_map: Mapping[str, Sequence[str]] | None = None) -> tuple[str, ...]:
+        """The bank layers serving classifier layer ``name``: its ``bank_map`` entry, else the
+        same-named layer, else every layer of its kernel size (pooled)."""
+        if bank_map and name in bank_map:
+            names = tuple(bank_map[name])
+            missing = [n for n in names if n not in self.layers]
+            if missing:
+                raise BankError(f"bank map: no bank layer {missing[0]!r}; the bank has {self._sizes()}")
+        elif name in self.layers:
+            names = (name,)
+        else:
+            names = tuple(n for n in self.layers if self.kernel_size(n) == kernel_size)
+            if not names:
+                raise BankError(f"bank has no {kernel_size}x{kernel_size} layer for {name!r} "
+                                f"(it has {self._sizes()})")
+        bad = [n for n in names if self.kernel_size(n) != kernel_size]
+        if bad:
+            raise BankError(f"bank layer {bad[0]!r} has {self.kernel_size(bad[0])}x{self.kernel_size(bad[0])} "
+                            f"kernels, the classifier layer {name!r} has {kernel_size}x{kernel_size}")
+        return names
+
+    def _sizes(self) -> str:
+        return ", ".join(f"{n}: {self.kernel_size(n)}x{self.kernel_size(n)}" for n in self.layers)
 
     def layer_for(self, name: str, kernel_size: int) -> str:
         """The bank layer that serves classifier layer ``name``: same name, else the
@@ -180,9 +231,8 @@ class KernelBank:
             return name
         same = [n for n in self.layers if self.kernel_size(n) == kernel_size]
         if len(same) != 1:
-            sizes = ", ".join(f"{n}: {self.kernel_size(n)}x{self.kernel_size(n)}" for n in self.layers)
             raise BankError(f"bank has no layer {name!r} and {'no' if not same else 'several'} "
-                            f"{kernel_size}x{kernel_size} layers ({sizes})")
+                            f"{kernel_size}x{kernel_size} layers ({self._sizes()})")
         return same[0]
 
     def sample(self, name: str, n: int, seed: int, offset: int = 0) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""``python -m fastreg.collect``: train source CNNs on plenty of data, bank their kernels.
+"""``python -m fastreg.collect``: train source CNNs on plenty of data, bank their kernels;
+or, with ``--from-checkpoint FILE``, bank the kernels of a pretrained network on disk.
 
 Each seed trains in its own folder and checkpoints every epoch. A finished seed
 (``result.json`` present) is never retrained; an interrupted one continues from its
@@ -23,7 +24,8 @@ from .device import amp_precision, pick_device
 from .errors import UsageError
 from .io_util import atomic_torch_save, atomic_write_json, check_out_dir, read_json, safe_torch_load
 from .loop import LoopConfig, Trainer
-from .models import CONV_PLAN, DWPNet
+from .layers import conv_layers, select_layers
+from .models import ARCHS, build_model
 from .viz import save_filter_grid
 
 PRESETS = {
@@ -48,7 +50,14 @@ def parse_args(argv: Sequence[str] | None):
                         "(GPU), tiny (smoke). Default: full on CUDA, cpu otherwise")
     p.add_argument("--width", type=positive_float, default=None, help="channel multiplier (overrides preset)")
     p.add_argument("--epochs", type=positive_int, default=None, help="epochs per seed (overrides preset)")
-    p.add_argument("--layers", default="conv1,conv2,conv3,conv4", help="conv layers to bank")
+    p.add_argument("--arch", default="dwpnet", help=f"source model: {', '.join(ARCHS)}")
+    p.add_argument("--layers", default="all",
+                   help="conv layers to bank: names, globs, all (every conv of 3x3 or more), k3/k5/k7")
+    p.add_argument("--from-checkpoint", default=None, metavar="FILE",
+                   help="bank a pretrained network's conv kernels instead of training (a state_dict: "
+                        ".safetensors, or .pt/.pth loaded weights-only)")
+    p.add_argument("--max-kernels", type=positive_int, default=None,
+                   help="at most this many kernels per bank layer, as whole filters evenly spaced")
     p.add_argument("--out", default=None, help="output folder (default runs/collect-DATASET)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
     p.add_argument("--resume", action="store_true",
@@ -59,11 +68,11 @@ def parse_args(argv: Sequence[str] | None):
 
 
 def train_seed(seed: int, recipe: dict, sets, num_classes: int, device,
-               folder: Path) -> tuple[DWPNet, dict]:
+               folder: Path) -> tuple[torch.nn.Module, dict]:
     """Train (or resume, or load) one source model; returns it and its result record."""
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    model = DWPNet(num_classes, recipe["width"]).to(device)
+    model = build_model(recipe["arch"], num_classes, recipe["width"]).to(device)
     if (folder / "result.json").exists() and (folder / "model.pt").exists():
         model.load_state_dict(safe_torch_load(folder / "model.pt", device))
         return model, read_json(folder / "result.json")
@@ -71,7 +80,7 @@ def train_seed(seed: int, recipe: dict, sets, num_classes: int, device,
     cfg = LoopConfig(epochs=recipe["epochs"], batch_size=recipe["batch_size"], lr=recipe["lr"],
                      optimizer="sgd", weight_decay=5e-4, amp=recipe["precision"] == "bf16",
                      eval_every=recipe["epochs"],
-                     ckpt_every=1, eval_size=test.x.shape[0], seed=seed, label_smoothing=0.1)
+                     ckpt_every=1, eval_size=len(test), seed=seed, label_smoothing=0.1)
     tr = Trainer(model, train, test, cfg, device, folder, desc=f"seed {seed}")
     if (folder / "checkpoint.pt").exists():
         tr.load_state(safe_torch_load(folder / "checkpoint.pt", device))
@@ -90,22 +99,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = parse_args(argv)
     if a.dataset not in DATASETS:
         raise UsageError(f"unknown dataset {a.dataset!r}; choose one of {', '.join(DATASETS)}")
+    if a.from_checkpoint:
+        return from_checkpoint(a)
     seeds = int_list(a.seeds, "--seeds", 0)
-    known = [n for n, _, _ in CONV_PLAN]
-    layers = [s for s in a.layers.split(",") if s]
-    bad = [s for s in layers if s not in known]
-    if bad or not layers:
-        raise UsageError(f"unknown layer(s) {', '.join(bad) or a.layers!r}; choose from {', '.join(known)}")
     device = pick_device(a.device)
-    recipe = dict(PRESETS[a.preset or ("full" if device.type == "cuda" else "cpu")])
+    recipe = dict(PRESETS[a.preset or ("full" if device.type == "cuda" else "cpu")], arch=a.arch)
     recipe.update({k: v for k, v in (("width", a.width), ("epochs", a.epochs)) if v is not None})
+    if a.arch != "dwpnet" and a.width is None:
+        recipe["width"] = 1.0
+    layers = select_layers(build_model(a.arch, DATASETS[a.dataset], recipe["width"]), a.layers)
     recipe["precision"] = amp_precision(device, recipe["amp"])
     out = Path(a.out or f"runs/collect-{a.dataset}")
     check_out_dir(out)
     plan = {"dataset": a.dataset, **recipe, "limit_train": a.limit_train}
     if (out / "recipe.json").exists():
         old = read_json(out / "recipe.json")
-        old.setdefault("precision", "bf16" if old.get("amp") else "fp32")  # written before it was recorded
+        old.setdefault("precision", "bf16" if old.get("amp") else "fp32")  # written before these were
+        old.setdefault("arch", "dwpnet")                                    # recorded
         diff = sorted(k for k in plan if old.get(k) != plan[k])
         if diff:
             raise UsageError(f"{out} holds source models trained with other settings ({', '.join(diff)}); "
@@ -128,18 +138,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         results.append(r)
     meta = {"dataset": a.dataset, "source_split": "cifar10 train minus the target pool"
             if a.dataset == "cifar10" else "cifar100 train",
-            "architecture": f"DWPNet(width={recipe['width']})", "seeds": json.dumps(seeds),
+            "architecture": (f"DWPNet(width={recipe['width']})" if a.arch == "dwpnet" else
+                             f"{a.arch}(width={recipe['width']})"), "seeds": json.dumps(seeds),
             "source_test_acc": json.dumps({r["seed"]: r["test_acc"] for r in results}),
             "recipe": json.dumps(recipe), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "version": __version__}
-    bank = KernelBank.collect(models, layers, meta)
+    bank = KernelBank.collect(models, layers, meta).subsample(a.max_kernels)
+    _write_bank(bank, out)
+    first = next(iter(conv_layers(models[0]).values()))
+    save_filter_grid(first.weight, out / "source_seed0_conv1_rgb.png", "source model's first conv (RGB)")
+    print("source test accuracy: " + ", ".join(f"seed {r['seed']}: {r['test_acc']:.4f}" for r in results))
+    return 0
+
+
+def _write_bank(bank: KernelBank, out: Path) -> None:
+    """bank.safetensors and a picture of each layer (the first 8 layers)."""
     bank.save(out / "bank.safetensors")
-    for n in layers:
+    for n in list(bank.layers)[:8]:
         save_filter_grid(bank.layers[n], out / f"bank_{n}.png", f"bank {n}: {len(bank.layers[n])} kernels")
-    save_filter_grid(models[0].conv1.weight, out / "source_seed0_conv1_rgb.png", "source model conv1 (RGB)")
     print(f"bank written to {out / 'bank.safetensors'}: " +
           ", ".join(f"{n} {tuple(t.shape)}" for n, t in bank.layers.items()))
-    print("source test accuracy: " + ", ".join(f"seed {r['seed']}: {r['test_acc']:.4f}" for r in results))
+
+
+def from_checkpoint(a) -> int:
+    """``--from-checkpoint FILE``: the bank of a pretrained network's conv layers."""
+    from .checkpoint_bank import bank_from_checkpoint
+    path = Path(a.from_checkpoint)
+    out = Path(a.out or f"runs/bank-{path.stem}")
+    check_out_dir(out)
+    bank = bank_from_checkpoint(path, a.layers, a.max_kernels)   # all checks before any write
+    out.mkdir(parents=True, exist_ok=True)
+    _write_bank(bank, out)
     return 0
 
 

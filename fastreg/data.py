@@ -175,16 +175,17 @@ def stratified_subset(pool: np.ndarray, labels: np.ndarray, n: int, num_classes:
     return np.concatenate(out)
 
 
-def to_device_tensor(images: np.ndarray, device: torch.device | str) -> torch.Tensor:
+def to_device_tensor(images: np.ndarray | torch.Tensor, device: torch.device | str,
+                     mean: tuple = MEAN, std: tuple = STD) -> torch.Tensor:
     """uint8 NHWC → normalized float NCHW on ``device`` (the whole set lives there).
 
     Copies: the cached arrays are read-only and shared by every run in the process
     (``from_numpy`` would alias them, and ``div_`` below would write into a float one)."""
-    x = torch.tensor(images, device=device).permute(0, 3, 1, 2).float()
-    x = x.div_(255.0)
-    mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(STD, device=device).view(1, 3, 1, 1)
-    return ((x - mean) / std).contiguous()
+    x = torch.tensor(images, device=device) if isinstance(images, np.ndarray) else images.to(device)
+    x = x.permute(0, 3, 1, 2).float().div_(255.0)
+    m = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+    s = torch.tensor(std, device=device).view(1, 3, 1, 1)
+    return ((x - m) / s).contiguous()
 
 
 def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
@@ -205,20 +206,52 @@ def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor
 
 @dataclass
 class Split:
-    x: torch.Tensor        # float NCHW on the device
+    """Images and labels of one set. ``x`` is normalized float NCHW on the device; a set too
+    big for the device keeps uint8 NHWC on the CPU instead (``norm`` set), and ``rows``
+    moves and normalizes only the rows a batch needs."""
+    x: torch.Tensor        # float NCHW on the device, or uint8 NHWC on the CPU
     y: torch.Tensor        # int64 on the device
     index: np.ndarray      # indices into the source arrays (for provenance)
+    norm: tuple | None = None   # (device, mean, std) when x stays on the CPU
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def rows(self, idx: torch.Tensor | slice) -> torch.Tensor:
+        """Normalized float NCHW rows on the device."""
+        if self.norm is None:
+            return self.x[idx]
+        device, mean, std = self.norm
+        return to_device_tensor(self.x[idx.cpu() if isinstance(idx, torch.Tensor) else idx], device, mean, std)
+
+
+def fits(n_floats: int, device) -> bool:
+    """Whether a float32 set of ``n_floats`` numbers may live on ``device``: half the free
+    GPU memory, or 4 GiB of host memory."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return 4 * n_floats < torch.cuda.mem_get_info(dev)[0] // 2
+    return 4 * n_floats < 4 * 2**30
 
 
 def _take(x: np.ndarray, y: np.ndarray, present: np.ndarray | None, idx: np.ndarray, device,
-          where: Path) -> Split:
+          where: Path | str, mean: tuple = MEAN, std: tuple = STD) -> Split:
     """Rows ``idx`` of one loaded split, on ``device``; refuses rows a data pack left out."""
     _require_rows(present, idx, str(where))
-    return Split(to_device_tensor(x[idx], device), torch.tensor(y[idx], device=device), idx)
+    yy = torch.tensor(y[idx], device=device)
+    if fits(x[idx[:1]].size * len(idx), device):
+        return Split(to_device_tensor(x[idx], device, mean, std), yy, idx)
+    return Split(torch.from_numpy(np.ascontiguousarray(x[idx])), yy, idx, (torch.device(device), mean, std))
 
 
-def target_sets(root: Path, train_size: int, data_seed: int, device) -> tuple[Split, Split, int]:
-    """(reduced train set from the CIFAR-10 target pool, CIFAR-10 test set, num classes)."""
+def target_sets(root: Path, train_size: int, data_seed: int, device, dataset: str = "cifar10",
+                image_size: int = 32) -> tuple[Split, Split, int]:
+    """(reduced train set from the CIFAR-10 target pool, CIFAR-10 test set, num classes); or,
+    for ``dataset="imagefolder"``, from the user's own images under ``root``."""
+    if dataset == "imagefolder":
+        return _imagefolder_sets(root, train_size, data_seed, device, image_size)
+    if dataset != "cifar10":
+        raise UsageError(f"--dataset for train: cifar10 or imagefolder, got {dataset!r}")
     xtr, ytr, ptr = _load("cifar10", root, "train")
     xte, yte, pte = _load("cifar10", root, "test")
     pool, _ = split_target_source(ytr)
@@ -236,3 +269,19 @@ def source_sets(name: str, root: Path, device) -> tuple[Split, Split, int]:
     return (_take(xtr, ytr, ptr, idx, device, npz_path(root, name, "train")),
             _take(xte, yte, pte, np.arange(len(yte)), device, npz_path(root, name, "test")),
             DATASETS[name])
+
+
+def _imagefolder_sets(root: Path, train_size: int, data_seed: int, device,
+                      size: int) -> tuple[Split, Split, int]:
+    """The stratified subset of ``root/train`` and all of ``root/val`` (or ``test``), decoded at
+    ``size`` and normalized with the subset's channel statistics."""
+    from . import imagefolder
+    tr_paths, tr_y, te_paths, te_y, classes = imagefolder.load(root, size)
+    sub = stratified_subset(np.arange(len(tr_y)), tr_y, train_size, len(classes), data_seed)
+    xtr = imagefolder.decode([tr_paths[i] for i in sub], size)
+    px = xtr.reshape(-1, 3).astype(np.float64) / 255.0
+    mean, std = tuple(px.mean(0).tolist()), tuple(np.maximum(px.std(0), 1e-3).tolist())
+    xte = imagefolder.decode(te_paths, size)
+    train = _take(xtr, tr_y[sub], None, np.arange(len(sub)), device, root / "train", mean, std)
+    train.index = sub
+    return train, _take(xte, te_y, None, np.arange(len(te_y)), device, root, mean, std), len(classes)

@@ -7,41 +7,43 @@ the default init's: activations keep their usual scale, only the filters' shapes
 from __future__ import annotations
 
 import sys
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 from torch import nn
 
 from .bank import KernelBank
-from .models import conv_layers
+from .layers import conv_layers
 from .ops import sample_kernels
 
 INITS = ("default", "bank", "cov")
 UNITS = ("filter", "slice")
 
 
-def init_unit(conv: nn.Conv2d, bank: KernelBank, bank_layer: str, unit: str) -> str:
+def init_unit(conv: nn.Conv2d, bank: KernelBank, src: Sequence[str], unit: str) -> str:
     """``unit``, or ``slice`` where whole filters do not fit: the bank's filters must have as
-    many input channels as the layer (said once on stderr)."""
-    if unit == "filter" and bank.filter_rows(bank_layer) != conv.in_channels:
-        sys.stderr.write(f"bank layer {bank_layer} has filters of {bank.filter_rows(bank_layer)} "
-                         f"channel(s), the layer has {conv.in_channels} inputs: drawing 2-D slices\n")
+    many input channels as the layer's (grouped) weight (said on stderr)."""
+    rows, c = bank.rows_of(src), conv.weight.shape[1]
+    if unit == "filter" and rows != c:
+        sys.stderr.write(f"bank layer {'+'.join(src)} has filters of {rows} channel(s), the layer "
+                         f"has {c} inputs: drawing 2-D slices\n")
         return "slice"
     return unit
 
 
-def _draws(conv: nn.Conv2d, bank: KernelBank, bank_layer: str, kind: str, unit: str, seed: int,
+def _draws(conv: nn.Conv2d, bank: KernelBank, src: Sequence[str], kind: str, unit: str, seed: int,
            shrink: float) -> torch.Tensor:
     w = conv.weight
     n = w.shape[0] if unit == "filter" else w.shape[0] * w.shape[1]
     if kind == "bank":
-        return sample_kernels(bank.units(bank_layer, unit), n, seed)[0]
+        return sample_kernels(bank.units(src, unit), n, seed)[0]
     gen = torch.Generator().manual_seed(seed)
-    return bank.gaussian(bank_layer, unit, shrink).sample(n, gen).float()
+    return bank.gaussian(src, unit, shrink).sample(n, gen).float()
 
 
 def init_from_bank(model: nn.Module, bank: KernelBank, layers: Sequence[str], kind: str,
-                   unit: str, seed: int, shrink: float = 0.1) -> dict[str, str]:
+                   unit: str, seed: int, shrink: float = 0.1,
+                   bank_map: Mapping[str, Sequence[str]] | None = None) -> dict[str, str]:
     """Replace the weights of ``layers`` by bank draws (``kind="bank"``) or Gaussian draws
     (``kind="cov"``), slice by slice or filter by filter; returns the unit used per layer.
 
@@ -55,7 +57,7 @@ def init_from_bank(model: nn.Module, bank: KernelBank, layers: Sequence[str], ki
     for li, name in enumerate(layers):
         conv = convs[name]
         w = conv.weight
-        src = bank.layer_for(name, w.shape[-1])
+        src = bank.source(name, w.shape[-1], bank_map)
         used[name] = init_unit(conv, bank, src, unit)
         s = seed * 1000 + (500 if kind == "bank" else 700) + li
         draws = _draws(conv, bank, src, kind, used[name], s, shrink).to(w.device).reshape(w.shape)

@@ -67,7 +67,7 @@ class Trainer:
         self.model, self.train, self.test, self.cfg = model, train, test, cfg
         self.run_config = run_config   # the caller's settings, saved with each checkpoint
         self.device, self.run_dir, self.reg, self.desc = device, Path(run_dir), reg, desc
-        n = train.x.shape[0]
+        n = len(train)
         self.steps_per_epoch = math.ceil(n / cfg.batch_size)
         self.total_steps = cfg.epochs * self.steps_per_epoch
         params = list(model.parameters())
@@ -85,7 +85,7 @@ class Trainer:
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_at)
         self.gen = torch.Generator(device=device).manual_seed(cfg.seed)
         g = torch.Generator().manual_seed(12345)   # fixed subset for periodic evaluations
-        self.eval_idx = torch.randperm(test.x.shape[0], generator=g)[: cfg.eval_size].to(device)
+        self.eval_idx = torch.randperm(len(test), generator=g)[: cfg.eval_size].to(device)
         self.epoch, self.step, self.metrics = 0, 0, []
         self.elapsed, self._t_seg = 0.0, time.time()   # training wall time, across resumes
         self._acc = torch.zeros(4, device=device)  # ce sum, correct, seen, non-finite flag
@@ -126,12 +126,12 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self, idx: torch.Tensor | None = None, batch: int = 1000) -> dict:
         self.model.eval()
-        x, y = self.test.x, self.test.y
-        n = x.shape[0] if idx is None else idx.numel()
+        t, y = self.test, self.test.y
+        n = len(t) if idx is None else idx.numel()
         loss = correct = 0.0
         for s in range(0, n, batch):
             b = slice(s, s + batch)
-            xb, yb = (x[b], y[b]) if idx is None else (x[idx[b]], y[idx[b]])
+            xb, yb = (t.rows(b), y[b]) if idx is None else (t.rows(idx[b]), y[idx[b]])
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp):
                 out = self.model(xb).float()
             loss += float(F.cross_entropy(out, yb, reduction="sum"))
@@ -181,7 +181,7 @@ class Trainer:
     def run(self, on_eval: Callable[[dict], None] | None = None) -> dict:
         """Train to the end (from wherever a loaded checkpoint left off); returns the final row."""
         cfg = self.cfg
-        n = self.train.x.shape[0]
+        n = len(self.train)
         per_step = self.steps_per_epoch > 20     # long epochs: count steps, not epochs
         bar = tqdm(total=self.total_steps if per_step else cfg.epochs,
                    initial=self.step if per_step else self.epoch, desc=self.desc,
@@ -193,7 +193,7 @@ class Trainer:
             perm = torch.randperm(n, generator=self.gen, device=self.device)
             for s in range(0, n, cfg.batch_size):
                 idx = perm[s: s + cfg.batch_size]
-                self._train_step(augment(self.train.x[idx], self.gen), self.train.y[idx])
+                self._train_step(augment(self.train.rows(idx), self.gen), self.train.y[idx])
                 if per_step:
                     bar.update(1)
             self.epoch += 1

@@ -1,4 +1,5 @@
-"""The Deep Weight Prior CIFAR classifier (stable layer names: banks refer to them)."""
+"""Classifiers: the Deep Weight Prior CIFAR net (stable layer names: banks refer to them),
+CIFAR ResNets, and a builder by name (``--arch``)."""
 from __future__ import annotations
 
 import torch
@@ -43,6 +44,80 @@ class DWPNet(nn.Module):
         return self.fc2(x)
 
 
-def conv_layers(model: nn.Module) -> dict[str, nn.Conv2d]:
-    """Named conv layers, in order (``conv1``, ``conv2``, …)."""
-    return {n: m for n, m in model.named_children() if isinstance(m, nn.Conv2d)}
+class BasicBlock(nn.Module):
+    """Two 3×3 convs with BatchNorm and ReLU, plus the identity (or a 1×1 projection)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class CifarResNet(nn.Module):
+    """The CIFAR ResNet of He et al. (2016): a 3×3 stem and three stages of ``blocks`` basic
+    blocks at 16/32/64 channels (× ``width``); ``blocks=3`` is ResNet-20. All kernels 3×3
+    (projections 1×1)."""
+
+    def __init__(self, num_classes: int = 10, blocks: int = 3, width: float = 1.0) -> None:
+        super().__init__()
+        self.width, self.num_classes = float(width), int(num_classes)
+        cs = [channels(c, width) for c in (16, 32, 64)]
+        self.conv1 = nn.Conv2d(3, cs[0], 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cs[0])
+        c_in, stages = cs[0], []
+        for i, c in enumerate(cs):
+            stages.append(nn.Sequential(*[BasicBlock(c_in if b == 0 else c, c, 2 if i and b == 0 else 1)
+                                          for b in range(blocks)]))
+            c_in = c
+        self.layer1, self.layer2, self.layer3 = stages
+        self.fc = nn.Linear(c_in, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+def resnet18_cifar(num_classes: int = 10) -> nn.Module:
+    """torchvision's ResNet-18 with the usual CIFAR stem: 3×3 stride-1 conv1, no max-pool."""
+    import torchvision
+    m = torchvision.models.resnet18(num_classes=num_classes)
+    m.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+    m.maxpool = nn.Identity()
+    return m
+
+
+ARCHS = ("dwpnet", "resnet20", "resnet18", "timm:NAME")
+
+
+def build_model(arch: str, num_classes: int = 10, width: float = 1.0) -> nn.Module:
+    """A classifier by name: ``dwpnet`` (default), ``resnet20``, ``resnet18`` (CIFAR stem) or
+    ``timm:NAME`` (needs timm). ``width`` scales dwpnet and resnet20 only."""
+    from .errors import UsageError
+    if arch != "dwpnet" and arch != "resnet20" and width != 1.0:
+        raise UsageError(f"--width applies to dwpnet and resnet20, not to {arch}")
+    if arch == "dwpnet":
+        return DWPNet(num_classes, width)
+    if arch == "resnet20":
+        return CifarResNet(num_classes, 3, width)
+    if arch == "resnet18":
+        return resnet18_cifar(num_classes)
+    if arch.startswith("timm:"):
+        try:
+            import timm
+        except ImportError:
+            raise UsageError(f"--arch {arch} needs timm (pip install timm)") from None
+        try:
+            return timm.create_model(arch[5:], pretrained=False, num_classes=num_classes)
+        except RuntimeError as e:
+            raise UsageError(f"--arch {arch}: {str(e).splitlines()[0][:200]}") from None
+    raise UsageError(f"unknown --arch {arch!r}; choose from {', '.join(ARCHS)}")

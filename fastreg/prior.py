@@ -17,14 +17,15 @@ from .bank import KernelBank
 from .errors import BankError
 from .gaussian import Gaussian
 from .init import init_unit
-from .models import conv_layers
+from .layers import conv_layers
 
 
 class GaussianPrior(nn.Module):
     """``weight · NLL / D`` of each layer's kernels under its bank's Gaussian; no D to train."""
 
     def __init__(self, model: nn.Module, bank: KernelBank, layers: Sequence[str], weight: float,
-                 unit: str = "filter", shrink: float = 0.1) -> None:
+                 unit: str = "filter", shrink: float = 0.1,
+                 bank_map: Mapping[str, Sequence[str]] | None = None) -> None:
         super().__init__()
         if not weight >= 0:
             raise ValueError(f"prior weight must be >= 0, got {weight}")
@@ -35,11 +36,11 @@ class GaussianPrior(nn.Module):
             if name not in convs:
                 raise BankError(f"unknown layer {name!r}; the model has {', '.join(convs)}")
             conv = convs[name]
-            src = bank.layer_for(name, conv.kernel_size[0])
+            src = bank.source(name, conv.kernel_size[0], bank_map)
             self.units[name] = init_unit(conv, bank, src, unit)
             law = bank.gaussian(src, self.units[name], shrink)
             # the bank at the layer's scale: its kernels' std made the default init's
-            scale = float(conv.weight.detach().std()) / float(bank.layers[src].std())
+            scale = float(conv.weight.detach().std()) / float(bank.units(src, "slice").std())
             self.laws[name] = law.scaled(scale)
             self.convs[name] = conv
         self._stats: dict[str, torch.Tensor] = {}

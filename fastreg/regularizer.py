@@ -9,15 +9,18 @@ optimizer and λ. Per training step:
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 from torch import nn
 
 from .bank import BankError, KernelBank
 from .discriminator import Discriminator
-from .models import conv_layers
+from .layers import conv_layers, key
 from .ops import disc_step, resolve_backend, sample_kernels
+
+
+SHARES = ("layer", "size")   # one D per layer, or one per kernel size
 
 
 class _LossWithGrad(torch.autograd.Function):
@@ -37,58 +40,76 @@ class _LossWithGrad(torch.autograd.Function):
 class AdversarialRegularizer(nn.Module):
     """λ · G-loss on the classifier's kernels, with discriminators trained against a bank.
 
+    ``layers``: full module names (any ``nn.Module``; see ``fastreg.layers``).
     ``unit="filter"``: each D judges whole ``C_in×k×k`` filters (one row per output channel)
     instead of 2-D slices; the bank's filters must have the layer's input channels.
+    ``share="size"``: one D per kernel size, judging all those layers' kernels in one batch
+    (against their pooled bank layers), instead of one D per layer (``"layer"``).
+    ``fake_max``: at most this many kernels (rows) of a layer per step, drawn at random.
     ``lam_decay_steps``: λ falls linearly to 0 over that many steps (None: constant).
+    ``bank_map``: classifier layer → bank layers, overriding ``KernelBank.source``.
     """
 
     def __init__(self, model: nn.Module, bank: KernelBank, layers: Sequence[str], lam: float = 1.0,
                  hidden: Sequence[int] = (128, 128), norm: str = "batch", loss: str = "ns",
                  lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999), backend: str = "auto",
                  lecam: float = 0.0, lecam_decay: float = 0.99, fake_max: int | None = None,
-                 seed: int = 0, unit: str = "slice", lam_decay_steps: int | None = None) -> None:
+                 seed: int = 0, unit: str = "slice", lam_decay_steps: int | None = None,
+                 share: str = "layer", bank_map: Mapping[str, Sequence[str]] | None = None) -> None:
         super().__init__()
         if lam < 0:
             raise ValueError(f"lambda must be >= 0, got {lam}")
         if unit not in ("slice", "filter"):
             raise ValueError(f"unit must be slice or filter, got {unit!r}")
+        if share not in SHARES:
+            raise ValueError(f"share must be one of {SHARES}, got {share!r}")
         if len(set(layers)) != len(layers):
             raise ValueError(f"a layer is listed twice: {list(layers)}")
+        if fake_max is not None and fake_max < 2:
+            raise ValueError(f"fake_max must be >= 2 (batch norm needs two kernels), got {fake_max}")
         convs = conv_layers(model)
-        self.model_layers = {}
-        self.bank_layer: dict[str, str] = {}
+        self.model_layers: dict[str, nn.Conv2d] = {}
+        self.groups: dict[str, list[str]] = {}        # D's name → the layers it judges
+        sources: dict[str, list[str]] = {}
         for name in layers:
             if name not in convs:
                 raise BankError(f"unknown layer {name!r}; the model has {', '.join(convs)}")
-            k = convs[name].kernel_size[0]
-            self.bank_layer[name] = bank.layer_for(name, k)
-            self.model_layers[name] = convs[name]
-            rows = bank.filter_rows(self.bank_layer[name])
-            if unit == "filter" and rows != convs[name].in_channels:
-                raise BankError(f"whole-filter D on {name}: the bank's {self.bank_layer[name]} filters "
-                                f"have {rows} channel(s), the layer has {convs[name].in_channels} inputs")
+            conv = convs[name]
+            k, c = conv.kernel_size[0], conv.weight.shape[1]
+            src = bank.source(name, k, bank_map)
+            if unit == "filter" and bank.rows_of(src) != c:
+                raise BankError(f"whole-filter D on {name}: the bank's {'+'.join(src)} filters "
+                                f"have {bank.rows_of(src)} channel(s), the layer has {c} inputs")
+            group = name if share == "layer" else f"k{k}" + (f"c{c}" if unit == "filter" else "")
+            self.groups.setdefault(group, []).append(name)
+            sources.setdefault(group, [])
+            sources[group] += [n for n in src if n not in sources[group]]
+            self.model_layers[name] = conv
         self.layers = list(layers)
         self.lam, self.backend, self.seed, self.fake_max = float(lam), backend, int(seed), fake_max
-        self.unit, self.lam_decay_steps = unit, lam_decay_steps
+        self.unit, self.share, self.lam_decay_steps = unit, share, lam_decay_steps
         self.lecam, self.lecam_decay = float(lecam), float(lecam_decay)
-        self.banks = {n: bank.units(self.bank_layer[n], unit) for n in self.layers}
-        chans = {n: self.model_layers[n].in_channels if unit == "filter" else 1 for n in self.layers}
-        self.discs = nn.ModuleDict({
-            n: Discriminator(self.model_layers[n].kernel_size[0], hidden, norm, loss, channels=chans[n])
-            for n in self.layers})
-        for n in self.layers:
-            self.register_buffer(f"ema_real_{n}", torch.zeros(()))
-            self.register_buffer(f"ema_fake_{n}", torch.zeros(()))
+        self.discs = nn.ModuleDict()
+        for g, names in self.groups.items():
+            conv = self.model_layers[names[0]]
+            self.discs[key(g)] = Discriminator(conv.kernel_size[0], hidden, norm, loss,
+                                               channels=conv.weight.shape[1] if unit == "filter" else 1)
+            # the bank moves with .to() / .cuda() like any buffer; not saved in checkpoints
+            self.register_buffer(f"bank_{key(g)}", bank.units(sources[g], unit), persistent=False)
+            self.register_buffer(f"ema_real_{key(g)}", torch.zeros(()))
+            self.register_buffer(f"ema_fake_{key(g)}", torch.zeros(()))
         self.register_buffer("step", torch.zeros((), dtype=torch.int64))
         self.opt = torch.optim.Adam(self.discs.parameters(), lr=lr, betas=betas)
         self._pending: dict[str, tuple[torch.Tensor, object]] = {}
         self._stats: dict[str, torch.Tensor] = {}
 
-    def to(self, *args, **kwargs):  # banks are plain tensors: move them too
-        super().to(*args, **kwargs)
-        dev = next(self.discs.parameters()).device
-        self.banks = {n: b.to(dev) for n, b in self.banks.items()}
-        return self
+    @property
+    def banks(self) -> dict[str, torch.Tensor]:
+        """D's name → the bank kernels it draws its real batches from."""
+        return {g: getattr(self, f"bank_{key(g)}") for g in self.groups}
+
+    def disc(self, group: str) -> Discriminator:
+        return self.discs[key(group)]
 
     # ---- DESIGN.md §2 step 2 -------------------------------------------------------
     def current_lam(self) -> float:
@@ -97,29 +118,37 @@ class AdversarialRegularizer(nn.Module):
             return self.lam
         return self.lam * max(0.0, 1.0 - int(self.step) / self.lam_decay_steps)
 
-    def _fake(self, name: str) -> torch.Tensor:
+    def _fake(self, name: str, li: int) -> torch.Tensor:
         w = self.model_layers[name].weight
         fake = w.reshape(w.shape[0], -1) if self.unit == "filter" else w.reshape(-1, w.shape[-2], w.shape[-1])
         if self.fake_max and fake.shape[0] > self.fake_max:
-            gen = torch.Generator(device="cpu").manual_seed(self.seed * 7919 + int(self.step))
+            gen = torch.Generator(device="cpu").manual_seed(self.seed * 7919 + int(self.step) + 104729 * li)
             idx = torch.randperm(fake.shape[0], generator=gen)[: self.fake_max].to(w.device)
             fake = fake[idx]
         return fake
 
     def generator_loss(self) -> torch.Tensor:
-        """λ · Σ_layers G-loss(D(fake)); also stashes the fake pass for ``discriminator_step``."""
+        """λ · Σ_D G-loss(D(fake)); also stashes the fake pass for ``discriminator_step``.
+
+        A D judging several layers sees their kernels as one batch; each layer gets its rows'
+        share of the G gradient."""
         total, lam = None, self.current_lam()
-        for name in self.layers:
-            fake = self._fake(name)
-            x = fake.detach().float()
-            want_g = lam > 0 and fake.requires_grad
-            out = disc_step(x, self.discs[name], d_target=0.0, g_target=1.0,
-                            backend=resolve_backend(self.backend, x.device, self.discs[name]))
+        for g, names in self.groups.items():
+            fakes = [self._fake(n, self.layers.index(n)) for n in names]
+            x = (fakes[0] if len(fakes) == 1 else torch.cat(fakes)).detach().float()
+            want_g = lam > 0 and fakes[0].requires_grad
+            disc = self.disc(g)
+            out = disc_step(x, disc, d_target=0.0, g_target=1.0,
+                            backend=resolve_backend(self.backend, x.device, disc))
             # x may be a view of the weight, which the classifier update (step 3) changes in
             # place; LeCam re-reads the step-2 batch in step 4, so it gets its own copy
-            self._pending[name] = (x.clone() if self.lecam > 0 else x, out)
-            term = _LossWithGrad.apply(fake, out.g_loss, out.g_grad.to(fake.dtype)) if want_g \
-                else out.g_loss
+            self._pending[g] = (x.clone() if self.lecam > 0 else x, out)
+            if want_g:
+                grads = out.g_grad.split([len(f) for f in fakes])
+                term = sum(_LossWithGrad.apply(f, out.g_loss / len(fakes), gr.to(f.dtype))
+                           for f, gr in zip(fakes, grads))
+            else:
+                term = out.g_loss
             total = term if total is None else total + term
         return lam * total
 
@@ -129,29 +158,29 @@ class AdversarialRegularizer(nn.Module):
         if not self._pending:
             raise RuntimeError("discriminator_step() needs generator_loss() first in the same step")
         step = int(self.step)
-        for li, name in enumerate(self.layers):
-            fake, out_f = self._pending.pop(name)
+        for gi, g in enumerate(self.groups):
+            fake, out_f = self._pending.pop(g)
             n = fake.shape[0]
-            real, _ = sample_kernels(self.banks[name], n, self.seed * 1000 + li, offset=step * n)
+            real, _ = sample_kernels(self.banks[g], n, self.seed * 1000 + gi, offset=step * n)
             real = real.reshape(n, -1) if self.unit == "filter" else real
-            disc = self.discs[name]
+            disc = self.disc(g)
             out_r = disc_step(real, disc, d_target=1.0, g_target=None,
                               backend=resolve_backend(self.backend, real.device, disc))
             grads = [gr + gf for gr, gf in zip(out_r.d_grads, out_f.d_grads)]
             if self.lecam > 0:
-                grads = [g + lg for g, lg in zip(grads, self._lecam_grads(name, real, fake))]
-            for p, g in zip(disc.parameters(), grads):
-                p.grad = g
-            self._record(name, out_r, out_f)
+                grads = [gr + lg for gr, lg in zip(grads, self._lecam_grads(g, real, fake))]
+            for p, gr in zip(disc.parameters(), grads):
+                p.grad = gr
+            self._record(g, out_r, out_f)
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
         self.step += 1
 
-    def _lecam_grads(self, name: str, real: torch.Tensor, fake: torch.Tensor):
+    def _lecam_grads(self, group: str, real: torch.Tensor, fake: torch.Tensor):
         """LeCam regularizer (Tseng et al., CVPR 2021): pull D(real) toward the EMA of
         D(fake) and vice versa; eager autograd (an optional, off-by-default term)."""
-        disc = self.discs[name]
-        ema_r, ema_f = getattr(self, f"ema_real_{name}"), getattr(self, f"ema_fake_{name}")
+        disc = self.disc(group)
+        ema_r, ema_f = getattr(self, f"ema_real_{key(group)}"), getattr(self, f"ema_fake_{key(group)}")
         with torch.enable_grad():
             lr_, lf_ = disc(real), disc(fake)
             reg = self.lecam * ((lr_ - ema_f).square().mean() + (lf_ - ema_r).square().mean())
@@ -169,7 +198,8 @@ class AdversarialRegularizer(nn.Module):
         self._stats[name] = self._stats[name] + vals if name in self._stats else vals
 
     def pop_stats(self) -> dict[str, float]:
-        """Means since the last call: g_loss, d_loss, d_acc_real, d_acc_fake (per layer and overall)."""
+        """Means since the last call: g_loss, d_loss, d_acc_real, d_acc_fake (per D, keyed by
+        its layer's full name or kernel size, and overall)."""
         keys = ("g_loss", "d_loss", "d_acc_real", "d_acc_fake")
         out: dict[str, float] = {}
         tot = None

@@ -20,6 +20,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from tqdm.auto import tqdm
 
 from .bank import KernelBank
@@ -27,8 +28,7 @@ from .cli import Parser, run_main
 from .errors import BankError, UnsafeCheckpoint, UsageError
 from .filter_metrics import group_halves, judge_auc, low_freq_energy, mmd_rbf
 from .io_util import atomic_write_bytes, atomic_write_json, check_out_dir
-from .models import CONV_PLAN
-from .runs import DEFAULT_METHODS, Run, discover, finite, layer_kernels, method_order, precision_of, read_jsonl
+from .runs import DEFAULT_METHODS, FINAL_KERNELS, Run, discover, finite, layer_kernels, method_order, precision_of, read_jsonl
 
 # settings that, when they differ between runs of one train size, split cells
 EXTRA = ("width", "amp", "precision", "epochs", "batch_size", "lr", "weight_decay", "d_hidden", "d_norm", "d_loss",
@@ -140,12 +140,23 @@ def judge_rows(layer: str) -> int:
     return 1000 if layer == "conv1" else 4096
 
 
-def filter_metrics(r: Run, refs: dict[str, tuple[torch.Tensor, int]]) -> None:
-    """Judge AUC, MMD² and low-freq energy of the run's final kernels: conv1 always, and each
-    other layer the run regularized or bank-initialized (against ``refs[layer]``, the
-    reference kernels and their rows per filter)."""
-    layers = ["conv1"] + [n for n in r.layers.split(",") if n != "conv1"]
-    for layer in layers:
+def measured_layers(r: Run) -> list[str]:
+    """The layers a run's filter metrics cover: those its final kernels kept (conv1 and the
+    regularized or bank-initialized layers), else (older runs) conv1 and its --reg-layers."""
+    small = r.dir / FINAL_KERNELS
+    if small.exists():
+        try:
+            with safe_open(str(small), framework="pt") as f:
+                return list(f.keys())
+        except Exception:  # safetensors raises its own error types; layer_kernels reports it
+            pass
+    return ["conv1"] + [n for n in r.layers.split(",") if n != "conv1"]
+
+
+def filter_metrics(r: Run, refs: "References") -> None:
+    """Judge AUC, MMD² and low-freq energy of the run's final kernels, layer by layer
+    (``measured_layers``), against the bank kernels that serve each layer (``refs``)."""
+    for layer in measured_layers(r):
         try:
             w = layer_kernels(r.dir, layer, flat=False)
         except (UnsafeCheckpoint, KeyError, TypeError) as e:
@@ -157,11 +168,40 @@ def filter_metrics(r: Run, refs: dict[str, tuple[torch.Tensor, int]]) -> None:
             continue
         auc, mmd, lfe = metric_keys(layer)
         r.metrics[lfe] = low_freq_energy(k)
-        bank, group = refs.get(layer, (None, 1))
+        bank, group = refs.of(layer, k.shape[-1]) or (None, 1)
         if bank is not None and bank.shape[-1] == k.shape[-1] and len(k) >= 4 and len(bank) >= 4:
             r.metrics[auc] = judge_auc(k, bank, seed=r.seed, max_n=judge_rows(layer),
                                        group_learned=w.shape[1], group_bank=group)
             r.metrics[mmd] = mmd_rbf(k, bank, seed=r.seed)
+
+
+class References(dict):
+    """layer → (reference kernels ``[N, k, k]``, rows per filter), filled in the order layers
+    are measured: the bank layers that serve the layer (``KernelBank.source``), pooled as 2-D
+    slices. A layer name met again with another kernel size has no reference."""
+
+    def __init__(self, bank: KernelBank | None = None, where: str = "") -> None:
+        super().__init__()
+        self.bank, self.where, self.sources = bank, where, {}
+
+    def of(self, layer: str, k: int) -> tuple[torch.Tensor, int] | None:
+        if layer not in self.sources and self.bank is not None:
+            try:
+                src = self.bank.source(layer, k)
+            except BankError:
+                src = None
+            self.sources[layer] = src
+            if src is not None:
+                self[layer] = (self.bank.units(src, "slice"), self.bank.rows_of(src))
+        ref = self.get(layer)
+        return ref if ref is not None and ref[0].shape[-1] == k else None
+
+    def describe(self) -> str:
+        if not self:
+            return "none found (judge AUC and MMD omitted)"
+        parts = [f"layer {n}, {len(t)} kernels" if self.sources[n] == (n,) else
+                 f"layer {n}: bank {'+'.join(self.sources[n])}, {len(t)} kernels" for n, (t, _) in self.items()]
+        return f"`{self.where}` ({'; '.join(parts)})"
 
 
 def paired(d: np.ndarray) -> tuple[float, float | None, float | None, float | None, str]:
@@ -208,28 +248,15 @@ def build_parser() -> Parser:
     return p
 
 
-def _reference_banks(path: str | None, runs: list[Run]) -> tuple[dict[str, tuple[torch.Tensor, int]], str]:
-    """({layer: (reference kernels, rows per filter)}, description) for conv1 and, where the bank
-    has it, conv2. A fastreg bank's rows come one filter at a time (RGB triples for conv1,
-    conv1's channel count for conv2); an imported one-layer bank's grouping is unknown (1)."""
+def _reference_banks(path: str | None, runs: list[Run]) -> References:
+    """The reference kernels: from ``--bank``, else the bank the runs trained with (the first
+    one that can be read)."""
     cands = [path] if path else list(dict.fromkeys(r.cfg.get("bank") for r in runs if r.cfg.get("bank")))
     for c in cands:
         if not path and (str(c).lower() == "none" or not Path(c).is_file()):
             continue
-        b = KernelBank.load(c)
-        try:
-            name = b.layer_for("conv1", 7)
-        except BankError:
-            if path:
-                raise
-            continue
-        refs = {"conv1": (b.layers[name], b.filter_rows(name))}
-        desc = [f"layer {name}, {len(b.layers[name])} kernels"]
-        if "conv2" in b.layers and b.kernel_size("conv2") == CONV_PLAN[1][2]:
-            refs["conv2"] = (b.layers["conv2"], b.filter_rows("conv2"))
-            desc.append(f"layer conv2, {len(b.layers['conv2'])} kernels")
-        return refs, f"`{c}` ({'; '.join(desc)})"
-    return {}, "none found (judge AUC and MMD omitted)"
+        return References(KernelBank.load(c), str(c))
+    return References()
 
 
 def _check_out(root: Path, out: Path) -> None:
@@ -291,7 +318,8 @@ def paired_section(cells: dict[tuple, list[Run]], keys: list[tuple], ref: str = 
     name = {"baseline": "the baseline", "bankinit": "bank init (2-D slices)"}.get(ref, ref)
     L = ["", f"## Paired difference to {name}", "",
          f"Δ = method − {ref} test accuracy (percentage points), same train size, same seed and "
-         f"data seed, paired t over seeds. The {ref} cell has the same settings, reg layers when run "
+         f"data seed, paired t over seeds. The {ref if ref == 'baseline' else ref + ' cell'} has the same "
+         "settings, reg layers when run "
          "(a λ = 0 run does not depend on them), and discriminator settings likewise.", "",
          "| train size | method | reg layers | paired seeds (n) | Δ acc (pp) | 95% CI | p | test |",
          "|---:|---|---|---|---:|---|---:|---|"]
@@ -395,7 +423,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ok = [r for r in runs if r.status == "ok"]
     if not ok:
         raise UsageError(f"{root}: no finished runs ({len(runs)} unfinished or failed)")
-    refs, bank_desc = _reference_banks(a.bank, runs)
+    refs = _reference_banks(a.bank, runs)
     cells = _cells(runs)
     t0 = time.time()
     for r in tqdm(ok, desc="filter metrics", unit="run", leave=False):
@@ -404,7 +432,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     paired_lines, deltas = paired_section(cells, keys)
     if any(k[1].split(" [")[0] not in DEFAULT_METHODS for k in keys):   # new priors: vs bank init too
         paired_lines += paired_section(cells, keys, "bankinit")[0]
-    L = [*header_section(argv, root, runs, bank_desc), *accuracy_section(cells, keys), *paired_lines,
+    L = [*header_section(argv, root, runs, refs.describe()), *accuracy_section(cells, keys), *paired_lines,
          *deeper_layer_sections(cells, keys, refs), *reference_section(refs), *flagged_section(runs),
          *external_section()]
     from .report_figures import figures   # matplotlib only when writing

@@ -26,11 +26,12 @@ from .data import DATASETS, data_root, load_arrays, split_target_source, stratif
 from .device import amp_precision, pick_device
 from .errors import NonFiniteError, UsageError
 from .io_util import atomic_write_json, atomic_write_jsonl, check_out_dir, read_json
-from .models import CONV_PLAN
+from .layers import conv_layers, select_layers
+from .models import build_model
 from .runs import DEFAULT_METHODS, METHOD_KEYS, METHODS, run_state
 # train options the sweep sets itself: not allowed after ``--``
 CONTROLLED = ("train_size", "seed", "data_seed", "out", "resume", "reg_layers", "width", "amp", "bank",
-              "data_root", "device", "epochs", *METHOD_KEYS)
+              "data_root", "device", "epochs", "arch", *METHOD_KEYS)
 
 
 def build_parser() -> Parser:
@@ -39,8 +40,10 @@ def build_parser() -> Parser:
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                    help=f"comma-separated, of: {', '.join(METHODS)}")
     p.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds (data seed = seed)")
+    p.add_argument("--arch", default="dwpnet", help="classifier (see train --help)")
     p.add_argument("--reg-layers", default="conv1",
-                   help="regularized / bank-initialized layers (give each variant its own --out)")
+                   help="regularized / bank-initialized layers, a selector as in train "
+                        "(give each variant its own --out)")
     p.add_argument("--width", type=positive_float, default=None, help="classifier channel multiplier")
     p.add_argument("--amp", action="store_true",
                    help="bf16 autocast where the device has native bf16, else fp32 (see train --help)")
@@ -72,13 +75,12 @@ def plan(a, extra: list[str]) -> list[tuple[str, Path, list[str]]]:
     sizes = int_list(a.sizes, "--sizes", 1)
     methods = name_list(a.methods, "--methods", list(METHODS))
     seeds = int_list(a.seeds, "--seeds", 0)
-    layers = name_list(a.reg_layers, "--reg-layers", [n for n, _, _ in CONV_PLAN])
     _check_extra(extra)
     amp_precision(pick_device(a.device), a.amp)   # says once, up front, if --amp falls back to fp32
     bank = KernelBank.load(a.bank or DEFAULT_BANK)
-    for n, _, k in CONV_PLAN:
-        if n in layers:
-            bank.layer_for(n, k)
+    model = build_model(a.arch, DATASETS["cifar10"], a.width or 1.0)
+    for n in select_layers(model, a.reg_layers):     # every selected layer has bank kernels
+        bank.source(n, conv_layers(model)[n].kernel_size[0])
     _, labels = load_arrays("cifar10", data_root(a.data_root), "train")
     pool, _ = split_target_source(labels)
     for n in sizes:
@@ -89,9 +91,10 @@ def plan(a, extra: list[str]) -> list[tuple[str, Path, list[str]]]:
             for s in seeds:
                 d = Path(a.out) / f"n{n}" / m / f"s{s}"
                 argv = [*extra, "--train-size", str(n), *method_argv(m),
-                        "--seed", str(s), "--data-seed", str(s), "--reg-layers", ",".join(layers),
+                        "--seed", str(s), "--data-seed", str(s), "--reg-layers", a.reg_layers,
                         "--out", str(d), "--bank", str(a.bank or DEFAULT_BANK)]
                 argv += ["--width", f"{a.width:g}"] if a.width else []
+                argv += ["--arch", a.arch] if a.arch != "dwpnet" else []
                 argv += ["--epochs", str(a.epochs)] if a.epochs else []
                 argv += ["--amp"] if a.amp else []
                 argv += ["--data-root", a.data_root] if a.data_root else []

@@ -26,10 +26,11 @@ from .errors import BankError, UsageError
 from .init import INITS, UNITS, init_from_bank
 from .io_util import atomic_write_bytes, atomic_write_json, check_out_dir, read_json, safe_torch_load
 from .loop import LoopConfig, Trainer
-from .models import DWPNet, conv_layers
+from .layers import conv_layers, select_layers
+from .models import ARCHS, build_model
 from .ops import BACKENDS
 from .prior import GaussianPrior, Terms
-from .regularizer import AdversarialRegularizer
+from .regularizer import SHARES, AdversarialRegularizer
 from .runs import FINAL_KERNELS
 from .viz import save_filter_grid
 
@@ -37,13 +38,21 @@ from .viz import save_filter_grid
 def build_parser() -> Parser:
     p = Parser(prog="python -m fastreg.train", description=__doc__.splitlines()[0].split(": ", 1)[-1],
                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--dataset", choices=("cifar10", "imagefolder"), default="cifar10",
+                   help="imagefolder: your own images, --data-root DIR with train/ and val/ (or test/)"
+                        " class folders")
+    p.add_argument("--image-size", type=positive_int, default=32,
+                   help="imagefolder: images are resized to this square size")
     p.add_argument("--train-size", type=positive_int, default=100,
-                   help="training images, stratified, from the CIFAR-10 target pool")
+                   help="training images, stratified (CIFAR-10: from its target pool)")
     p.add_argument("--lambda", dest="lam", type=nonneg_float, default=1.0,
                    help="weight of the adversarial filter loss (0 = baseline)")
     p.add_argument("--bank", default=str(DEFAULT_BANK),
                    help="bank file (.safetensors or DWP .npy); 'none' = no discriminator at all")
-    p.add_argument("--reg-layers", default="conv1", help="comma-separated conv layers to regularize")
+    p.add_argument("--arch", default="dwpnet", help=f"classifier: {', '.join(ARCHS)}")
+    p.add_argument("--reg-layers", default="conv1",
+                   help="conv layers to regularize / bank-initialize: full module names, globs "
+                        "(layer*.*.conv1), all (every conv of 3x3 or more), k3/k5/k7; comma-separated")
     p.add_argument("--epochs", type=positive_int, default=None,
                    help="default: max(30, 30000 / train-size), i.e. >= 300 steps")
     p.add_argument("--batch-size", type=positive_int, default=100)
@@ -69,6 +78,13 @@ def build_parser() -> Parser:
                    help="linear: λ falls to 0 by the last step")
     p.add_argument("--d-unit", choices=("slice", "filter"), default="slice",
                    help="what D judges: 2-D k×k slices, or whole C_in×k×k filters")
+    p.add_argument("--d-share", choices=SHARES, default="layer",
+                   help="one D per regularized layer, or one per kernel size (many layers)")
+    p.add_argument("--fake-max", type=positive_int, default=None,
+                   help="kernels (rows) of a layer D sees per step, drawn at random (default: all)")
+    p.add_argument("--bank-map", default=None,
+                   help="LAYER=BANKLAYER[+BANKLAYER],...: which bank layers serve which layer "
+                        "(default: the same name, else every bank layer of its kernel size)")
     p.add_argument("--init", choices=INITS, default="default",
                    help="bank: the regularized layers start as bank kernels (DWP 'filters' init); "
                         "cov: as draws from a Gaussian fitted to them")
@@ -102,6 +118,19 @@ def _hidden(s: str) -> tuple[int, ...]:
     return h
 
 
+def _bank_map(s: str | None) -> dict[str, list[str]] | None:
+    """``--bank-map conv1=layer1.0.conv1+layer1.0.conv2,conv2=k5``."""
+    if not s:
+        return None
+    out: dict[str, list[str]] = {}
+    for item in s.split(","):
+        layer, eq, src = item.partition("=")
+        if not eq or not layer.strip() or not src.strip() or layer.strip() in out:
+            raise UsageError(f"--bank-map wants LAYER=BANKLAYER[+BANKLAYER],... with each layer once, got {s!r}")
+        out[layer.strip()] = [t.strip() for t in src.split("+")]
+    return out
+
+
 def config_of(a) -> dict:
     """The run's settings as they go into config.json (and are checked on resume)."""
     return {k: v for k, v in vars(a).items() if k not in ("resume", "out", "device")}
@@ -130,12 +159,10 @@ def set_deterministic() -> None:
 
 def prepare(a):
     """Validate everything and build the pieces, before anything is written."""
-    if a.reg_layers.strip() == "":
-        raise UsageError("--reg-layers is empty")
-    layers = [s.strip() for s in a.reg_layers.split(",")]
-    if len(set(layers)) != len(layers):
-        raise UsageError(f"--reg-layers lists a layer twice: {a.reg_layers!r}")
     hidden = _hidden(a.d_hidden)
+    bank_map = _bank_map(a.bank_map)
+    if a.fake_max is not None and a.fake_max < 2:
+        raise UsageError("--fake-max must be at least 2 (D's batch norm needs two kernels)")
     device = pick_device(a.device)
     if a.backend == "triton" and device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
         raise UsageError("--backend triton needs a CUDA device (or TRITON_INTERPRET=1 on the CPU, slow)")
@@ -144,30 +171,31 @@ def prepare(a):
         bank = KernelBank.load(a.bank)
     elif a.init != "default" or a.prior != "none":
         raise UsageError(f"--{'init ' + a.init if a.init != 'default' else 'prior ' + a.prior} needs a bank")
-    train, test, num_classes = target_sets(data_root(a.data_root), a.train_size, a.data_seed, device)
+    if a.arch == "dwpnet" and a.image_size != 32:
+        raise UsageError("--arch dwpnet takes 32x32 images: use --image-size 32 or another --arch")
+    train, test, num_classes = target_sets(data_root(a.data_root), a.train_size, a.data_seed, device,
+                                           a.dataset, a.image_size)
     torch.manual_seed(a.seed)
-    model = DWPNet(num_classes, a.width).to(device)
-    known = conv_layers(model)
-    for n in layers:
-        if n not in known:
-            raise UsageError(f"unknown layer {n!r} in --reg-layers; the model has {', '.join(known)}")
+    model = build_model(a.arch, num_classes, a.width).to(device)
+    layers = select_layers(model, a.reg_layers)
     reg = None
     if bank is not None:
         steps = a.epochs * math.ceil(a.train_size / a.batch_size)
         try:
             reg = AdversarialRegularizer(model, bank, layers, a.lam, hidden, a.d_norm, a.d_loss,
                                          lr=a.d_lr, backend=a.backend, lecam=a.lecam, seed=a.seed,
-                                         unit=a.d_unit,
+                                         unit=a.d_unit, share=a.d_share, fake_max=a.fake_max,
+                                         bank_map=bank_map,
                                          lam_decay_steps=steps if a.lambda_schedule == "linear" else None)
         except BankError as e:
             raise UsageError(str(e)) from None
         torch.manual_seed(a.seed + 1)   # D init must not shift the classifier's RNG stream
         reg.to(device)
         if a.init != "default":
-            init_from_bank(model, bank.to(device), layers, a.init, a.init_unit, a.seed, a.shrink)
+            init_from_bank(model, bank.to(device), layers, a.init, a.init_unit, a.seed, a.shrink, bank_map)
         if a.prior == "gauss":
             reg = Terms({"adv": reg, "prior": GaussianPrior(model, bank, layers, a.prior_weight,
-                                                            a.prior_unit, a.shrink)})
+                                                            a.prior_unit, a.shrink, bank_map)})
     return device, bank, train, test, model, reg, layers
 
 
@@ -234,8 +262,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Small copy of the kernels the report measures (conv1 + the regularized layers), so
     # finished runs can be shipped and reported without their checkpoints; before
     # final.json, which marks the run finished.
-    kept = {n: conv_layers(model)[n].weight.detach().float().cpu().contiguous()
-            for n in dict.fromkeys(["conv1", *layers])}
+    convs = conv_layers(model)
+    kept = {n: convs[n].weight.detach().float().cpu().contiguous()
+            for n in dict.fromkeys(["conv1", *layers]) if n in convs}
     atomic_write_bytes(out / FINAL_KERNELS, safetensors_save(kept, metadata={"format": "fastreg-kernels/1"}))
     atomic_write_json(out / "final.json", final)
     (out / "failed.json").unlink(missing_ok=True)   # left by an earlier attempt the sweep gave up on

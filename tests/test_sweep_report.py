@@ -191,10 +191,11 @@ def test_report_measures_conv2_of_conv1_conv2_runs(setup, tmp_path):
     kb = KernelBank.load(bank)
     kb.meta["architecture"] = "DWPNet(width=0.125)"
     kb.save(tmp_path / "dwp.safetensors")
-    refs, _ = report._reference_banks(str(tmp_path / "dwp.safetensors"), [])
-    assert refs["conv1"][1] == 3 and refs["conv2"][1] == channels(CONV_PLAN[0][1], 0.125) == 16
-    refs, _ = report._reference_banks(str(bank), [])                # no architecture: ungrouped
-    assert refs["conv1"][1] == 1 and refs["conv2"][1] == 1
+    refs = report._reference_banks(str(tmp_path / "dwp.safetensors"), [])
+    assert refs.of("conv1", 7)[1] == 3 and refs.of("conv2", 5)[1] == channels(CONV_PLAN[0][1], 0.125) == 16
+    assert refs.of("conv3", 5)[1] == 16 and refs.of("conv1", 3) is None   # pooled 5x5; no 3x3 layer
+    refs = report._reference_banks(str(bank), [])                   # no architecture: ungrouped
+    assert refs.of("conv1", 7)[1] == 1 and refs.of("conv2", 5)[1] == 1
 
 
 def _bad_cases(tmp, data, bank, base):
@@ -207,7 +208,7 @@ def _bad_cases(tmp, data, bank, base):
         (sweep, ["--sizes", "15", *B], "not divisible"),
         (sweep, ["--sizes", "5000", *B], "target pool has"),
         (sweep, ["--seeds", "0,0", *B], "--seeds"),
-        (sweep, ["--sizes", "20", "--reg-layers", "conv9", *B], "unknown reg-layer"),
+        (sweep, ["--sizes", "20", "--reg-layers", "conv9", *B], "unknown layer 'conv9'"),
         (sweep, ["--sizes", "20", *B, "--", "--seed", "3"], "set by the sweep"),
         (sweep, ["--sizes", "20", *B, "--", "--lambda", "2"], "set by the sweep"),
         (sweep, ["--sizes", "20", "--data-root", str(tmp / "nodata"), "--bank", str(bank)], "no cifar10"),

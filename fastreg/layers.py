@@ -1,0 +1,84 @@
+"""Finding the conv layers of any ``nn.Module`` by full name or selector.
+
+Layers are named as ``named_modules()`` names them (``layer1.0.conv1``); a model wrapped by
+DDP (``module.``) or ``torch.compile`` (``_orig_mod.``) resolves to the same names. Selectors,
+comma-separated: exact names, globs (``layer*.*.conv1``), ``all`` (every conv with square
+kernels of at least 3×3) and ``k3`` / ``k5`` / ``k7`` (every conv of that size).
+"""
+from __future__ import annotations
+
+import fnmatch
+import re
+from typing import Mapping
+
+from torch import nn
+
+from .errors import UsageError
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside DDP / DataParallel (``.module``) and ``torch.compile`` (``._orig_mod``)."""
+    while True:
+        inner = getattr(model, "_orig_mod", None)
+        if inner is None and isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            inner = model.module
+        if inner is None:
+            return model
+        model = inner
+
+
+def conv_layers(model: nn.Module) -> dict[str, nn.Conv2d]:
+    """Every ``nn.Conv2d`` by its full dotted name, in module order."""
+    return {n: m for n, m in unwrap(model).named_modules() if isinstance(m, nn.Conv2d)}
+
+
+def key(name: str) -> str:
+    """A layer name as a submodule / buffer name (which cannot hold dots)."""
+    return name.replace(".", "__")
+
+
+def _listing(shapes: Mapping[str, tuple[int, int]], most: int = 8) -> str:
+    names = [f"{n} ({h}x{w})" for n, (h, w) in shapes.items()]
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def select(shapes: Mapping[str, tuple[int, int]], selector: str, where: str = "the model") -> list[str]:
+    """Names chosen by ``selector`` among layers with these kernel shapes, in their order.
+
+    ``all``, ``kN`` and globs keep square kernels of at least 3×3; a name given exactly must be
+    such a layer. Nothing matched, an unknown name or an unusable kernel: one-line UsageError.
+    """
+    items = [s.strip() for s in selector.split(",")]
+    if not selector.strip() or "" in items:
+        raise UsageError(f"empty layer selector {selector!r}")
+    if len(set(items)) != len(items):
+        raise UsageError(f"the layer selector lists an item twice: {selector!r}")
+    usable = {n for n, (h, w) in shapes.items() if h == w and h >= 3}
+    chosen: set[str] = set()
+    for item in items:
+        size = re.fullmatch(r"k(\d+)", item)
+        if item == "all":
+            hit = usable
+        elif size:
+            hit = {n for n in usable if shapes[n][0] == int(size.group(1))}
+        elif any(c in item for c in "*?["):
+            hit = {n for n in usable if fnmatch.fnmatchcase(n, item)}
+        elif item in shapes:
+            h, w = shapes[item]
+            if h != w:
+                raise UsageError(f"layer {item} has non-square {h}x{w} kernels: not supported")
+            if h < 3:
+                raise UsageError(f"layer {item} has {h}x{w} kernels: no spatial structure to regularize")
+            hit = {item}
+        else:
+            raise UsageError(f"unknown layer {item!r}; {where} has {_listing(shapes)}")
+        if not hit:
+            raise UsageError(f"layer selector {item!r} matches no conv layer with square kernels of "
+                             f"3x3 or more; {where} has {_listing(shapes)}")
+        chosen |= hit
+    return [n for n in shapes if n in chosen]
+
+
+def select_layers(model: nn.Module, selector: str) -> list[str]:
+    """``select`` over a model's conv layers."""
+    return select({n: tuple(c.kernel_size) for n, c in conv_layers(model).items()}, selector)
