@@ -198,13 +198,13 @@ class KernelBank:
     def source(self, name: str, kernel_size: int,
                bank_map: Mapping[str, Sequence[str]] | None = None) -> tuple[str, ...]:
         """The bank layers serving classifier layer ``name``: its ``bank_map`` entry, else the
-        same-named layer, else every layer of its kernel size (pooled)."""
+        same-named layer of that kernel size, else every layer of its kernel size (pooled)."""
         if bank_map and name in bank_map:
             names = tuple(bank_map[name])
             missing = [n for n in names if n not in self.layers]
             if missing:
                 raise BankError(f"bank map: no bank layer {missing[0]!r}; the bank has {self._sizes()}")
-        elif name in self.layers:
+        elif name in self.layers and self.kernel_size(name) == kernel_size:
             names = (name,)
         else:
             names = tuple(n for n in self.layers if self.kernel_size(n) == kernel_size)

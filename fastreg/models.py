@@ -103,7 +103,9 @@ def build_model(arch: str, num_classes: int = 10, width: float = 1.0) -> nn.Modu
     """A classifier by name: ``dwpnet`` (default), ``resnet20``, ``resnet18`` (CIFAR stem) or
     ``timm:NAME`` (needs timm). ``width`` scales dwpnet and resnet20 only."""
     from .errors import UsageError
-    if arch != "dwpnet" and arch != "resnet20" and width != 1.0:
+    if arch not in ARCHS[:3] and not arch.startswith("timm:"):
+        raise UsageError(f"unknown --arch {arch!r}; choose from {', '.join(ARCHS)}")
+    if arch not in ("dwpnet", "resnet20") and width != 1.0:
         raise UsageError(f"--width applies to dwpnet and resnet20, not to {arch}")
     if arch == "dwpnet":
         return DWPNet(num_classes, width)
@@ -120,4 +122,3 @@ def build_model(arch: str, num_classes: int = 10, width: float = 1.0) -> nn.Modu
             return timm.create_model(arch[5:], pretrained=False, num_classes=num_classes)
         except RuntimeError as e:
             raise UsageError(f"--arch {arch}: {str(e).splitlines()[0][:200]}") from None
-    raise UsageError(f"unknown --arch {arch!r}; choose from {', '.join(ARCHS)}")
