@@ -146,12 +146,14 @@ class KernelBank:
         collected from, else 1 (an imported bank of loose kernels)."""
         if "filter_rows" in self.meta:
             rows = json.loads(self.meta["filter_rows"]).get(name, 1)
-        else:
-            from .layers import conv_layers
-            from .models import DWPNet
+        else:   # from the layer plan (no model is built: that would draw from torch's RNG)
+            from .models import CONV_PLAN, channels
             arch = re.fullmatch(r"DWPNet\(width=([0-9.eE+-]+)\)", self.meta.get("architecture", ""))
-            convs = conv_layers(DWPNet(width=float(arch.group(1)))) if arch else {}
-            rows = convs[name].in_channels if name in convs else 1
+            names = [n for n, _, _ in CONV_PLAN]
+            rows = 1
+            if arch and name in names:
+                i = names.index(name)
+                rows = 3 if i == 0 else channels(CONV_PLAN[i - 1][1], float(arch.group(1)))
         return max(1, int(rows))
 
     def filters(self, name: str) -> torch.Tensor:

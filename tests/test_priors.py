@@ -273,3 +273,17 @@ def test_bad_prior_settings_one_line_exit_2_nothing_written(data, bank_file, few
     assert rc == 2
     err = capsys.readouterr().err
     assert msg in err and err.count("\n") == 1 and not out.exists()
+
+
+def test_bank_accessors_leave_torch_rng_alone():
+    """Rows per filter come from the layer plan, not from building a model: a hidden draw from
+    torch's RNG before D's init would change every D (and so every λ > 0 run)."""
+    from fastreg.bank import DEFAULT_BANK
+    bank = KernelBank.load(DEFAULT_BANK)          # no filter_rows metadata: read from its architecture
+    torch.manual_seed(0)
+    want = torch.rand(3)
+    torch.manual_seed(0)
+    assert (bank.filter_rows("conv1"), bank.filter_rows("conv2"), bank.rows_of(("conv2",))) == (3, 64, 64)
+    bank.units("conv2", "filter")
+    bank.source("conv3", 5)
+    assert torch.equal(torch.rand(3), want)
