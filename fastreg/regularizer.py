@@ -21,6 +21,7 @@ from .ops import disc_step, resolve_backend, sample_kernels
 
 
 SHARES = ("layer", "size")   # one D per layer, or one per kernel size
+AUTO_ROWS = 16384            # fake_max="auto": all kernels up to this many per step, in all
 
 
 class _LossWithGrad(torch.autograd.Function):
@@ -45,7 +46,9 @@ class AdversarialRegularizer(nn.Module):
     instead of 2-D slices; the bank's filters must have the layer's input channels.
     ``share="size"``: one D per kernel size, judging all those layers' kernels in one batch
     (against their pooled bank layers), instead of one D per layer (``"layer"``).
-    ``fake_max``: at most this many kernels (rows) of a layer per step, drawn at random.
+    ``fake_max``: at most this many kernels (rows) of a layer per step, drawn at random;
+    ``"auto"``: all of them while the layers hold at most AUTO_ROWS in all (DWPNet's conv1 and
+    conv2), else an equal share of AUTO_ROWS per layer (every 3×3 conv of a ResNet-18).
     ``lam_decay_steps``: λ falls linearly to 0 over that many steps (None: constant).
     ``bank_map``: classifier layer → bank layers, overriding ``KernelBank.source``.
     """
@@ -53,7 +56,7 @@ class AdversarialRegularizer(nn.Module):
     def __init__(self, model: nn.Module, bank: KernelBank, layers: Sequence[str], lam: float = 1.0,
                  hidden: Sequence[int] = (128, 128), norm: str = "batch", loss: str = "ns",
                  lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999), backend: str = "auto",
-                 lecam: float = 0.0, lecam_decay: float = 0.99, fake_max: int | None = None,
+                 lecam: float = 0.0, lecam_decay: float = 0.99, fake_max: int | str | None = "auto",
                  seed: int = 0, unit: str = "slice", lam_decay_steps: int | None = None,
                  share: str = "layer", bank_map: Mapping[str, Sequence[str]] | None = None) -> None:
         super().__init__()
@@ -65,9 +68,14 @@ class AdversarialRegularizer(nn.Module):
             raise ValueError(f"share must be one of {SHARES}, got {share!r}")
         if len(set(layers)) != len(layers):
             raise ValueError(f"a layer is listed twice: {list(layers)}")
-        if fake_max is not None and fake_max < 2:
-            raise ValueError(f"fake_max must be >= 2 (batch norm needs two kernels), got {fake_max}")
         convs = conv_layers(model)
+        if fake_max == "auto":
+            rows = sum(convs[n].weight.shape[0] * (1 if unit == "filter" else convs[n].weight.shape[1])
+                       for n in layers if n in convs)
+            fake_max = None if rows <= AUTO_ROWS else max(2, AUTO_ROWS // len(layers))
+        if fake_max is not None and (isinstance(fake_max, str) or fake_max < 2):
+            raise ValueError(f"fake_max must be 'auto', None or >= 2 (batch norm needs two kernels), "
+                             f"got {fake_max!r}")
         self.model_layers: dict[str, nn.Conv2d] = {}
         self.groups: dict[str, list[str]] = {}        # D's name → the layers it judges
         sources: dict[str, list[str]] = {}

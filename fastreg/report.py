@@ -31,9 +31,9 @@ from .io_util import atomic_write_bytes, atomic_write_json, check_out_dir
 from .runs import DEFAULT_METHODS, FINAL_KERNELS, Run, discover, finite, layer_kernels, method_order, precision_of, read_jsonl
 
 # settings that, when they differ between runs of one train size, split cells
-EXTRA = ("width", "amp", "precision", "epochs", "batch_size", "lr", "weight_decay", "d_hidden", "d_norm", "d_loss",
-         "d_lr", "lecam", "eval_size")
-D_ONLY = ("d_hidden", "d_norm", "d_loss", "d_lr", "lecam")   # cannot change a λ = 0 run's classifier
+EXTRA = ("arch", "width", "amp", "precision", "epochs", "batch_size", "lr", "weight_decay", "d_hidden", "d_norm", "d_loss",
+         "d_lr", "lecam", "eval_size", "d_share", "fake_max", "dataset", "image_size", "bank_map", "shrink")
+D_ONLY = ("d_hidden", "d_norm", "d_loss", "d_lr", "lecam", "d_share", "fake_max")   # cannot change a λ = 0 run's classifier
 EXTERNAL = [  # (source, setting, labelled images, test accuracy %)
     ("Deep Weight Prior (Atanov et al., ICLR 2019), Bayesian CNN", "CIFAR-10", 50, 23.7),
     ("Deep Weight Prior (Atanov et al., ICLR 2019), Bayesian CNN", "CIFAR-10", 200, 30.3),
@@ -43,9 +43,18 @@ EXTERNAL = [  # (source, setting, labelled images, test accuracy %)
 ]
 
 
+# EXTRA settings runs made before they existed had, as those runs read them
+EXTRA_DEFAULTS = {"arch": "dwpnet", "d_share": "layer", "dataset": "cifar10", "image_size": 32,
+                  "bank_map": None, "shrink": 0.1}
+
+
 def _setting(r: Run, key: str):
     """A run's value of an EXTRA setting (precision: as trained, see ``precision_of``)."""
-    return precision_of(r.cfg) if key == "precision" else r.cfg.get(key)
+    if key == "precision":
+        return precision_of(r.cfg)
+    if key == "fake_max":   # as resolved for the run ("auto" → a number, or None = all kernels)
+        return r.cfg.get("fake_max_used", r.cfg.get("fake_max"))
+    return r.cfg.get(key, EXTRA_DEFAULTS.get(key))
 
 
 def _label(runs: list[Run]) -> None:

@@ -80,8 +80,9 @@ def build_parser() -> Parser:
                    help="what D judges: 2-D k×k slices, or whole C_in×k×k filters")
     p.add_argument("--d-share", choices=SHARES, default="layer",
                    help="one D per regularized layer, or one per kernel size (many layers)")
-    p.add_argument("--fake-max", type=positive_int, default=None,
-                   help="kernels (rows) of a layer D sees per step, drawn at random (default: all)")
+    p.add_argument("--fake-max", type=_fake_max, default="auto",
+                   help="kernels (rows) of a layer D sees per step, drawn at random; auto: all while "
+                        "the layers hold at most 16384 in all, else an equal share of 16384")
     p.add_argument("--bank-map", default=None,
                    help="LAYER=BANKLAYER[+BANKLAYER],...: which bank layers serve which layer "
                         "(default: the same name, else every bank layer of its kernel size)")
@@ -116,6 +117,21 @@ def _hidden(s: str) -> tuple[int, ...]:
     if not h or any(v < 1 for v in h):
         raise UsageError(f"--d-hidden widths must be positive, got {s!r}")
     return h
+
+
+def _fake_max(s: str) -> str | int:
+    if s == "auto":
+        return s
+    v = positive_int(s)
+    if v < 2:
+        raise argparse.ArgumentTypeError("expected auto or an integer >= 2 (D's batch norm needs two kernels)")
+    return v
+
+
+def _fake_max_used(reg) -> int | None:
+    """The adversarial term's kernels per layer and step, as ``--fake-max`` resolved (None: all)."""
+    adv = reg.terms.get("adv") if isinstance(reg, Terms) else reg
+    return adv.fake_max if adv is not None else None
 
 
 def _bank_map(s: str | None) -> dict[str, list[str]] | None:
@@ -161,8 +177,6 @@ def prepare(a):
     """Validate everything and build the pieces, before anything is written."""
     hidden = _hidden(a.d_hidden)
     bank_map = _bank_map(a.bank_map)
-    if a.fake_max is not None and a.fake_max < 2:
-        raise UsageError("--fake-max must be at least 2 (D's batch norm needs two kernels)")
     device = pick_device(a.device)
     if a.backend == "triton" and device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
         raise UsageError("--backend triton needs a CUDA device (or TRITON_INTERPRET=1 on the CPU, slow)")
@@ -241,6 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if ckpt is None or not (out / "config.json").exists():   # fresh, or resumed into a new --out
             atomic_write_json(out / "config.json", {**settings, "device": str(device),
                                                     "precision": precision, "version": __version__,
+                                                    "fake_max_used": _fake_max_used(reg),
                                                     "bank_meta": bank.meta if bank else None})
         if ckpt is None:
             for n in layers:

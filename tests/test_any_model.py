@@ -227,3 +227,15 @@ def test_bad_checkpoints_one_line_exit_2_nothing_written(tmp_path, capsys):
         assert _rc(collect, ["--from-checkpoint", str(ck), "--out", str(out)]) == 2
         err = capsys.readouterr().err
         assert msg in err and err.count("\n") == 1 and not out.exists(), err
+
+
+def test_fake_max_auto_keeps_small_layers_whole_and_caps_many():
+    from fastreg.regularizer import AUTO_ROWS
+    dwp = build_model("dwpnet", width=0.5)
+    bank = KernelBank({"conv1": smooth_kernels(300, 7), "conv2": smooth_kernels(300, 5)})
+    assert AdversarialRegularizer(dwp, bank, ["conv1", "conv2"]).fake_max is None   # 192 + 8192 kernels
+    r18 = resnet18_cifar(10)
+    reg = AdversarialRegularizer(r18, _bank3(), select_layers(r18, "k3"), fake_max="auto")
+    assert reg.fake_max == AUTO_ROWS // 17
+    with pytest.raises(ValueError):
+        AdversarialRegularizer(dwp, bank, ["conv1"], fake_max=1)
