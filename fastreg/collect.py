@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .bank import KernelBank
-from .cli import Parser, int_list, positive_float, positive_int, run_main
+from .cli import Parser, int_list, nonneg_float, positive_float, positive_int, run_main
 from .data import DATASETS, Split, data_root, source_sets
 from .device import amp_precision, pick_device
 from .errors import UsageError
@@ -50,6 +50,9 @@ def parse_args(argv: Sequence[str] | None):
                         "(GPU), tiny (smoke). Default: full on CUDA, cpu otherwise")
     p.add_argument("--width", type=positive_float, default=None, help="channel multiplier (overrides preset)")
     p.add_argument("--epochs", type=positive_int, default=None, help="epochs per seed (overrides preset)")
+    p.add_argument("--lr", type=positive_float, default=None, help="peak SGD learning rate (overrides preset)")
+    p.add_argument("--weight-decay", type=nonneg_float, default=None, help="SGD weight decay (default 5e-4)")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="batch size (overrides preset)")
     p.add_argument("--arch", default="dwpnet", help=f"source model: {', '.join(ARCHS)}")
     p.add_argument("--layers", default="all",
                    help="conv layers to bank: names, globs, all (every conv of 3x3 or more), k3/k5/k7")
@@ -78,7 +81,7 @@ def train_seed(seed: int, recipe: dict, sets, num_classes: int, device,
         return model, read_json(folder / "result.json")
     train, test = sets
     cfg = LoopConfig(epochs=recipe["epochs"], batch_size=recipe["batch_size"], lr=recipe["lr"],
-                     optimizer="sgd", weight_decay=5e-4, amp=recipe["precision"] == "bf16",
+                     optimizer="sgd", weight_decay=recipe["weight_decay"], amp=recipe["precision"] == "bf16",
                      eval_every=recipe["epochs"],
                      ckpt_every=1, eval_size=len(test), seed=seed, label_smoothing=0.1)
     tr = Trainer(model, train, test, cfg, device, folder, desc=f"seed {seed}")
@@ -103,8 +106,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return from_checkpoint(a)
     seeds = int_list(a.seeds, "--seeds", 0)
     device = pick_device(a.device)
-    recipe = dict(PRESETS[a.preset or ("full" if device.type == "cuda" else "cpu")], arch=a.arch)
-    recipe.update({k: v for k, v in (("width", a.width), ("epochs", a.epochs)) if v is not None})
+    recipe = dict(PRESETS[a.preset or ("full" if device.type == "cuda" else "cpu")], arch=a.arch,
+                  weight_decay=5e-4)
+    recipe.update({k: v for k, v in (("width", a.width), ("epochs", a.epochs), ("lr", a.lr),
+                                     ("weight_decay", a.weight_decay), ("batch_size", a.batch_size))
+                   if v is not None})
     if a.arch != "dwpnet" and a.width is None:
         recipe["width"] = 1.0
     layers = select_layers(build_model(a.arch, DATASETS[a.dataset], recipe["width"]), a.layers)
@@ -116,6 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         old = read_json(out / "recipe.json")
         old.setdefault("precision", "bf16" if old.get("amp") else "fp32")  # written before these were
         old.setdefault("arch", "dwpnet")                                    # recorded
+        old.setdefault("weight_decay", 5e-4)
         diff = sorted(k for k in plan if old.get(k) != plan[k])
         if diff:
             raise UsageError(f"{out} holds source models trained with other settings ({', '.join(diff)}); "

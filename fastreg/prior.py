@@ -17,19 +17,20 @@ from .bank import KernelBank
 from .errors import BankError
 from .gaussian import Gaussian
 from .init import init_unit
-from .layers import conv_layers
+from .layers import conv_layers, select_layers
 
 
 class GaussianPrior(nn.Module):
     """``weight · NLL / D`` of each layer's kernels under its bank's Gaussian; no D to train."""
 
-    def __init__(self, model: nn.Module, bank: KernelBank, layers: Sequence[str], weight: float,
+    def __init__(self, model: nn.Module, bank: KernelBank, layers: Sequence[str] | str, weight: float,
                  unit: str = "filter", shrink: float = 0.1,
                  bank_map: Mapping[str, Sequence[str]] | None = None) -> None:
         super().__init__()
         if not weight >= 0:
             raise ValueError(f"prior weight must be >= 0, got {weight}")
         convs = conv_layers(model)
+        layers = select_layers(model, layers) if isinstance(layers, str) else layers
         self.weight, self.layers = float(weight), list(layers)
         self.convs, self.units, self.laws = {}, {}, {}
         for name in self.layers:

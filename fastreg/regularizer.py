@@ -16,7 +16,7 @@ from torch import nn
 
 from .bank import BankError, KernelBank
 from .discriminator import Discriminator
-from .layers import conv_layers, key
+from .layers import conv_layers, key, select_layers
 from .ops import disc_step, resolve_backend, sample_kernels
 
 
@@ -41,7 +41,8 @@ class _LossWithGrad(torch.autograd.Function):
 class AdversarialRegularizer(nn.Module):
     """λ · G-loss on the classifier's kernels, with discriminators trained against a bank.
 
-    ``layers``: full module names (any ``nn.Module``; see ``fastreg.layers``).
+    ``layers``: full module names (any ``nn.Module``), or one selector string such as
+    ``"conv1"``, ``"layer*.*.conv1"``, ``"k3"`` or ``"all"`` (see ``fastreg.layers``).
     ``unit="filter"``: each D judges whole ``C_in×k×k`` filters (one row per output channel)
     instead of 2-D slices; the bank's filters must have the layer's input channels.
     ``share="size"``: one D per kernel size, judging all those layers' kernels in one batch
@@ -53,7 +54,7 @@ class AdversarialRegularizer(nn.Module):
     ``bank_map``: classifier layer → bank layers, overriding ``KernelBank.source``.
     """
 
-    def __init__(self, model: nn.Module, bank: KernelBank, layers: Sequence[str], lam: float = 1.0,
+    def __init__(self, model: nn.Module, bank: KernelBank, layers: Sequence[str] | str, lam: float = 1.0,
                  hidden: Sequence[int] = (128, 128), norm: str = "batch", loss: str = "ns",
                  lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999), backend: str = "auto",
                  lecam: float = 0.0, lecam_decay: float = 0.99, fake_max: int | str | None = "auto",
@@ -66,6 +67,8 @@ class AdversarialRegularizer(nn.Module):
             raise ValueError(f"unit must be slice or filter, got {unit!r}")
         if share not in SHARES:
             raise ValueError(f"share must be one of {SHARES}, got {share!r}")
+        if isinstance(layers, str):          # a selector: "conv1", "layer*.*.conv1", "k3", "all"
+            layers = select_layers(model, layers)
         if len(set(layers)) != len(layers):
             raise ValueError(f"a layer is listed twice: {list(layers)}")
         convs = conv_layers(model)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fastreg.filter_metrics import (group_halves, judge_auc, low_freq_energy, mmd_rbf, normalize_kernels,
-                                    roc_auc)
+                                    roc_auc, total_variation)
 from helpers import smooth_kernels
 
 # Optional real-data checks: trained kernels of the Deep Weight Prior code, beside the checkout
@@ -107,3 +107,17 @@ def test_judge_split_by_filter_does_not_leak():
     a, b = triples(160), triples(160)
     assert judge_auc(a, b, seed=0) > 0.8
     assert 0.35 < judge_auc(a, b, seed=0, group_learned=3, group_bank=3) < 0.65
+
+
+def test_total_variation_noise_vs_smooth():
+    noise = total_variation(_noise(4000))
+    assert noise == pytest.approx(2 / np.pi ** 0.5, rel=0.03)        # E|a - b|, a, b ~ N(0, 1)
+    blurred = torch.nn.functional.avg_pool2d(_noise(500, 9)[:, None], 3, 1)[:, 0]     # 7x7, smooth
+    assert total_variation(blurred) < 0.6 * noise
+    smooth = smooth_kernels(500, 7)
+    assert total_variation(smooth) < 0.85 * noise
+    assert total_variation(smooth * 9 + 4) == pytest.approx(total_variation(smooth), rel=1e-9)   # scale-free
+    ramp = torch.arange(7.0).expand(7, 7)[None]
+    assert total_variation(ramp) == pytest.approx(total_variation(ramp.transpose(1, 2)))
+    with pytest.raises(ValueError):
+        total_variation(torch.ones(3, 5, 5))
