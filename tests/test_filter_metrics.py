@@ -113,7 +113,7 @@ def test_total_variation_noise_vs_smooth():
     noise = total_variation(_noise(4000))
     assert noise == pytest.approx(2 / np.pi ** 0.5, rel=0.03)        # E|a - b|, a, b ~ N(0, 1)
     blurred = torch.nn.functional.avg_pool2d(_noise(500, 9)[:, None], 3, 1)[:, 0]     # 7x7, smooth
-    assert total_variation(blurred) < 0.6 * noise
+    assert total_variation(blurred) < 0.7 * noise
     smooth = smooth_kernels(500, 7)
     assert total_variation(smooth) < 0.85 * noise
     assert total_variation(smooth * 9 + 4) == pytest.approx(total_variation(smooth), rel=1e-9)   # scale-free
