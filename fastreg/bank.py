@@ -20,7 +20,15 @@ from torch import nn
 from .errors import BankError
 
 FORMAT = "fastreg-bank/1"
-DEFAULT_BANK = Path(__file__).parent / "assets" / "bank_cifar10.safetensors"
+ASSETS = Path(__file__).parent / "assets"
+DEFAULT_BANK = ASSETS / "bank_cifar10.safetensors"               # 7×7 and 5×5: DWPNet's conv1, conv2
+RESNET_BANK = ASSETS / "bank_cifar10_resnet20.safetensors"        # 3×3: ResNet-20 (layers "resnet20.*")
+
+
+def packaged_bank() -> "KernelBank":
+    """Every bank shipped with fastreg in one: 7×7 and 5×5 kernels of DWPNet, 3×3 kernels of
+    ResNet-20. A layer of any of those sizes finds kernels of its size in it."""
+    return KernelBank.merge([KernelBank.load(p) for p in (DEFAULT_BANK, RESNET_BANK) if p.is_file()])
 
 
 def _validate_layer(name: str, t: torch.Tensor, where: str) -> torch.Tensor:
@@ -99,6 +107,21 @@ class KernelBank:
                 f = f[torch.linspace(0, len(f) - 1, max(1, max_kernels // f.shape[1])).round().long()]
             layers[n] = f.reshape(-1, t.shape[-2], t.shape[-1])
         return KernelBank(layers, {**self.meta, "max_kernels": str(max_kernels)})
+
+    @classmethod
+    def merge(cls, banks: Sequence["KernelBank"]) -> "KernelBank":
+        """One bank holding every layer of ``banks`` (layer names must be distinct); the
+        metadata keeps each bank's, and every layer's rows per filter."""
+        if len(banks) == 1:
+            return banks[0]
+        layers: dict[str, torch.Tensor] = {}
+        for b in banks:
+            for n, t in b.layers.items():
+                if n in layers:
+                    raise BankError(f"cannot merge banks that both have a layer {n!r}")
+                layers[n] = t
+        rows = {n: b.filter_rows(n) for b in banks for n in b.layers}
+        return cls(layers, {"merged": json.dumps([b.meta for b in banks]), "filter_rows": json.dumps(rows)})
 
     # ---- files ------------------------------------------------------------------
     def save(self, path: str | Path) -> None:

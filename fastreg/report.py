@@ -23,7 +23,7 @@ import torch
 from safetensors import safe_open
 from tqdm.auto import tqdm
 
-from .bank import KernelBank
+from .bank import DEFAULT_BANK, KernelBank, packaged_bank
 from .cli import Parser, run_main
 from .errors import BankError, UnsafeCheckpoint, UsageError
 from .filter_metrics import group_halves, judge_auc, low_freq_energy, mmd_rbf
@@ -260,11 +260,16 @@ def build_parser() -> Parser:
 def _reference_banks(path: str | None, runs: list[Run]) -> References:
     """The reference kernels: from ``--bank``, else the bank the runs trained with (the first
     one that can be read)."""
-    cands = [path] if path else list(dict.fromkeys(r.cfg.get("bank") for r in runs if r.cfg.get("bank")))
-    for c in cands:
-        if not path and (str(c).lower() == "none" or not Path(c).is_file()):
-            continue
-        return References(KernelBank.load(c), str(c))
+    if path:
+        return References(KernelBank.load(path), path)
+    for r in runs:
+        c = str(r.cfg.get("bank"))
+        if c == "auto":     # train's default: the packaged 7x7/5x5 bank for dwpnet, else all of them
+            if r.cfg.get("arch", "dwpnet") == "dwpnet":
+                return References(KernelBank.load(DEFAULT_BANK), str(DEFAULT_BANK))
+            return References(packaged_bank(), "the packaged banks")
+        if c.lower() != "none" and Path(c).is_file():
+            return References(KernelBank.load(c), c)
     return References()
 
 

@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import save as safetensors_save
 
 from . import __version__
-from .bank import DEFAULT_BANK, KernelBank
+from .bank import DEFAULT_BANK, KernelBank, packaged_bank
 from .cli import Parser, fraction, nonneg_float, nonneg_int, positive_float, positive_int, run_main
 from .data import data_root, target_sets
 from .device import amp_precision, pick_device
@@ -47,8 +47,9 @@ def build_parser() -> Parser:
                    help="training images, stratified (CIFAR-10: from its target pool)")
     p.add_argument("--lambda", dest="lam", type=nonneg_float, default=1.0,
                    help="weight of the adversarial filter loss (0 = baseline)")
-    p.add_argument("--bank", default=str(DEFAULT_BANK),
-                   help="bank file (.safetensors or DWP .npy); 'none' = no discriminator at all")
+    p.add_argument("--bank", default="auto",
+                   help="bank file (.safetensors or DWP .npy); 'none' = no discriminator at all; "
+                        "auto: the packaged 7x7/5x5 bank for dwpnet, every packaged bank for other archs")
     p.add_argument("--arch", default="dwpnet", help=f"classifier: {', '.join(ARCHS)}")
     p.add_argument("--reg-layers", default="conv1",
                    help="conv layers to regularize / bank-initialize: full module names, globs "
@@ -182,7 +183,8 @@ def prepare(a):
         raise UsageError("--backend triton needs a CUDA device (or TRITON_INTERPRET=1 on the CPU, slow)")
     bank = None
     if a.bank.lower() != "none":
-        bank = KernelBank.load(a.bank)
+        bank = (KernelBank.load(DEFAULT_BANK) if a.arch == "dwpnet" else packaged_bank()) \
+            if a.bank == "auto" else KernelBank.load(a.bank)
     elif a.init != "default" or a.prior != "none":
         raise UsageError(f"--{'init ' + a.init if a.init != 'default' else 'prior ' + a.prior} needs a bank")
     if a.arch == "dwpnet" and a.image_size != 32:
