@@ -21,6 +21,7 @@ from .bank import KernelBank
 from .cli import Parser, int_list, nonneg_float, positive_float, positive_int, run_main
 from .data import DATASETS, Split, data_root, source_sets
 from .device import amp_precision, pick_device
+from .distributed import Dist, barrier, close_process_group, from_env
 from .errors import UsageError
 from .io_util import atomic_torch_save, atomic_write_json, check_out_dir, read_json, safe_torch_load
 from .loop import LoopConfig, Trainer
@@ -71,9 +72,12 @@ def parse_args(argv: Sequence[str] | None):
 
 
 def train_seed(seed: int, recipe: dict, sets, num_classes: int, device,
-               folder: Path) -> tuple[torch.nn.Module, dict]:
-    """Train (or resume, or load) one source model; returns it and its result record."""
-    folder.mkdir(parents=True, exist_ok=True)
+               folder: Path, dist: Dist = Dist()) -> tuple[torch.nn.Module, dict]:
+    """Train (or resume, or load) one source model; returns it and its result record.
+    Under torchrun every rank trains its shard of each batch (DDP) and rank 0 writes."""
+    if dist.is_main:
+        folder.mkdir(parents=True, exist_ok=True)
+    barrier(dist)
     torch.manual_seed(seed)
     model = build_model(recipe["arch"], num_classes, recipe["width"]).to(device)
     if (folder / "result.json").exists() and (folder / "model.pt").exists():
@@ -84,7 +88,9 @@ def train_seed(seed: int, recipe: dict, sets, num_classes: int, device,
                      optimizer="sgd", weight_decay=recipe["weight_decay"], amp=recipe["precision"] == "bf16",
                      eval_every=recipe["epochs"],
                      ckpt_every=1, eval_size=len(test), seed=seed, label_smoothing=0.1)
-    tr = Trainer(model, train, test, cfg, device, folder, desc=f"seed {seed}")
+    net = model if not dist.active else torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[torch.device(device).index] if torch.device(device).type == "cuda" else None)
+    tr = Trainer(net, train, test, cfg, device, folder, desc=f"seed {seed}", dist=dist)
     if (folder / "checkpoint.pt").exists():
         tr.load_state(safe_torch_load(folder / "checkpoint.pt", device))
     t0 = time.time()
@@ -92,19 +98,29 @@ def train_seed(seed: int, recipe: dict, sets, num_classes: int, device,
     res = {"seed": seed, "test_acc": last["test_acc"], "test_loss": last["test_loss"],
            "epochs": recipe["epochs"], "width": recipe["width"], "precision": recipe["precision"],
            "train_time_s": round(time.time() - t0, 1)}
-    atomic_torch_save(folder / "model.pt", model.state_dict())
-    atomic_write_json(folder / "result.json", res)
-    (folder / "checkpoint.pt").unlink(missing_ok=True)
+    if dist.is_main:
+        atomic_torch_save(folder / "model.pt", model.state_dict())
+        atomic_write_json(folder / "result.json", res)
+        (folder / "checkpoint.pt").unlink(missing_ok=True)
+    barrier(dist)
     return model, res
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    finally:
+        close_process_group()
+
+
+def _main(argv: Sequence[str] | None) -> int:
     a = parse_args(argv)
     if a.dataset not in DATASETS:
         raise UsageError(f"unknown dataset {a.dataset!r}; choose one of {', '.join(DATASETS)}")
     if a.from_checkpoint:
         return from_checkpoint(a)
     seeds = int_list(a.seeds, "--seeds", 0)
+    dist, a.device = from_env(a.device)          # torchrun: each seed trains data-parallel
     device = pick_device(a.device)
     recipe = dict(PRESETS[a.preset or ("full" if device.type == "cuda" else "cpu")], arch=a.arch,
                   weight_decay=5e-4)
@@ -113,6 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    if v is not None})
     if a.arch != "dwpnet" and a.width is None:
         recipe["width"] = 1.0
+    if recipe["batch_size"] % dist.world:
+        raise UsageError(f"batch size {recipe['batch_size']} (the global batch) does not split over "
+                         f"{dist.world} ranks")
     layers = select_layers(build_model(a.arch, DATASETS[a.dataset], recipe["width"]), a.layers)
     recipe["precision"] = amp_precision(device, recipe["amp"])
     out = Path(a.out or f"runs/collect-{a.dataset}")
@@ -135,12 +154,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.limit_train:
         sel = torch.linspace(0, train.x.shape[0] - 1, min(a.limit_train, train.x.shape[0])).long()
         train = Split(train.x[sel.to(device)], train.y[sel.to(device)], train.index[sel.numpy()])
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "recipe.json", plan)
+    if dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "recipe.json", plan)
     models, results = [], []
-    for seed in tqdm(seeds, desc="source models", unit="seed"):
-        m, r = train_seed(seed, recipe, (train, test), num_classes, device, out / f"seed{seed}")
-        tqdm.write(f"seed {seed}: test accuracy {r['test_acc']:.4f}")
+    for seed in tqdm(seeds, desc="source models", unit="seed", **({} if dist.is_main else {"disable": True})):
+        m, r = train_seed(seed, recipe, (train, test), num_classes, device, out / f"seed{seed}", dist)
+        if dist.is_main:
+            tqdm.write(f"seed {seed}: test accuracy {r['test_acc']:.4f}")
         models.append(m)
         results.append(r)
     meta = {"dataset": a.dataset, "source_split": "cifar10 train minus the target pool"
@@ -150,6 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "source_test_acc": json.dumps({r["seed"]: r["test_acc"] for r in results}),
             "recipe": json.dumps(recipe), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "version": __version__}
+    if not dist.is_main:
+        return 0
     bank = KernelBank.collect(models, layers, meta).subsample(a.max_kernels)
     _write_bank(bank, out)
     first = next(iter(conv_layers(models[0]).values()))

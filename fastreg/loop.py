@@ -18,9 +18,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .errors import NonFiniteError
 from .data import Split, augment
+from .distributed import Dist, all_reduce_, barrier, check_in_sync, shard
+from .errors import NonFiniteError
 from .io_util import atomic_torch_save, atomic_write_jsonl
+from .layers import unwrap
 
 
 @dataclass
@@ -59,12 +61,15 @@ def _set_rng_state(st: dict, gen: torch.Generator) -> None:
 
 
 class Trainer:
-    """Trains ``model`` on ``train`` (optionally with a regularizer), evaluates on ``test``."""
+    """Trains ``model`` on ``train`` (optionally with a regularizer), evaluates on ``test``.
+
+    Under torchrun (``dist.active``) ``model`` is wrapped in DDP: every rank augments the same
+    global batch and trains on its shard, and only rank 0 writes files."""
 
     def __init__(self, model: torch.nn.Module, train: Split, test: Split, cfg: LoopConfig,
                  device: torch.device, run_dir: Path, reg=None, desc: str = "train",
-                 run_config: dict | None = None) -> None:
-        self.model, self.train, self.test, self.cfg = model, train, test, cfg
+                 run_config: dict | None = None, dist: Dist = Dist()) -> None:
+        self.model, self.train, self.test, self.cfg, self.dist = model, train, test, cfg, dist
         self.run_config = run_config   # the caller's settings, saved with each checkpoint
         self.device, self.run_dir, self.reg, self.desc = device, Path(run_dir), reg, desc
         n = len(train)
@@ -92,7 +97,7 @@ class Trainer:
 
     # ---- checkpoint -----------------------------------------------------------------
     def state(self) -> dict:
-        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(),
+        return {"model": unwrap(self.model).state_dict(), "opt": self.opt.state_dict(), "world": self.dist.world,
                 "sched": self.sched.state_dict(), "epoch": self.epoch, "step": self.step,
                 "metrics": self.metrics, "rng": _rng_state(self.gen), "acc": self._acc.cpu(),
                 "reg": self.reg.checkpoint_state() if self.reg is not None else None,
@@ -103,7 +108,10 @@ class Trainer:
         return self.elapsed + time.time() - self._t_seg
 
     def load_state(self, st: dict) -> None:
-        self.model.load_state_dict(st["model"])
+        if int(st.get("world", 1)) != self.dist.world:
+            raise ValueError(f"the checkpoint was written by {st.get('world', 1)} rank(s), this run has "
+                             f"{self.dist.world}: resume with the same torchrun --nproc_per_node")
+        unwrap(self.model).load_state_dict(st["model"])
         self.opt.load_state_dict(st["opt"])
         self.sched.load_state_dict(st["sched"])
         self.epoch, self.step, self.metrics = int(st["epoch"]), int(st["step"]), list(st["metrics"])
@@ -119,24 +127,42 @@ class Trainer:
         for p in self.model.parameters():
             if not torch.isfinite(p).all():
                 raise NonFiniteError(f"non-finite weights at step {self.step}; last good checkpoint kept")
-        atomic_torch_save(self.run_dir / "checkpoint.pt", self.state())
-        atomic_write_jsonl(self.run_dir / "metrics.jsonl", self.metrics)
+        if self.dist.active:     # every rank must hold the same classifier and discriminators
+            d = list(self.reg_params()) if self.reg is not None else []
+            check_in_sync(list(self.model.parameters()) + d, self.dist, "classifier or D parameters")
+        if self.dist.is_main:
+            atomic_torch_save(self.run_dir / "checkpoint.pt", self.state())
+            atomic_write_jsonl(self.run_dir / "metrics.jsonl", self.metrics)
+        barrier(self.dist)
+
+    def reg_params(self):
+        """The regularizer's trained parameters (its discriminators), if it has any."""
+        terms = getattr(self.reg, "terms", {"adv": self.reg})
+        for t in terms.values():
+            yield from (t.discs.parameters() if hasattr(t, "discs") else ())
 
     # ---- evaluation -------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self, idx: torch.Tensor | None = None, batch: int = 1000) -> dict:
-        self.model.eval()
+        model = unwrap(self.model)            # no DDP collectives: ranks split the batches
+        model.eval()
         t, y = self.test, self.test.y
         n = len(t) if idx is None else idx.numel()
         loss = correct = 0.0
-        for s in range(0, n, batch):
+        for i, s in enumerate(range(0, n, batch)):
+            if i % self.dist.world != self.dist.rank:
+                continue
             b = slice(s, s + batch)
             xb, yb = (t.rows(b), y[b]) if idx is None else (t.rows(idx[b]), y[idx[b]])
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp):
-                out = self.model(xb).float()
+                out = model(xb).float()
             loss += float(F.cross_entropy(out, yb, reduction="sum"))
             correct += float((out.argmax(1) == yb).sum())
-        self.model.train()
+        if self.dist.active:
+            sums = torch.tensor([loss, correct], dtype=torch.float64, device=self.device)
+            all_reduce_([sums], self.dist)
+            loss, correct = float(sums[0]), float(sums[1])
+        model.train()
         return {"test_loss": loss / n, "test_acc": correct / n, "test_n": n}
 
     # ---- training -------------------------------------------------------------------------
@@ -156,7 +182,7 @@ class Trainer:
         bad = ~(torch.isfinite(loss) & torch.isfinite(gnorm))
         self._acc += torch.stack([ce.detach() * yb.numel(), (out.argmax(1) == yb).sum().float(),
                                   torch.tensor(float(yb.numel()), device=self.device), bad.float()])
-        if self.device.type == "cpu" and bool(bad):
+        if self.device.type == "cpu" and not self.dist.active and bool(bad):
             self._check_finite()          # cheap on CPU: stop before a bad update
         self.opt.step()
         self.sched.step()
@@ -165,6 +191,7 @@ class Trainer:
         self.step += 1
 
     def _log_eval(self, final: bool = False) -> dict:
+        all_reduce_([self._acc], self.dist)   # every rank's ce, correct, seen, non-finite flag
         self._check_finite()
         acc = self._acc.cpu()
         row = {"step": self.step, "epoch": self.epoch,
@@ -185,15 +212,17 @@ class Trainer:
         per_step = self.steps_per_epoch > 20     # long epochs: count steps, not epochs
         bar = tqdm(total=self.total_steps if per_step else cfg.epochs,
                    initial=self.step if per_step else self.epoch, desc=self.desc,
-                   unit="step" if per_step else "ep", leave=False, dynamic_ncols=True, mininterval=2.0)
+                   unit="step" if per_step else "ep", leave=False, dynamic_ncols=True, mininterval=2.0,
+                   **({} if self.dist.is_main else {"disable": True}))   # rank 0 shows it
         last = self.metrics[-1] if self.metrics else {}
-        if self.metrics:   # resumed: a kill between save_checkpoint's two writes left the log short
+        if self.metrics and self.dist.is_main:   # resumed: a kill between save_checkpoint's two writes left the log short
             atomic_write_jsonl(self.run_dir / "metrics.jsonl", self.metrics)
         while self.epoch < cfg.epochs:
             perm = torch.randperm(n, generator=self.gen, device=self.device)
             for s in range(0, n, cfg.batch_size):
-                idx = perm[s: s + cfg.batch_size]
-                self._train_step(augment(self.train.rows(idx), self.gen), self.train.y[idx])
+                idx = perm[s: s + cfg.batch_size]    # the global batch; this rank trains on its shard
+                self._train_step(shard(augment(self.train.rows(idx), self.gen), self.dist),
+                                 shard(self.train.y[idx], self.dist))
                 if per_step:
                     bar.update(1)
             self.epoch += 1

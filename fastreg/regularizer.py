@@ -16,12 +16,14 @@ from torch import nn
 
 from .bank import BankError, KernelBank
 from .discriminator import Discriminator
+from .distributed import Dist, all_reduce_, broadcast_
 from .layers import conv_layers, key, select_layers
 from .ops import disc_step, resolve_backend, sample_kernels
 
 
 SHARES = ("layer", "size")   # one D per layer, or one per kernel size
 AUTO_ROWS = 16384            # fake_max="auto": all kernels up to this many per step, in all
+RANK_STRIDE = 1_000_003      # real-batch seed offset per data-parallel rank (rank 0: none)
 
 
 class _LossWithGrad(torch.autograd.Function):
@@ -113,6 +115,14 @@ class AdversarialRegularizer(nn.Module):
         self.opt = torch.optim.Adam(self.discs.parameters(), lr=lr, betas=betas)
         self._pending: dict[str, tuple[torch.Tensor, object]] = {}
         self._stats: dict[str, torch.Tensor] = {}
+        self.dist = Dist()
+
+    def distribute(self, dist: Dist) -> "AdversarialRegularizer":
+        """Data-parallel training (DESIGN.md §10): every rank starts from rank 0's D, draws its
+        own real kernels, and D's gradients are averaged over the ranks every step."""
+        self.dist = dist
+        broadcast_([p.data for p in self.discs.parameters()], dist)
+        return self
 
     @property
     def banks(self) -> dict[str, torch.Tensor]:
@@ -172,7 +182,8 @@ class AdversarialRegularizer(nn.Module):
         for gi, g in enumerate(self.groups):
             fake, out_f = self._pending.pop(g)
             n = fake.shape[0]
-            real, _ = sample_kernels(self.banks[g], n, self.seed * 1000 + gi, offset=step * n)
+            real, _ = sample_kernels(self.banks[g], n, self.seed * 1000 + gi + RANK_STRIDE * self.dist.rank,
+                                     offset=step * n)
             real = real.reshape(n, -1) if self.unit == "filter" else real
             disc = self.disc(g)
             out_r = disc_step(real, disc, d_target=1.0, g_target=None,
@@ -183,6 +194,7 @@ class AdversarialRegularizer(nn.Module):
             for p, gr in zip(disc.parameters(), grads):
                 p.grad = gr
             self._record(g, out_r, out_f)
+        all_reduce_([p.grad for p in self.discs.parameters()], self.dist, mean=True)
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
         self.step += 1
@@ -197,8 +209,10 @@ class AdversarialRegularizer(nn.Module):
             reg = self.lecam * ((lr_ - ema_f).square().mean() + (lf_ - ema_r).square().mean())
             grads = torch.autograd.grad(reg, tuple(disc.parameters()))
         d = self.lecam_decay
-        ema_r.mul_(d).add_((1 - d) * lr_.detach().mean())
-        ema_f.mul_(d).add_((1 - d) * lf_.detach().mean())
+        means = torch.stack([lr_.detach().mean(), lf_.detach().mean()])
+        all_reduce_([means], self.dist, mean=True)     # the EMAs stay equal on every rank
+        ema_r.mul_(d).add_((1 - d) * means[0])
+        ema_f.mul_(d).add_((1 - d) * means[1])
         return grads
 
     # ---- metrics ----------------------------------------------------------------

@@ -22,6 +22,7 @@ from .bank import DEFAULT_BANK, KernelBank, packaged_bank
 from .cli import Parser, fraction, nonneg_float, nonneg_int, positive_float, positive_int, run_main
 from .data import data_root, target_sets
 from .device import amp_precision, pick_device
+from .distributed import close_process_group, from_env
 from .errors import BankError, UsageError
 from .init import INITS, UNITS, init_from_bank
 from .io_util import atomic_write_bytes, atomic_write_json, check_out_dir, read_json, safe_torch_load
@@ -216,7 +217,17 @@ def prepare(a):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    finally:
+        close_process_group()
+
+
+def _main(argv: Sequence[str] | None) -> int:
     a = build_parser().parse_args(argv)
+    dist, a.device = from_env(a.device)          # torchrun: one rank of N, its device
+    if a.batch_size % dist.world:
+        raise UsageError(f"--batch-size {a.batch_size} (the global batch) does not split over {dist.world} ranks")
     if a.data_seed is None:
         a.data_seed = a.seed
     if a.epochs is None:
@@ -241,33 +252,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.deterministic:
         set_deterministic()
     device, bank, train, test, model, reg, layers = prepare(a)
+    net = model
+    if dist.active:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+        adv = reg.terms.get("adv") if isinstance(reg, Terms) else reg
+        if adv is not None:
+            adv.distribute(dist)
     precision = amp_precision(device, a.amp)
     cfg = LoopConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, weight_decay=a.weight_decay,
                      amp=precision == "bf16", eval_every=a.eval_every, eval_size=a.eval_size, seed=a.seed)
     fresh = not out.exists()
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        trainer = Trainer(model, train, test, cfg, device, out, reg, desc=f"train n={a.train_size} λ={a.lam:g}",
-                          run_config=settings)
+        if dist.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+        trainer = Trainer(net, train, test, cfg, device, out, reg, desc=f"train n={a.train_size} λ={a.lam:g}",
+                          run_config=settings, dist=dist)
         if ckpt is not None:
             try:
                 trainer.load_state(ckpt)
             except (KeyError, ValueError, RuntimeError) as e:
                 raise UsageError(f"checkpoint does not match this run ({str(e).splitlines()[0][:160]})") from None
-        if ckpt is None or not (out / "config.json").exists():   # fresh, or resumed into a new --out
+        if dist.is_main and (ckpt is None or not (out / "config.json").exists()):   # fresh, or into a new --out
             atomic_write_json(out / "config.json", {**settings, "device": str(device),
                                                     "precision": precision, "version": __version__,
                                                     "fake_max_used": _fake_max_used(reg),
                                                     "bank_meta": bank.meta if bank else None})
-        if ckpt is None:
+        if ckpt is None and dist.is_main:
             for n in layers:
                 save_filter_grid(conv_layers(model)[n].weight, out / f"filters_{n}_start.png", f"{n} at start")
     except BaseException:
-        if fresh:   # this call made the folder: leave nothing half-written
+        if fresh and dist.is_main:   # this call made the folder: leave nothing half-written
             shutil.rmtree(out, ignore_errors=True)
         raise
     t0 = time.time()
     last = trainer.run()
+    if not dist.is_main:
+        return 0
     for n in layers:
         save_filter_grid(conv_layers(model)[n].weight, out / f"filters_{n}_end.png",
                          f"{n} after training (λ={a.lam:g}, n={a.train_size})")
