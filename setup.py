@@ -77,7 +77,7 @@ setup(
         "scipy",                        # report: paired-t CIs and p-values
         "triton; platform_system == 'Linux'",
     ],
-    extras_require={"test": ["pytest", "pytest-benchmark"]},
+    extras_require={"test": ["pytest", "pytest-benchmark", "ray"], "ray": ["ray"], "timm": ["timm"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Sequence
@@ -67,6 +68,11 @@ def parse_args(argv: Sequence[str] | None):
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted seed from its checkpoint (without it, refused); "
                         "finished seeds are always loaded, never retrained")
+    p.add_argument("--ray", nargs="?", const="auto", default=None, metavar="ADDRESS",
+                   help="train each seed as a task on a Ray cluster (auto, or HOST:PORT); --out must "
+                        "be on a filesystem every node sees")
+    p.add_argument("--cpus-per-run", type=positive_float, default=1.0, help="--ray: CPUs per seed")
+    p.add_argument("--gpus-per-run", type=nonneg_float, default=0.0, help="--ray: GPUs per seed (may be fractional)")
     p.add_argument("--limit-train", type=positive_int, default=None, help=argparse.SUPPRESS)  # smoke runs
     return p.parse_args(argv)
 
@@ -119,6 +125,44 @@ def _main(argv: Sequence[str] | None) -> int:
         raise UsageError(f"unknown dataset {a.dataset!r}; choose one of {', '.join(DATASETS)}")
     if a.from_checkpoint:
         return from_checkpoint(a)
+    seeds, dist, device, recipe, layers, out, plan = _plan(a)
+    if dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "recipe.json", plan)
+    if a.ray is not None:      # every seed a Ray task; the loop below then loads the finished ones
+        if not _seeds_on_ray(a, argv, seeds):
+            return 1
+    train, test, num_classes = source_sets(a.dataset, data_root(a.data_root), device)
+    if a.limit_train:
+        sel = torch.linspace(0, train.x.shape[0] - 1, min(a.limit_train, train.x.shape[0])).long()
+        train = Split(train.x[sel.to(device)], train.y[sel.to(device)], train.index[sel.numpy()])
+    models, results = [], []
+    for seed in tqdm(seeds, desc="source models", unit="seed", **({} if dist.is_main else {"disable": True})):
+        m, r = train_seed(seed, recipe, (train, test), num_classes, device, out / f"seed{seed}", dist)
+        if dist.is_main:
+            tqdm.write(f"seed {seed}: test accuracy {r['test_acc']:.4f}")
+        models.append(m)
+        results.append(r)
+    meta = {"dataset": a.dataset, "source_split": "cifar10 train minus the target pool"
+            if a.dataset == "cifar10" else "cifar100 train",
+            "architecture": (f"DWPNet(width={recipe['width']})" if a.arch == "dwpnet" else
+                             f"{a.arch}(width={recipe['width']})"), "seeds": json.dumps(seeds),
+            "source_test_acc": json.dumps({r["seed"]: r["test_acc"] for r in results}),
+            "recipe": json.dumps(recipe), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "version": __version__}
+    if not dist.is_main:
+        return 0
+    bank = KernelBank.collect(models, layers, meta).subsample(a.max_kernels)
+    _write_bank(bank, out)
+    first = next(iter(conv_layers(models[0]).values()))
+    save_filter_grid(first.weight, out / "source_seed0_conv1_rgb.png", "source model's first conv (RGB)")
+    print("source test accuracy: " + ", ".join(f"seed {r['seed']}: {r['test_acc']:.4f}" for r in results))
+    return 0
+
+
+def _plan(a):
+    """Seeds, data-parallel setup, device, recipe, layers and folder of a collection; refuses
+    (one line, nothing written) a folder holding other settings or an interrupted seed."""
     seeds = int_list(a.seeds, "--seeds", 0)
     dist, a.device = from_env(a.device)          # torchrun: each seed trains data-parallel
     device = pick_device(a.device)
@@ -150,35 +194,46 @@ def _main(argv: Sequence[str] | None) -> int:
                and not (out / f"seed{s}" / "result.json").exists()]
     if stopped and not a.resume:
         raise UsageError(f"seed {stopped[0]} in {out} was interrupted; pass --resume to continue it")
+    return seeds, dist, device, recipe, layers, out, plan
+
+
+def seed_task(argv: list[str], seed: int) -> float:
+    """One source model of a collection, in a Ray worker (``collect --ray``): its test accuracy."""
+    a = parse_args([*argv, "--seeds", str(seed), "--resume"])
+    _, dist, device, recipe, _, out, _ = _plan(a)
     train, test, num_classes = source_sets(a.dataset, data_root(a.data_root), device)
-    if a.limit_train:
-        sel = torch.linspace(0, train.x.shape[0] - 1, min(a.limit_train, train.x.shape[0])).long()
-        train = Split(train.x[sel.to(device)], train.y[sel.to(device)], train.index[sel.numpy()])
-    if dist.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / "recipe.json", plan)
-    models, results = [], []
-    for seed in tqdm(seeds, desc="source models", unit="seed", **({} if dist.is_main else {"disable": True})):
-        m, r = train_seed(seed, recipe, (train, test), num_classes, device, out / f"seed{seed}", dist)
-        if dist.is_main:
-            tqdm.write(f"seed {seed}: test accuracy {r['test_acc']:.4f}")
-        models.append(m)
-        results.append(r)
-    meta = {"dataset": a.dataset, "source_split": "cifar10 train minus the target pool"
-            if a.dataset == "cifar10" else "cifar100 train",
-            "architecture": (f"DWPNet(width={recipe['width']})" if a.arch == "dwpnet" else
-                             f"{a.arch}(width={recipe['width']})"), "seeds": json.dumps(seeds),
-            "source_test_acc": json.dumps({r["seed"]: r["test_acc"] for r in results}),
-            "recipe": json.dumps(recipe), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "version": __version__}
-    if not dist.is_main:
-        return 0
-    bank = KernelBank.collect(models, layers, meta).subsample(a.max_kernels)
-    _write_bank(bank, out)
-    first = next(iter(conv_layers(models[0]).values()))
-    save_filter_grid(first.weight, out / "source_seed0_conv1_rgb.png", "source model's first conv (RGB)")
-    print("source test accuracy: " + ", ".join(f"seed {r['seed']}: {r['test_acc']:.4f}" for r in results))
-    return 0
+    return train_seed(seed, recipe, (train, test), num_classes, device, out / f"seed{seed}", dist)[1]["test_acc"]
+
+
+def _without(argv: list[str], opt: str, optional: bool = False) -> list[str]:
+    """``argv`` without option ``opt`` and its value (``optional``: a value only if one follows)."""
+    out, skip = [], False
+    for i, t in enumerate(argv):
+        if skip:
+            skip = False
+        elif t == opt:
+            nxt = argv[i + 1] if i + 1 < len(argv) else None
+            skip = nxt is not None and not (optional and nxt.startswith("-"))
+        elif not t.startswith(opt + "="):
+            out.append(t)
+    return out
+
+
+def _seeds_on_ray(a, argv: Sequence[str] | None, seeds: list[int]) -> bool:
+    """Train the unfinished seeds as Ray tasks; False (after one line each) if any did not finish."""
+    from .ray_runner import connect, run_tasks
+    ray = connect(a.ray)
+    own = _without(_without(list(sys.argv[1:] if argv is None else argv), "--ray", optional=True), "--seeds")
+    out = Path(a.out or f"runs/collect-{a.dataset}")
+    todo = [s for s in seeds if not (out / f"seed{s}" / "result.json").exists()]
+    ok = True
+    for seed, res in run_tasks(ray, seed_task, todo, lambda s: (own, s), a.cpus_per_run, a.gpus_per_run):
+        if isinstance(res, BaseException):
+            ok = False
+            sys.stderr.write(f"error: seed {seed} did not finish ({type(res).__name__}); rerun with --resume\n")
+        else:
+            tqdm.write(f"seed {seed}: test accuracy {res:.4f} (Ray task)")
+    return ok
 
 
 def _write_bank(bank: KernelBank, out: Path) -> None:

@@ -15,13 +15,13 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from tqdm.auto import tqdm
 
 from . import train
 from .bank import DEFAULT_BANK, KernelBank
-from .cli import Parser, int_list, name_list, positive_float, positive_int, run_main
+from .cli import Parser, int_list, name_list, nonneg_float, positive_float, positive_int, run_main
 from .data import DATASETS, data_root, load_arrays, split_target_source, stratified_subset
 from .device import amp_precision, pick_device
 from .errors import NonFiniteError, UsageError
@@ -56,6 +56,12 @@ def build_parser() -> Parser:
                    help="continue interrupted runs from their checkpoints (without it they are "
                         "refused); finished runs are always skipped")
     p.add_argument("--dry-run", action="store_true", help="print the plan, run and write nothing")
+    p.add_argument("--ray", nargs="?", const="auto", default=None, metavar="ADDRESS",
+                   help="run each training run as a task on a Ray cluster (auto, or HOST:PORT); "
+                        "--out must be on a filesystem every node sees")
+    p.add_argument("--cpus-per-run", type=positive_float, default=1.0, help="--ray: CPUs per run")
+    p.add_argument("--gpus-per-run", type=nonneg_float, default=0.0,
+                   help="--ray: GPUs per run; fractional shares a GPU between runs")
     return p
 
 
@@ -156,25 +162,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(a.out)
     log_path = out / "sweep_log.jsonl"
     dev, dev_name = str(pick_device(a.device)), _device_name(a.device)
-    failed = 0
+    if a.ray is not None:
+        dev, dev_name = "ray", f"Ray cluster at {a.ray} ({a.cpus_per_run:g} CPU, {a.gpus_per_run:g} GPU per run)"
+    failed = errors = 0
     bar = tqdm(total=len(runs), desc="sweep", unit="run", dynamic_ncols=True)
-    for state, d, targv in runs:
+    bar.update(len(runs) - len(todo))
+    for (state, d, targv), status, secs in _results(a, todo):
         rel = d.relative_to(out).as_posix()
-        if state in ("done", "failed"):
+        if isinstance(status, BaseException):
+            errors += 1
+            tqdm.write(f"{rel}: did not finish ({type(status).__name__}: {str(status).splitlines()[0][:120]})")
             bar.update(1)
             continue
-        t0 = time.time()
-        try:
-            train.main(targv)
-            status = "resumed" if state == "interrupted" else "done"
-        except NonFiniteError as e:
-            atomic_write_json(d / "failed.json", {"error": str(e), "argv": targv})
-            status = "failed"
-            failed += 1
-        secs = time.time() - t0
+        status = "resumed" if status == "done" and state == "interrupted" else status
+        failed += status == "failed"
         row = {"run": rel, "status": status, "seconds": round(secs, 2), "device": dev,
                "device_name": dev_name, "cmd": cmd, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        if status != "failed":
+        if status in ("done", "resumed"):
             row["test_acc"] = read_json(d / "final.json")["test_acc"]
         rows = [json.loads(l) for l in log_path.read_text().splitlines() if l.strip()] \
             if log_path.exists() else []
@@ -183,11 +187,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         acc = f"test acc {row['test_acc']:.4f}" if "test_acc" in row else "FAILED (non-finite)"
         tqdm.write(f"{rel}: {status}, {acc}, {secs:.0f}s")
     bar.close()
+    if errors:
+        sys.stderr.write(f"error: {errors} run(s) did not finish; rerun with --resume to continue them\n")
+        return 1
     if failed:
         sys.stderr.write(f"error: {failed} run(s) went non-finite (failed.json in their folders)\n")
         return 3
     return 0
 
+
+def _results(a, todo: list) -> Iterator[tuple[tuple, object, float]]:
+    """(run, status or the exception that stopped it, seconds), in the order runs finish:
+    one after another in this process, or as Ray tasks."""
+    if a.ray is not None:
+        from .ray_runner import connect, run_tasks, train_task
+        ray = connect(a.ray)
+        for run, res in run_tasks(ray, train_task, todo, lambda r: (r[2],), a.cpus_per_run, a.gpus_per_run):
+            yield (run, res, 0.0) if isinstance(res, BaseException) else (run, *res)
+        return
+    for run in todo:
+        t0 = time.time()
+        try:
+            train.main(run[2])
+            status = "done"
+        except NonFiniteError as e:
+            atomic_write_json(run[1] / "failed.json", {"error": str(e), "argv": run[2]})
+            status = "failed"
+        yield run, status, time.time() - t0
 
 if __name__ == "__main__":
     raise SystemExit(run_main(main))
