@@ -1,5 +1,8 @@
 """Runs as Ray tasks: the engine behind ``sweep --ray`` and ``collect --ray`` (DESIGN.md §10).
 
+Part of the command-line layer: it runs ``fastreg.train`` entry points, and only the
+``sweep`` and ``collect`` commands import it.
+
 Optional (``pip install -e ".[ray]"``); without ray installed nothing here is imported. Each
 task writes its own run folder, so the sweep's ``--out`` must be on a filesystem every node
 of the cluster sees (one machine, or a shared mount); the driver only gets each task's status

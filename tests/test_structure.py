@@ -10,8 +10,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "fastreg"
 # command-line entry points (and their helpers): the only modules that may import fastreg.cli
+# (ray_runner runs train/collect entry points as Ray tasks for sweep --ray and collect --ray)
 CLI = {"fastreg.cli", "fastreg.train", "fastreg.collect", "fastreg.sweep", "fastreg.report",
-       "fastreg.pack"}
+       "fastreg.pack", "fastreg.ray_runner"}
 
 
 def _modules() -> dict[str, Path]:
