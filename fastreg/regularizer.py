@@ -26,6 +26,18 @@ AUTO_ROWS = 16384            # fake_max="auto": all kernels up to this many per 
 RANK_STRIDE = 1_000_003      # real-batch seed offset per data-parallel rank (rank 0: none)
 
 
+
+def resolve_fake_max(model: nn.Module, layers: Sequence[str], unit: str,
+                     fake_max: int | str | None) -> int | None:
+    """``fake_max="auto"`` as a number: None (every kernel) while the layers hold at most
+    AUTO_ROWS rows in all, else an equal share of AUTO_ROWS per layer; other values as given."""
+    if fake_max != "auto":
+        return fake_max
+    convs = conv_layers(model)
+    rows = sum(convs[n].weight.shape[0] * (1 if unit == "filter" else convs[n].weight.shape[1])
+               for n in layers if n in convs)
+    return None if rows <= AUTO_ROWS else max(2, AUTO_ROWS // len(layers))
+
 class _LossWithGrad(torch.autograd.Function):
     """Returns a precomputed loss value whose gradient w.r.t. ``x`` is ``grad``."""
 
@@ -74,10 +86,7 @@ class AdversarialRegularizer(nn.Module):
         if len(set(layers)) != len(layers):
             raise ValueError(f"a layer is listed twice: {list(layers)}")
         convs = conv_layers(model)
-        if fake_max == "auto":
-            rows = sum(convs[n].weight.shape[0] * (1 if unit == "filter" else convs[n].weight.shape[1])
-                       for n in layers if n in convs)
-            fake_max = None if rows <= AUTO_ROWS else max(2, AUTO_ROWS // len(layers))
+        fake_max = resolve_fake_max(model, layers, unit, fake_max)
         if fake_max is not None and (isinstance(fake_max, str) or fake_max < 2):
             raise ValueError(f"fake_max must be 'auto', None or >= 2 (batch norm needs two kernels), "
                              f"got {fake_max!r}")
