@@ -28,7 +28,6 @@ from .errors import NonFiniteError, UsageError
 from .io_util import atomic_write_json, atomic_write_jsonl, check_out_dir, read_json
 from .layers import conv_layers, select_layers
 from .models import build_model
-from .regularizer import resolve_fake_max
 from .runs import DEFAULT_METHODS, METHOD_KEYS, METHODS, run_state
 # train options the sweep sets itself: not allowed after ``--``
 CONTROLLED = ("train_size", "seed", "data_seed", "out", "resume", "reg_layers", "width", "amp", "bank",
@@ -130,28 +129,10 @@ def _check_same(d: Path, argv: list[str]) -> None:
     """A run dir from an earlier sweep must hold the same settings (paths aside)."""
     new = train.config_of(train.build_parser().parse_args(argv))
     old = read_json(d / "config.json")
-    diff = [k for k, v in new.items() if k in old and v is not None and old[k] != v
-            and k not in ("bank", "data_root", "backend", "fake_max")]
-    if "fake_max" in old and _fake_max_of(old) != _fake_max_of(new):
-        diff.append("fake_max")
+    diff = train.settings_diff(old, new, ignore=("bank", "data_root", "backend"), skip_unset=True)
     if diff:
         raise UsageError(f"{d} holds a run with other settings ({', '.join(sorted(diff))}); "
                          f"use another --out")
-
-
-def _fake_max_of(cfg: dict) -> int | None:
-    """Kernels per layer and step the adversarial term saw (None: all): recorded by newer runs;
-    ``None`` in runs from before ``--fake-max auto`` meant all; ``auto`` resolved on the model.
-    Without the adversarial term (λ = 0) nothing is drawn: None."""
-    if not cfg.get("lam"):
-        return None
-    if "fake_max_used" in cfg:
-        return cfg["fake_max_used"]
-    if cfg.get("fake_max") != "auto":
-        return cfg.get("fake_max")
-    model = build_model(cfg.get("arch", "dwpnet"), 10, cfg.get("width") or 1.0)
-    return resolve_fake_max(model, select_layers(model, cfg["reg_layers"]), cfg.get("d_unit", "slice"),
-                            "auto")
 
 
 def _device_name(device: str | None) -> str:

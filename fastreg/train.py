@@ -31,7 +31,7 @@ from .layers import conv_layers, select_layers
 from .models import ARCHS, build_model
 from .ops import BACKENDS
 from .prior import GaussianPrior, Terms
-from .regularizer import SHARES, AdversarialRegularizer
+from .regularizer import SHARES, AdversarialRegularizer, resolve_fake_max
 from .runs import FINAL_KERNELS
 from .viz import save_filter_grid
 
@@ -154,6 +154,41 @@ def config_of(a) -> dict:
     return {k: v for k, v in vars(a).items() if k not in ("resume", "out", "device")}
 
 
+def settings_diff(old: dict, new: dict, ignore: tuple[str, ...] = (), skip_unset: bool = False
+                  ) -> list[str]:
+    """Settings in which two runs differ (``skip_unset``: not those ``new`` leaves None). A bank
+    counts as the same when its file holds the same bytes at another path; ``fake_max`` is
+    compared as resolved (see ``fake_max_of``)."""
+    diff = [k for k in old if k in new and k not in ignore and k != "fake_max" and old[k] != new[k]
+            and not (skip_unset and new[k] is None)]
+    if "bank" in diff and _same_file(old["bank"], new["bank"]):
+        diff.remove("bank")
+    if "fake_max" in old and "fake_max" not in ignore and fake_max_of(old) != fake_max_of(new):
+        diff.append("fake_max")
+    return sorted(diff)
+
+
+def _same_file(a: str, b: str) -> bool:
+    pa, pb = Path(a), Path(b)
+    return pa.is_file() and pb.is_file() and pa.stat().st_size == pb.stat().st_size \
+        and pa.read_bytes() == pb.read_bytes()
+
+
+def fake_max_of(cfg: dict) -> int | None:
+    """Kernels per layer and step the adversarial term saw (None: all): recorded by newer runs;
+    ``None`` in runs from before ``--fake-max auto`` meant all; ``auto`` resolved on the model.
+    Without the adversarial term (λ = 0) nothing is drawn: None."""
+    if not cfg.get("lam"):
+        return None
+    if "fake_max_used" in cfg:
+        return cfg["fake_max_used"]
+    if cfg.get("fake_max") != "auto":
+        return cfg.get("fake_max")
+    model = build_model(cfg.get("arch", "dwpnet"), 10, cfg.get("width") or 1.0)
+    return resolve_fake_max(model, select_layers(model, cfg["reg_layers"]), cfg.get("d_unit", "slice"),
+                            "auto")
+
+
 def _settings_of(ckpt: dict, out: Path, ckpt_path: Path) -> dict:
     """The settings a checkpoint was trained with: saved in it, else (older checkpoints) the
     run folder's config.json; a resume that cannot be checked is refused."""
@@ -245,7 +280,7 @@ def _main(argv: Sequence[str] | None) -> int:
     ckpt = safe_torch_load(ckpt_path) if a.resume is not None else None
     if ckpt is not None:
         old = _settings_of(ckpt, out, ckpt_path)
-        diff = sorted(k for k in old if k in settings and old[k] != settings[k])
+        diff = settings_diff(old, settings)
         if diff:
             raise UsageError(f"--resume with different settings than the checkpoint: {', '.join(diff)}")
 

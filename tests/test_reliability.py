@@ -267,3 +267,21 @@ def test_collect_sigkill_resume_same_bank(setup, tmp_path):
     ba, bc = KernelBank.load(a / "bank.safetensors"), KernelBank.load(c / "bank.safetensors")
     assert torch.equal(ba.layers["conv1"], bc.layers["conv1"])
     assert ba.meta["source_test_acc"] == bc.meta["source_test_acc"]
+
+
+def test_settings_diff_reads_old_runs_with_their_behaviour(tmp_path):
+    """Runs from before ``--fake-max auto`` recorded ``fake_max: null`` (every kernel): the same
+    setting as ``auto`` where auto keeps every kernel, not where it caps them; a bank copied to
+    another path with the same bytes is the same bank, one with other bytes is not."""
+    a, b, c = tmp_path / "a.safetensors", tmp_path / "b.safetensors", tmp_path / "c.safetensors"
+    a.write_bytes(b"bank-1"), b.write_bytes(b"bank-1"), c.write_bytes(b"bank-2")
+    cfg = {"lam": 1.0, "arch": "dwpnet", "width": 0.5, "d_unit": "slice", "bank": str(a)}
+    old = {**cfg, "reg_layers": "conv1", "fake_max": None}
+    assert train.settings_diff(old, {**old, "fake_max": "auto", "bank": str(b)}) == []
+    assert train.settings_diff(old, {**old, "bank": str(c)}) == ["bank"]
+    assert train.settings_diff(old, {**old, "fake_max": 64}) == ["fake_max"]
+    every = {**cfg, "reg_layers": "all", "fake_max": None}   # half-width DWPNet: > 16384 slices
+    assert train.fake_max_of({**every, "fake_max": "auto"}) is not None
+    assert train.settings_diff(every, {**every, "fake_max": "auto"}) == ["fake_max"]
+    assert train.settings_diff({**every, "lam": 0.0}, {**every, "lam": 0.0, "fake_max": "auto"}) == []
+    assert train.settings_diff({**old, "fake_max_used": 100}, {**old, "fake_max": 100}) == []
