@@ -63,6 +63,19 @@ def test_two_ranks_match_one_process_and_stay_in_sync(setup, tmp_path):
     assert ck["world"] == 2 and "conv1.weight" in ck["model"]             # unwrapped from DDP
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA devices (nccl: one rank per GPU)")
+def test_two_ranks_on_two_gpus_match_one_gpu(setup, tmp_path):
+    """The nccl path: each rank on cuda:LOCAL_RANK. Same tolerance and reason as on the CPU."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    p1 = _train(setup, one, "--batch-size", "40", "--device", "cuda", nproc=1)   # the last --device wins
+    p2 = _train(setup, two, "--batch-size", "40", "--device", "cuda")
+    assert p1.returncode == 0 and p2.returncode == 0, p2.stderr[-2000:]
+    diffs = [abs(x["train_ce"] - y["train_ce"]) for x, y in zip(_rows(one), _rows(two))]
+    assert len(diffs) == 6 and max(diffs) < 0.05, diffs
+    assert torch.load(two / "checkpoint.pt", weights_only=True)["world"] == 2
+
+
 def _check_worker(rank: int, world: int, init: str, perturb: bool, out) -> None:
     import torch.distributed as td
     td.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
