@@ -108,6 +108,15 @@ class KernelBank:
             layers[n] = f.reshape(-1, t.shape[-2], t.shape[-1])
         return KernelBank(layers, {**self.meta, "max_kernels": str(max_kernels)})
 
+    def prefixed(self, prefix: str) -> "KernelBank":
+        """The same bank with ``prefix`` before every layer name: a packaged bank's layers then
+        match no user layer by name, and every layer of a kernel size draws from their pool."""
+        if not prefix:
+            return self
+        rows = {prefix + n: self.filter_rows(n) for n in self.layers}
+        return KernelBank({prefix + n: t for n, t in self.layers.items()},
+                          {**self.meta, "filter_rows": json.dumps(rows)})
+
     @classmethod
     def merge(cls, banks: Sequence["KernelBank"]) -> "KernelBank":
         """One bank holding every layer of ``banks`` (layer names must be distinct); the

@@ -63,6 +63,9 @@ def parse_args(argv: Sequence[str] | None):
                         ".safetensors, or .pt/.pth loaded weights-only)")
     p.add_argument("--max-kernels", type=positive_int, default=None,
                    help="at most this many kernels per bank layer, as whole filters evenly spaced")
+    p.add_argument("--prefix", default="",
+                   help="put this before every bank layer name (e.g. resnet20.): no model's layer then "
+                        "matches one by name, so each draws from all bank layers of its kernel size")
     p.add_argument("--out", default=None, help="output folder (default runs/collect-DATASET)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
     p.add_argument("--resume", action="store_true",
@@ -148,11 +151,12 @@ def _main(argv: Sequence[str] | None) -> int:
             "architecture": (f"DWPNet(width={recipe['width']})" if a.arch == "dwpnet" else
                              f"{a.arch}(width={recipe['width']})"), "seeds": json.dumps(seeds),
             "source_test_acc": json.dumps({r["seed"]: r["test_acc"] for r in results}),
+            "source_train_time_s": json.dumps({r["seed"]: r.get("train_time_s") for r in results}),
             "recipe": json.dumps(recipe), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "version": __version__}
     if not dist.is_main:
         return 0
-    bank = KernelBank.collect(models, layers, meta).subsample(a.max_kernels)
+    bank = KernelBank.collect(models, layers, meta).subsample(a.max_kernels).prefixed(a.prefix)
     _write_bank(bank, out)
     first = next(iter(conv_layers(models[0]).values()))
     save_filter_grid(first.weight, out / "source_seed0_conv1_rgb.png", "source model's first conv (RGB)")
@@ -251,7 +255,7 @@ def from_checkpoint(a) -> int:
     path = Path(a.from_checkpoint)
     out = Path(a.out or f"runs/bank-{path.stem}")
     check_out_dir(out)
-    bank = bank_from_checkpoint(path, a.layers, a.max_kernels)   # all checks before any write
+    bank = bank_from_checkpoint(path, a.layers, a.max_kernels).prefixed(a.prefix)   # checks before writes
     out.mkdir(parents=True, exist_ok=True)
     _write_bank(bank, out)
     return 0

@@ -143,6 +143,12 @@ def test_collect_from_a_resnet18_checkpoint(tmp_path, suffix, capsys):
     assert json.loads(bank.meta["filter_rows"])["layer1.0.conv1"] == 64
     assert run_main(collect.main, ["--from-checkpoint", str(ck), "--out", str(tmp_path / "all")]) == 0
     assert len(KernelBank.load(tmp_path / "all" / "bank.safetensors").layers) == 17   # every 3x3 conv
+    assert run_main(collect.main, ["--from-checkpoint", str(ck), "--layers", "layer1.0.conv1", "--prefix", "r18.",
+                                   "--out", str(tmp_path / "pre")]) == 0
+    pre = KernelBank.load(tmp_path / "pre" / "bank.safetensors")
+    assert list(pre.layers) == ["r18.layer1.0.conv1"] and torch.equal(pre.filters("r18.layer1.0.conv1"), w)
+    # no longer matched by name: a model's layer1.0.conv1 draws from the pool of 3x3 layers
+    assert pre.source("layer1.0.conv1", 3) == ("r18.layer1.0.conv1",)
 
 
 def test_train_resnet20_every_conv_and_own_images(tmp_path):
