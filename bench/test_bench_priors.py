@@ -54,7 +54,7 @@ def _step(prior: str):
             reg.discriminator_step()
         if HAS_CUDA:
             torch.cuda.synchronize()
-        return float(loss)
+        return float(loss.detach())
     return step
 
 
