@@ -1,7 +1,7 @@
-"""Print the README's table of filter priors from docs/priors.md (and, for the cost column,
+"""Print the README's table of filter priors from docs/results.md (and, for the cost column,
 a pytest-benchmark JSON of bench/test_bench_priors.py), so no number is copied by hand.
 
-    python docs/priors_table.py docs/priors.md [bench.json]
+    python docs/priors_table.py docs/results.md [bench.json]
 
 Cells: paired Δ test accuracy (pp) with its 95 % CI over the seeds, bold where the CI
 excludes 0; filter metrics of the final conv1 kernels at n = 100 (mean over seeds); cost:
@@ -62,7 +62,7 @@ def _cost(method: str, layers: str, bench: dict[str, float]) -> str:
     return f"{bench[part] / bench['plain']:.2f}×" if part in bench else "—"
 
 
-def main(path: str = "docs/priors.md", bench_json: str | None = None) -> None:
+def main(path: str = "docs/results.md", bench_json: str | None = None) -> None:
     txt = Path(path).read_text()
     acc = {(c[0], c[1], c[2]): c for c in _rows(_section(txt, "## Test accuracy"), 9)}
     vs_base = {(c[0], c[1], c[2].split(" (vs")[0]): c for c in _rows(_section(txt, "## Paired difference to the baseline"), 8)}

@@ -184,6 +184,12 @@ def filter_metrics(r: Run, refs: "References") -> None:
             r.metrics[mmd] = mmd_rbf(k, bank, seed=r.seed)
 
 
+def _bank_filters(kernels: torch.Tensor, rows: int) -> torch.Tensor:
+    """Reference kernels as whole filters ``[N, rows, k, k]`` (RGB in pictures when rows is 3)."""
+    k = kernels.shape[-1]
+    return kernels[: len(kernels) // rows * rows].reshape(-1, rows, k, k)
+
+
 class References(dict):
     """layer → (reference kernels ``[N, k, k]``, rows per filter), filled in the order layers
     are measured: the bank layers that serve the layer (``KernelBank.source``), pooled as 2-D
@@ -450,7 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
          *deeper_layer_sections(cells, keys, refs), *reference_section(refs), *flagged_section(runs),
          *external_section()]
     from .report_figures import figures   # matplotlib only when writing
-    figs = figures(cells, deltas, ok, refs["conv1"][0] if "conv1" in refs else None, out.stem)
+    figs = figures(cells, deltas, ok, _bank_filters(*refs["conv1"]) if "conv1" in refs else None, out.stem)
     L += figures_section(list(figs), out, time.time() - t0)
     text = "\n".join(L)
     if re.search(r"(?<![\w/.`-])(nan|inf)(?![\w/.`-])", text, re.I):

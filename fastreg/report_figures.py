@@ -47,7 +47,7 @@ def figures(cells: dict, deltas: dict, ok: list[Run], bank: torch.Tensor | None,
             keys = sorted(c for c in cells if _variant(c[1]) == (m, ex) and c[2] == ly)
             if not keys:
                 continue
-            style = dict(marker="o", capsize=3, color=f"C{i}", label=m)
+            style = dict(marker="osD^v<>ph*"[i % 10], capsize=3, color=plt.get_cmap("tab20")(i % 20), label=m)
             accs = [[r.final["test_acc"] * 100 for r in cells[c]] for c in keys]
             top.errorbar([c[0] for c in keys], [np.mean(a) for a in accs],
                          yerr=[np.std(a, ddof=1) if len(a) > 1 else 0 for a in accs], **style)
@@ -81,12 +81,14 @@ def figures(cells: dict, deltas: dict, ok: list[Run], bank: torch.Tensor | None,
 
     pick = {"baseline": first(lambda m: m == "baseline", "baseline"),
             "regularized": first(lambda m: m.startswith("adv"), "adv1"),
-            "bank-initialized": first(lambda m: m.startswith("bankinit"), "bankinit")}
+            "bank-initialized": first(lambda m: m.startswith("bankinit"), "bankinit"),
+            "whole-filter init": first(lambda m: m == "filterinit", "filterinit"),
+            "whole-filter init + Gaussian": first(lambda m: m == "filterinit+gauss", "filterinit+gauss")}
     panels = []
     if bank is not None:
         g = torch.Generator().manual_seed(0)
         panels.append(("bank sample", bank[torch.randperm(len(bank), generator=g)[:64]]))
-    for kind in ("baseline", "regularized", "bank-initialized"):
+    for kind in pick:
         if pick[kind] is not None:
             try:
                 w = layer_kernels(pick[kind].dir, "conv1", flat=False)
