@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .bank import KernelBank
-from .layers import conv_layers
+from .layers import conv_layers, select_layers
 from .ops import sample_kernels
 
 INITS = ("default", "bank", "cov")
@@ -41,11 +41,12 @@ def _draws(conv: nn.Conv2d, bank: KernelBank, src: Sequence[str], kind: str, uni
     return bank.gaussian(src, unit, shrink).sample(n, gen).float()
 
 
-def init_from_bank(model: nn.Module, bank: KernelBank, layers: Sequence[str], kind: str,
-                   unit: str, seed: int, shrink: float = 0.1,
+def init_from_bank(model: nn.Module, bank: KernelBank, layers: str | Sequence[str] = "all",
+                   kind: str = "bank", unit: str = "filter", seed: int = 0, shrink: float = 0.1,
                    bank_map: Mapping[str, Sequence[str]] | None = None) -> dict[str, str]:
-    """Replace the weights of ``layers`` by bank draws (``kind="bank"``) or Gaussian draws
-    (``kind="cov"``), slice by slice or filter by filter; returns the unit used per layer.
+    """Replace the weights of ``layers`` (names or a selector) by bank draws (``kind="bank"``)
+    or Gaussian draws (``kind="cov"``), filter by filter where the bank's filters fit, else
+    slice by slice; returns the unit used per layer. Each layer keeps its weights' std.
 
     Seeds: layer ``li`` draws with ``seed*1000 + 500 + li`` (bank) or ``+ 700 + li`` (cov).
     """
@@ -53,6 +54,8 @@ def init_from_bank(model: nn.Module, bank: KernelBank, layers: Sequence[str], ki
         raise ValueError(f"kind must be one of {INITS[1:]}, got {kind!r}")
     if unit not in UNITS:
         raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
+    if isinstance(layers, str):
+        layers = select_layers(model, layers)
     convs, used = conv_layers(model), {}
     for li, name in enumerate(layers):
         conv = convs[name]
