@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 
@@ -33,17 +34,45 @@ def test_readme_example_is_short():
     assert len(readme_example().strip().splitlines()) <= 15
 
 
+def _run_example(model: nn.Module, steps: int = 3) -> dict:
+    g = torch.Generator().manual_seed(1)
+    loader = [(torch.randn(8, 3, 32, 32, generator=g), torch.randint(0, 10, (8,), generator=g))
+              for _ in range(steps)]
+    ns = {"model": model, "loader": loader}
+    exec(compile(readme_example(), str(README), "exec"), ns)
+    return ns
+
+
+def _check_trained(ns: dict, layers: list[str], steps: int = 3) -> None:
+    reg = ns["reg"]
+    assert sorted(reg.layers) == sorted(layers) and int(reg.step) == steps   # one D update per batch
+    assert torch.isfinite(ns["loss"]) and torch.isfinite(reg.generator_loss())
+    for name in layers:
+        for p in reg.discs[name.replace(".", "__")].parameters():   # every D's optimizer stepped
+            assert int(reg.opt.state[p]["step"]) == steps
+
+
 def test_readme_example_runs():
     torch.manual_seed(0)
     model = UserCNN()
-    g = torch.Generator().manual_seed(1)
-    loader = [(torch.randn(8, 3, 32, 32, generator=g), torch.randint(0, 10, (8,), generator=g))
-              for _ in range(3)]
     w0 = model.conv1.weight.detach().clone()
-    ns = {"model": model, "loader": loader}
-    exec(compile(readme_example(), str(README), "exec"), ns)
-    reg = ns["reg"]
-    assert int(reg.step) == 3                                  # one D update per batch
+    ns = _run_example(model)
+    _check_trained(ns, ["conv1"])
     assert not torch.equal(model.conv1.weight, w0)
-    for p in reg.discs["conv1"].parameters():                 # D's optimizer stepped every batch
-        assert int(reg.opt.state[p]["step"]) == 3
+
+
+def test_readme_example_on_a_torchvision_resnet18():
+    """Every conv of 3x3 or more of a torchvision ResNet-18 (the 7x7 stem and sixteen 3x3
+    convs; the 1x1 shortcuts are left out) starts from bank filters and is regularized."""
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=10)
+    convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and m.kernel_size[0] >= 3]
+    assert len(convs) == 17
+    fresh = {n: m.weight.detach().clone() for n, m in model.named_modules() if n in convs}
+    ns = _run_example(model)
+    _check_trained(ns, convs)
+    for name in convs:       # replaced by bank draws (3 AdamW steps of 1e-3 move a weight <= 3e-3)
+        w, w0 = dict(model.named_modules())[name].weight.detach(), fresh[name]
+        assert (w - w0).norm() / w0.norm() > 0.5, name
+        assert abs(float(w.std() / w0.std()) - 1) < 0.1, name           # at the layer's own scale
