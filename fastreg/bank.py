@@ -200,6 +200,12 @@ class KernelBank:
         rows = {self.filter_rows(n) for n in ([names] if isinstance(names, str) else names)}
         return rows.pop() if len(rows) == 1 else 1
 
+    def same_channels(self, names: Sequence[str], channels: int) -> tuple[str, ...]:
+        """Of pooled layers, those whose whole filters have ``channels`` input channels (a
+        layer then gets whole filters of its own shape), or all of them when none has."""
+        match = tuple(n for n in names if self.filter_rows(n) == channels)
+        return match or tuple(names)
+
     def units(self, names: str | Sequence[str], unit: str) -> torch.Tensor:
         """One or several (pooled) layers as ``[N, k, k]`` slices (``unit="slice"``) or
         ``[F, C_in, k*k]`` whole filters (``unit="filter"``): 3-D either way, so

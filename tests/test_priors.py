@@ -2,10 +2,12 @@
 penalty, λ decay, and the method names the sweep and the report use."""
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 import torch
+from torch import nn
 
 from fastreg import train
 from fastreg.bank import KernelBank
@@ -118,6 +120,28 @@ def test_filter_init_falls_back_to_slices_where_channels_differ(capsys):
     model = DWPNet(width=0.25)                                     # conv2 has 32 inputs, the bank's filters 4
     assert init_from_bank(model, bank, ["conv2"], "bank", "filter", seed=0) == {"conv2": "slice"}
     assert "drawing 2-D slices" in capsys.readouterr().err
+
+
+def test_pooled_filter_init_draws_from_the_bank_layers_with_the_layers_channels(capsys):
+    """A layer served by a pool of bank layers of its kernel size takes whole filters from
+    those whose filters have its input channels (not slices from the whole pool)."""
+    g = torch.Generator().manual_seed(0)
+    bank = KernelBank({"a.stem": torch.randn(5 * 3, 3, 3, generator=g),
+                       "a.block": torch.randn(7 * 4, 3, 3, generator=g)},          # 4-channel filters
+                      {"filter_rows": json.dumps({"a.stem": 3, "a.block": 4})})
+    conv = nn.Sequential(nn.Conv2d(4, 6, 3))
+    assert init_from_bank(conv, bank, "all", seed=0) == {"0": "filter"}
+    assert "slices" not in capsys.readouterr().err
+    unit = lambda t: t / t.norm(dim=1, keepdim=True)            # noqa: E731  (one common rescale)
+    w = unit(conv[0].weight.detach().double().reshape(6, -1))
+    ref = unit(bank.filters("a.block").double().reshape(7, -1))
+    assert torch.cdist(w, ref).min(1).values.max() < 1e-6       # every filter is an a.block filter
+    # the whole-filter D and the Gaussian penalty take the same bank layers
+    reg = AdversarialRegularizer(conv, bank, "all", unit="filter")
+    assert torch.equal(reg.bank_0, bank.units("a.block", "filter"))
+    assert torch.isfinite(reg.generator_loss())
+    prior = GaussianPrior(conv, bank, "all", weight=1.0, unit="filter")
+    assert prior.units["0"] == "filter" and torch.isfinite(prior.generator_loss())
 
 
 # ----------------------------------------------------------------------------- the penalty
