@@ -102,11 +102,10 @@ def train_seed(seed: int, recipe: dict, sets, num_classes: int, device,
     tr = Trainer(net, train, test, cfg, device, folder, desc=f"seed {seed}", dist=dist)
     if (folder / "checkpoint.pt").exists():
         tr.load_state(safe_torch_load(folder / "checkpoint.pt", device))
-    t0 = time.time()
     last = tr.run()
     res = {"seed": seed, "test_acc": last["test_acc"], "test_loss": last["test_loss"],
            "epochs": recipe["epochs"], "width": recipe["width"], "precision": recipe["precision"],
-           "train_time_s": round(time.time() - t0, 1)}
+           "train_time_s": round(tr.wall_time(), 1)}   # across resumes
     if dist.is_main:
         atomic_torch_save(folder / "model.pt", model.state_dict())
         atomic_write_json(folder / "result.json", res)
