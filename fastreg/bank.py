@@ -28,7 +28,7 @@ RESNET_BANK = ASSETS / "bank_cifar10_resnet20.safetensors"        # 3×3: ResNet
 def packaged_bank() -> "KernelBank":
     """Every bank shipped with fastreg in one: 7×7 and 5×5 kernels of DWPNet, 3×3 kernels of
     ResNet-20. A layer of any of those sizes finds kernels of its size in it."""
-    return KernelBank.merge([KernelBank.load(p) for p in (DEFAULT_BANK, RESNET_BANK) if p.is_file()])
+    return KernelBank.merge([KernelBank.load(p) for p in (DEFAULT_BANK, RESNET_BANK)])
 
 
 def _validate_layer(name: str, t: torch.Tensor, where: str) -> torch.Tensor:
