@@ -36,17 +36,7 @@ COMPILE_MODES = os.environ.get(
     "FASTREG_BENCH_COMPILE_MODES", "default" if HAS_CUDA else "default,max-autotune").split(",")
 
 
-@pytest.fixture(autouse=True)
-def _one_cpu_thread():
-    """On a shared 2-core CPU, OpenMP threads spinning against other jobs made medians
-    swing 30x between runs; one thread is slower but repeatable. Restored afterwards."""
-    if HAS_CUDA:
-        yield
-        return
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")   # bench/conftest.py
 
 
 def _sync() -> None:

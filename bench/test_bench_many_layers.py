@@ -11,24 +11,18 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from fastreg.bank import KernelBank
 from fastreg.layers import select_layers
 from fastreg.models import resnet18_cifar
 from fastreg.regularizer import AdversarialRegularizer
+from step_helper import make_train_step
 
 HAS_CUDA = torch.cuda.is_available()
 DEV = "cuda" if HAS_CUDA else "cpu"
 
 
-@pytest.fixture(autouse=True)
-def _one_cpu_thread():
-    n = torch.get_num_threads()
-    if not HAS_CUDA:
-        torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
 
 def _bank3() -> KernelBank:
@@ -48,21 +42,10 @@ def test_resnet18_every_3x3(benchmark, variant):
     x = torch.randn(100, 3, 32, 32, device=DEV)
     y = torch.randint(0, 10, (100,), device=DEV)
     seen = []
+    train_step = make_train_step(model, opt, x, y, reg, bf16=HAS_CUDA)
 
     def step():
-        with torch.autocast(DEV, dtype=torch.bfloat16, enabled=HAS_CUDA):
-            out = model(x)
-        loss = F.cross_entropy(out.float(), y)
-        if reg is not None:
-            loss = loss + reg.generator_loss()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if reg is not None:
-            reg.discriminator_step()
-        if HAS_CUDA:
-            torch.cuda.synchronize()
-        seen.append(float(loss))
+        seen.append(float(train_step()))
 
     benchmark.group = "train_step-resnet18"
     benchmark.extra_info.update(impl=variant, device=DEV, threads=torch.get_num_threads(),

@@ -9,25 +9,18 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from fastreg.bank import DEFAULT_BANK, KernelBank
 from fastreg.models import DWPNet
 from fastreg.prior import GaussianPrior
 from fastreg.regularizer import AdversarialRegularizer
+from step_helper import make_train_step
 
 HAS_CUDA = torch.cuda.is_available()
 DEV = "cuda" if HAS_CUDA else "cpu"
 
 
-@pytest.fixture(autouse=True)
-def _one_cpu_thread():
-    """On a shared 2-core CPU one thread is slower but repeatable; restored afterwards."""
-    n = torch.get_num_threads()
-    if not HAS_CUDA:
-        torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
 
 def _step(prior: str):
@@ -45,17 +38,8 @@ def _step(prior: str):
     x = torch.randn(100, 3, 32, 32, device=DEV)
     y = torch.randint(0, 10, (100,), device=DEV)
 
-    def step():
-        loss = F.cross_entropy(model(x), y) + (reg.generator_loss() if reg is not None else 0)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if reg is not None:
-            reg.discriminator_step()
-        if HAS_CUDA:
-            torch.cuda.synchronize()
-        return float(loss.detach())
-    return step
+    train_step = make_train_step(model, opt, x, y, reg, bf16=HAS_CUDA)
+    return lambda: float(train_step())
 
 
 @pytest.mark.parametrize("prior", ["plain", "adv1", "advf1", "gauss", "adv1-all"])

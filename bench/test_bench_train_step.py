@@ -14,7 +14,6 @@ import copy
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from fastreg.bank import KernelBank
 from fastreg.device import amp_precision, cpu_has_native_bf16
@@ -23,6 +22,7 @@ from fastreg.ops import disc_step, resolve_backend
 from fastreg.ops.disc_step import max_rel_err
 from fastreg.ops.disc_step_eager import disc_step_eager
 from fastreg.regularizer import AdversarialRegularizer
+from step_helper import make_train_step
 
 HAS_CUDA = torch.cuda.is_available()
 DEV = "cuda" if HAS_CUDA else "cpu"
@@ -39,21 +39,7 @@ def _step_fn(reg_backend: str | None, dev: str = DEV, bf16: bool = True):
         reg = AdversarialRegularizer(model, bank, ["conv1"], lam=1.0, backend=reg_backend).to(dev)
     x = torch.randn(100, 3, 32, 32, device=dev)
     y = torch.randint(0, 10, (100,), device=dev)
-    sync = dev == "cuda"
-
-    def step():
-        with torch.autocast(dev, dtype=torch.bfloat16, enabled=bf16):
-            out = model(x)
-        loss = F.cross_entropy(out.float(), y)
-        if reg is not None:
-            loss = loss + reg.generator_loss()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if reg is not None:
-            reg.discriminator_step()
-        if sync:
-            torch.cuda.synchronize()
+    step = make_train_step(model, opt, x, y, reg, bf16=bf16)
 
     def check() -> None:
         """What was timed must be right (DESIGN.md §6): the trained classifier's forward in

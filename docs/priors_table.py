@@ -13,6 +13,8 @@ import json
 import sys
 from pathlib import Path
 
+from readme_table import _rows   # the report's table rows (this folder)
+
 SIZES = ("100", "500", "1000", "5000")
 # (method, reg layers, what it is) in the order of the table
 ROWS = [
@@ -30,15 +32,6 @@ ROWS = [
     ("adv1", "conv1", "adversarial, 2-D slice D (before)"),
     ("adv1", "conv1,conv2,conv3,conv4", "adversarial on every conv layer"),
 ]
-
-
-def _rows(section: str, ncols: int) -> list[list[str]]:
-    out = []
-    for line in section.splitlines():
-        c = [x.strip() for x in line.strip().strip("|").split("|")]
-        if len(c) == ncols and c[0].isdigit():
-            out.append(c)
-    return out
 
 
 def _section(txt: str, title: str) -> str:
