@@ -130,7 +130,8 @@ class KernelBank:
                     raise BankError(f"cannot merge banks that both have a layer {n!r}")
                 layers[n] = t
         rows = {n: b.filter_rows(n) for b in banks for n in b.layers}
-        return cls(layers, {"merged": json.dumps([b.meta for b in banks]), "filter_rows": json.dumps(rows)})
+        return cls(layers, {"merged": json.dumps([b.meta for b in banks], sort_keys=True),
+                            "filter_rows": json.dumps(rows)})
 
     # ---- files ------------------------------------------------------------------
     def save(self, path: str | Path) -> None:

@@ -78,8 +78,17 @@ def _label(runs: list[Run]) -> None:
 
 
 def _bank_id(r: Run) -> str:
+    """The bank a run trained with, by its metadata. A merged bank's metadata holds its parts'
+    as a JSON string whose key order followed the file's (older runs): compared parsed."""
     meta = r.cfg.get("bank_meta")
-    return json.dumps(meta, sort_keys=True) if meta else str(r.cfg.get("bank"))
+    if not meta:
+        return str(r.cfg.get("bank"))
+    if isinstance(meta, dict) and "merged" in meta:
+        try:
+            meta = {**meta, "merged": json.loads(meta["merged"])}
+        except (TypeError, ValueError):
+            pass
+    return json.dumps(meta, sort_keys=True)
 
 
 def check_cells(cells: dict[tuple, list[Run]]) -> None:

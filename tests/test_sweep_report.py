@@ -243,3 +243,19 @@ def test_subprocess_bad_input_has_no_traceback(tmp_path):
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
         assert not (tmp_path / "o").exists()
+
+
+def test_a_cell_mixing_banks_is_refused_but_not_a_merged_bank_read_in_another_key_order():
+    """Runs record their bank's metadata; a merged bank holds its parts' metadata as a JSON
+    string whose key order followed the file's, so two runs of one bank may spell it apart."""
+    from types import SimpleNamespace
+    from fastreg.errors import UsageError
+    part = {"format": "fastreg-bank/1", "seeds": "[0, 1]", "created": "x"}
+    a = {"format": "fastreg-bank/1", "merged": json.dumps([part])}
+    b = {"format": "fastreg-bank/1", "merged": json.dumps([dict(reversed(list(part.items())))])}
+    assert a["merged"] != b["merged"]
+    run = lambda seed, meta: SimpleNamespace(seed=seed, dir=f"s{seed}", cfg={"bank_meta": meta})  # noqa: E731
+    report.check_cells({(100, "adv1", "conv1"): [run(0, a), run(1, b)]})            # the same bank
+    other = {"format": "fastreg-bank/1", "merged": json.dumps([{**part, "seeds": "[2]"}])}
+    with pytest.raises(UsageError, match="different banks"):
+        report.check_cells({(100, "adv1", "conv1"): [run(0, a), run(1, other)]})
