@@ -9,7 +9,7 @@ DATA=${1:?usage: bash bench/sweep_throughput.sh DATA_ROOT [OUT] [WORKERS]}
 OUT=${2:-runs/throughput}
 WORKERS=${3:-2}
 GRID=(--data-root "$DATA" --width 0.5 --amp --sizes 100 --methods baseline,adv1 --seeds 0,1,2)
-export RAY_USAGE_STATS_ENABLED=0 TQDM_DISABLE=1
+export RAY_USAGE_STATS_ENABLED=0 RAY_AUTH_MODE=disabled TQDM_DISABLE=1
 PORT=$(python -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
 TEMP=/tmp/fr-ray-tp-$$
 rm -rf "$OUT"

@@ -17,8 +17,10 @@ ray = pytest.importorskip("ray", reason='ray is the optional extra: pip install 
 
 from helpers import make_bank_file, make_npz_data  # noqa: E402
 
+# RAY_AUTH_MODE: the test's cluster and clients alike without token auth, whatever a token
+# file in ~/.ray left by an earlier local ray.init() says (it made the clients' token mismatch)
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "FASTREG_OFFLINE": "1", "TQDM_DISABLE": "1",
-       "RAY_USAGE_STATS_ENABLED": "0"}
+       "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
 
 
 def _free_port() -> int:
