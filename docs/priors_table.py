@@ -2,6 +2,7 @@
 a pytest-benchmark JSON of bench/test_bench_priors.py), so no number is copied by hand.
 
     python docs/priors_table.py docs/results.md [bench.json]
+    python docs/priors_table.py docs/results.md "" resnet20      (another architecture's runs)
 
 Cells: paired Δ test accuracy (pp) with its 95 % CI over the seeds, bold where the CI
 excludes 0; filter metrics of the final conv1 kernels at n = 100 (mean over seeds); cost:
@@ -55,12 +56,41 @@ def _cost(method: str, layers: str, bench: dict[str, float]) -> str:
     return f"{bench[part] / bench['plain']:.2f}×" if part in bench else "—"
 
 
-def main(path: str = "docs/results.md", bench_json: str | None = None) -> None:
-    txt = Path(path).read_text()
-    acc = {(c[0], c[1], c[2]): c for c in _rows(_section(txt, "## Test accuracy"), 9)}
-    vs_base = {(c[0], c[1], c[2].split(" (vs")[0]): c for c in _rows(_section(txt, "## Paired difference to the baseline"), 8)}
-    vs_bank = {(c[0], c[1], c[2].split(" (vs")[0]): c
-               for c in _rows(_section(txt, "## Paired difference to bank init"), 8)}
+def _arch_cells(rows: list[list[str]], arch: str) -> dict[tuple[str, str, str], list[str]]:
+    """(size, method, reg layers) → row, for one architecture: a label ``m [arch=X, …]``
+    names it where the report mixes architectures; a bare ``m`` is DWPNet."""
+    out = {}
+    for c in rows:
+        m, _, extra = c[1].partition(" [")
+        a = next((e.split("=", 1)[1] for e in extra.rstrip("]").split(", ") if e.startswith("arch=")), "dwpnet")
+        if a == arch:
+            out[(c[0], m, c[2].split(" (vs")[0])] = c
+    return out
+
+
+def resnet_table(txt: str, arch: str) -> None:
+    """Δ to the baseline for the runs of another architecture (every method, size, layers)."""
+    acc = _arch_cells(_rows(_section(txt, "## Test accuracy"), 9), arch)
+    vs_base = _arch_cells(_rows(_section(txt, "## Paired difference to the baseline"), 8), arch)
+    sizes = [n for n in SIZES if any(k[0] == n for k in acc)]
+    print("| method (reg layers) | " + " | ".join(f"n = {n}: Δ acc vs baseline" for n in sizes) + " |")
+    print("|---" * (len(sizes) + 1) + "|")
+    layers = sorted({k[2] for k in acc})
+    for ly in layers:
+        print(f"| baseline ({ly}) | " + " | ".join(f"{acc[(n, 'baseline', ly)][5]} %" if (n, "baseline", ly) in acc
+                                                  else "not run" for n in sizes) + " |")
+        for m in sorted({k[1] for k in vs_base if k[2] == ly}):
+            print(f"| `{m}` ({ly}) | " + " | ".join(_delta(vs_base[(n, m, ly)]) if (n, m, ly) in vs_base
+                                                   else "not run" for n in sizes) + " |")
+
+
+def main(path: str = "docs/results.md", bench_json: str | None = None, arch: str = "dwpnet") -> None:
+    txt, bench_json = Path(path).read_text(), bench_json or None
+    if arch != "dwpnet":
+        return resnet_table(txt, arch)
+    acc = _arch_cells(_rows(_section(txt, "## Test accuracy"), 9), arch)
+    vs_base = _arch_cells(_rows(_section(txt, "## Paired difference to the baseline"), 8), arch)
+    vs_bank = _arch_cells(_rows(_section(txt, "## Paired difference to bank init"), 8), arch)
     bench = {}
     if bench_json:
         for b in json.loads(Path(bench_json).read_text())["benchmarks"]:
