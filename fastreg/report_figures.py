@@ -92,7 +92,7 @@ def figures(cells: dict, deltas: dict, ok: list[Run], bank: torch.Tensor | None,
         if pick[kind] is not None:
             try:
                 w = layer_kernels(pick[kind].dir, "conv1", flat=False)
-                panels.append((f"{kind} conv1\n({pick[kind].label})", w))
+                panels.append((f"{kind} conv1\n({pick[kind].method})", w))
             except (UnsafeCheckpoint, KeyError, TypeError):
                 pass
     if panels:
