@@ -58,7 +58,7 @@ def figures(cells: dict, deltas: dict, ok: list[Run], bank: torch.Tensor | None,
                 lo = np.array([deltas[c][1] if deltas[c][1] is not None else deltas[c][0] for c in dk])
                 hi = np.array([deltas[c][2] if deltas[c][2] is not None else deltas[c][0] for c in dk])
                 bot.errorbar([c[0] * shift for c in dk], mean, yerr=[mean - lo, hi - mean], **style)
-        top.set_title(f"{ex + ', ' if ex else ''}reg {ly}", fontsize=9)
+        top.set_title(f"{ex + chr(10) if ex else ''}reg {ly}", fontsize=8)
         bot.axhline(0, color="k", lw=0.8)
         for ax in (top, bot):
             ax.set_xscale("log")
@@ -66,7 +66,11 @@ def figures(cells: dict, deltas: dict, ok: list[Run], bank: torch.Tensor | None,
         bot.set_xlabel("training images")
     axes[0, 0].set_ylabel("test accuracy (%), mean ± std over seeds")
     axes[1, 0].set_ylabel("Δ to baseline (pp), paired 95 % CI")
-    axes[0, 0].legend(fontsize=7, loc="upper left")
+    legend: dict = {}                        # every method once (colours are global)
+    for ax in axes[0]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(lab, h)
+    axes[0, 0].legend(list(legend.values()), list(legend), fontsize=7, loc="upper left")
     out[f"{stem}_acc_vs_size.png"] = _png(fig)
 
     base = sorted((r for r in ok if r.method == "baseline"), key=lambda r: (r.size, r.seed)) or \
