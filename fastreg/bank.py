@@ -201,12 +201,6 @@ class KernelBank:
         rows = {self.filter_rows(n) for n in ([names] if isinstance(names, str) else names)}
         return rows.pop() if len(rows) == 1 else 1
 
-    def same_channels(self, names: Sequence[str], channels: int) -> tuple[str, ...]:
-        """Of pooled layers, those whose whole filters have ``channels`` input channels (a
-        layer then gets whole filters of its own shape), or all of them when none has."""
-        match = tuple(n for n in names if self.filter_rows(n) == channels)
-        return match or tuple(names)
-
     def units(self, names: str | Sequence[str], unit: str) -> torch.Tensor:
         """One or several (pooled) layers as ``[N, k, k]`` slices (``unit="slice"``) or
         ``[F, C_in, k*k]`` whole filters (``unit="filter"``): 3-D either way, so
@@ -237,9 +231,12 @@ class KernelBank:
         return cache[key]
 
     def source(self, name: str, kernel_size: int,
-               bank_map: Mapping[str, Sequence[str]] | None = None) -> tuple[str, ...]:
+               bank_map: Mapping[str, Sequence[str]] | None = None,
+               channels: int | None = None) -> tuple[str, ...]:
         """The bank layers serving classifier layer ``name``: its ``bank_map`` entry, else the
-        same-named layer of that kernel size, else every layer of its kernel size (pooled)."""
+        same-named layer of that kernel size, else every layer of its kernel size (pooled).
+        ``channels`` (whole filters are drawn): a pool narrows to its layers whose filters have
+        that many input channels, when there are any."""
         if bank_map and name in bank_map:
             names = tuple(bank_map[name])
             missing = [n for n in names if n not in self.layers]
@@ -252,6 +249,7 @@ class KernelBank:
             if not names:
                 raise BankError(f"bank has no {kernel_size}x{kernel_size} layer for {name!r} "
                                 f"(it has {self._sizes()})")
+            names = tuple(n for n in names if self.filter_rows(n) == channels) or names
         bad = [n for n in names if self.kernel_size(n) != kernel_size]
         if bad:
             raise BankError(f"bank layer {bad[0]!r} has {self.kernel_size(bad[0])}x{self.kernel_size(bad[0])} "

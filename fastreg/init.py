@@ -60,9 +60,7 @@ def init_from_bank(model: nn.Module, bank: KernelBank, layers: str | Sequence[st
     for li, name in enumerate(layers):
         conv = convs[name]
         w = conv.weight
-        src = bank.source(name, w.shape[-1], bank_map)
-        if unit == "filter" and not (bank_map and name in bank_map):
-            src = bank.same_channels(src, w.shape[1])
+        src = bank.source(name, w.shape[-1], bank_map, w.shape[1] if unit == "filter" else None)
         used[name] = init_unit(conv, bank, src, unit)
         s = seed * 1000 + (500 if kind == "bank" else 700) + li
         draws = _draws(conv, bank, src, kind, used[name], s, shrink).to(w.device).reshape(w.shape)

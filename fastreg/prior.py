@@ -37,9 +37,8 @@ class GaussianPrior(nn.Module):
             if name not in convs:
                 raise BankError(f"unknown layer {name!r}; the model has {', '.join(convs)}")
             conv = convs[name]
-            src = bank.source(name, conv.kernel_size[0], bank_map)
-            if unit == "filter" and not (bank_map and name in bank_map):
-                src = bank.same_channels(src, conv.weight.shape[1])
+            src = bank.source(name, conv.kernel_size[0], bank_map,
+                              conv.weight.shape[1] if unit == "filter" else None)
             self.units[name] = init_unit(conv, bank, src, unit)
             law = bank.gaussian(src, self.units[name], shrink)
             # the bank at the layer's scale: its kernels' std made the default init's

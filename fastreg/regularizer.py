@@ -98,9 +98,7 @@ class AdversarialRegularizer(nn.Module):
                 raise BankError(f"unknown layer {name!r}; the model has {', '.join(convs)}")
             conv = convs[name]
             k, c = conv.kernel_size[0], conv.weight.shape[1]
-            src = bank.source(name, k, bank_map)
-            if unit == "filter" and not (bank_map and name in bank_map):
-                src = bank.same_channels(src, c)
+            src = bank.source(name, k, bank_map, c if unit == "filter" else None)
             if unit == "filter" and bank.rows_of(src) != c:
                 raise BankError(f"whole-filter D on {name}: the bank's {'+'.join(src)} filters "
                                 f"have {bank.rows_of(src)} channel(s), the layer has {c} inputs")
