@@ -3,6 +3,11 @@ a pytest-benchmark JSON of bench/test_bench_priors.py), so no number is copied b
 
     python docs/priors_table.py docs/results.md [bench.json]
     python docs/priors_table.py docs/results.md "" resnet20      (another architecture's runs)
+    python docs/priors_table.py docs/results.md --banks          (one method, two banks)
+
+The priors table reads the cells of the bank the priors were compared with (``--bank``,
+default ``dwpnet-4ep``, the first packaged bank); ``--banks`` compares the first bank with
+the converged one (``dwpnet-24ep``) method by method.
 
 Cells: paired Δ test accuracy (pp) with its 95 % CI over the seeds, bold where the CI
 excludes 0; filter metrics of the final conv1 kernels at n = 100 (mean over seeds); cost:
@@ -56,16 +61,45 @@ def _cost(method: str, layers: str, bench: dict[str, float]) -> str:
     return f"{bench[part] / bench['plain']:.2f}×" if part in bench else "—"
 
 
-def _arch_cells(rows: list[list[str]], arch: str) -> dict[tuple[str, str, str], list[str]]:
+def _extra(label: str, key: str, default: str | None) -> str | None:
+    """A setting from a cell label ``m [arch=X, bank=Y, …]``."""
+    extra = label.partition(" [")[2].rstrip("]")
+    return next((e.split("=", 1)[1] for e in extra.split(", ") if e.startswith(key + "=")), default)
+
+
+def _arch_cells(rows: list[list[str]], arch: str, bank: str | None = None) -> dict[tuple[str, str, str], list[str]]:
     """(size, method, reg layers) → row, for one architecture: a label ``m [arch=X, …]``
-    names it where the report mixes architectures; a bare ``m`` is DWPNet."""
+    names it where the report mixes architectures; a bare ``m`` is DWPNet. With ``bank``,
+    only the cells of that bank (and those that never saw one: the baseline)."""
     out = {}
     for c in rows:
-        m, _, extra = c[1].partition(" [")
-        a = next((e.split("=", 1)[1] for e in extra.rstrip("]").split(", ") if e.startswith("arch=")), "dwpnet")
-        if a == arch:
+        m = c[1].partition(" [")[0]
+        b = _extra(c[1], "bank", None)
+        if _extra(c[1], "arch", "dwpnet") == arch and (bank is None or b is None or b == bank):
             out[(c[0], m, c[2].split(" (vs")[0])] = c
     return out
+
+
+BANK_ROWS = [("filterinit", "bank init, whole filters"), ("filterinit+gauss", "whole-filter init + Gaussian penalty"),
+             ("bankinit", "bank init, 2-D slices"), ("adv1", "adversarial, 2-D slice D"),
+             ("bankinit+adv1", "slice init + adversarial")]
+
+
+def bank_table(txt: str, old: str = "dwpnet-4ep", new: str = "dwpnet-24ep") -> None:
+    """Per method and size: Δ to the baseline with each bank, and new − old seed by seed."""
+    base = _rows(_section(txt, "## Paired difference to the baseline"), 8)
+    vs = {b: _arch_cells(base, "dwpnet", b) for b in (old, new)}
+    cross = {(c[0], c[1]): c for c in _rows(_section(txt, "## The same method with another bank"), 9)
+             if c[2] == "conv1" and c[3] == f"{new} vs {old}"}
+    sizes = [n for n in SIZES if any((n, m) in cross for m, _ in BANK_ROWS)]
+    print(f"| method | n | Δ acc vs baseline, bank {old} | Δ acc vs baseline, bank {new} | {new} − {old} |")
+    print("|---|---:|---|---|---|")
+    for m, what in BANK_ROWS:
+        for i, n in enumerate(sizes):
+            parts = [_delta(vs[b][(n, m, "conv1")]) if (n, m, "conv1") in vs[b] else "not run" for b in (old, new)]
+            parts.append(_delta([*cross[(n, m)][:2], cross[(n, m)][2], *cross[(n, m)][4:]])
+                         if (n, m) in cross else "not run")
+            print(f"| {f'{what}: `{m}`' if i == 0 else ''} | {n} | " + " | ".join(parts) + " |")
 
 
 def resnet_table(txt: str, arch: str) -> None:
@@ -84,13 +118,14 @@ def resnet_table(txt: str, arch: str) -> None:
                                                    else "not run" for n in sizes) + " |")
 
 
-def main(path: str = "docs/results.md", bench_json: str | None = None, arch: str = "dwpnet") -> None:
+def main(path: str = "docs/results.md", bench_json: str | None = None, arch: str = "dwpnet",
+         bank: str = "dwpnet-4ep") -> None:
     txt, bench_json = Path(path).read_text(), bench_json or None
     if arch != "dwpnet":
         return resnet_table(txt, arch)
-    acc = _arch_cells(_rows(_section(txt, "## Test accuracy"), 9), arch)
-    vs_base = _arch_cells(_rows(_section(txt, "## Paired difference to the baseline"), 8), arch)
-    vs_bank = _arch_cells(_rows(_section(txt, "## Paired difference to bank init"), 8), arch)
+    acc = _arch_cells(_rows(_section(txt, "## Test accuracy"), 9), arch, bank)
+    vs_base = _arch_cells(_rows(_section(txt, "## Paired difference to the baseline"), 8), arch, bank)
+    vs_bank = _arch_cells(_rows(_section(txt, "## Paired difference to bank init"), 8), arch, bank)
     bench = {}
     if bench_json:
         for b in json.loads(Path(bench_json).read_text())["benchmarks"]:
@@ -116,4 +151,11 @@ def main(path: str = "docs/results.md", bench_json: str | None = None, arch: str
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    args = sys.argv[1:]
+    if "--banks" in args:
+        bank_table(Path(next((a for a in args if a != "--banks"), "docs/results.md")).read_text())
+    elif "--bank" in args:
+        i = args.index("--bank")
+        main(*args[:i], *args[i + 2:], **{"bank": args[i + 1]})
+    else:
+        main(*args)

@@ -21,14 +21,57 @@ from .errors import BankError
 
 FORMAT = "fastreg-bank/1"
 ASSETS = Path(__file__).parent / "assets"
-DEFAULT_BANK = ASSETS / "bank_cifar10.safetensors"               # 7×7 and 5×5: DWPNet's conv1, conv2
-RESNET_BANK = ASSETS / "bank_cifar10_resnet20.safetensors"        # 3×3: ResNet-20 (layers "resnet20.*")
+# the banks shipped with fastreg, by the name ``--bank`` takes (docs/DESIGN.md §4.1)
+PACKAGED = {
+    "dwpnet_e24": ASSETS / "bank_cifar10_dwpnet_e24.safetensors",  # 7×7, 5×5: converged DWPNets (default)
+    "dwpnet_e4": ASSETS / "bank_cifar10_dwpnet_e4.safetensors",    # 7×7, 5×5: the first, 4-epoch bank
+    "resnet20": ASSETS / "bank_cifar10_resnet20.safetensors",      # 3×3: ResNet-20 (layers "resnet20.*")
+}
+DEFAULT_BANK_NAME = "dwpnet_e24"
+DEFAULT_BANK = PACKAGED[DEFAULT_BANK_NAME]
+RESNET_BANK = PACKAGED["resnet20"]
 
 
 def packaged_bank() -> "KernelBank":
-    """Every bank shipped with fastreg in one: 7×7 and 5×5 kernels of DWPNet, 3×3 kernels of
-    ResNet-20. A layer of any of those sizes finds kernels of its size in it."""
+    """The default banks shipped with fastreg in one: 7×7 and 5×5 kernels of converged
+    DWPNets, 3×3 kernels of ResNet-20. A layer of any of those sizes finds kernels of its size."""
     return KernelBank.merge([KernelBank.load(p) for p in (DEFAULT_BANK, RESNET_BANK)])
+
+
+def bank_file(name_or_path: str | Path) -> Path:
+    """A packaged bank's file by its name (``dwpnet_e4``), else the path as given."""
+    return PACKAGED.get(str(name_or_path), Path(name_or_path))
+
+
+def bank_id(meta: Mapping[str, str] | None) -> str:
+    """A bank's identity from its metadata, comparable across files and runs (a merged bank's
+    parts, stored as a JSON string whose key order once followed the file's, are parsed)."""
+    meta = dict(meta or {})
+    if "merged" in meta:
+        try:
+            meta["merged"] = json.loads(meta["merged"])
+        except (TypeError, ValueError):
+            pass
+    return json.dumps(meta, sort_keys=True)
+
+
+def bank_label(meta: Mapping[str, str] | None) -> str:
+    """A short readable name for a bank from its metadata: source architecture and epochs
+    (``dwpnet-24ep``), parts joined by ``+`` for a merged bank; ``?`` when unknown."""
+    meta = dict(meta or {})
+    if "merged" in meta:
+        try:
+            return "+".join(bank_label(m) for m in json.loads(meta["merged"]))
+        except (TypeError, ValueError):
+            return "merged"
+    try:
+        recipe = json.loads(meta.get("recipe", "{}"))
+    except ValueError:
+        recipe = {}
+    arch = recipe.get("arch") or re.sub(r"\(.*", "", meta.get("architecture", "")).lower()
+    if not arch:
+        return meta.get("source", "?")
+    return f"{arch}-{recipe['epochs']}ep" if "epochs" in recipe else arch
 
 
 def _validate_layer(name: str, t: torch.Tensor, where: str) -> torch.Tensor:

@@ -39,6 +39,8 @@ class LoopConfig:
     ckpt_every: int = 0              # epochs; 0 = at every evaluation
     seed: int = 0
     label_smoothing: float = 0.0
+    schedule: str = "cosine"         # cosine (after the warm-up) | constant
+    augment: bool = True             # random crop + horizontal flip of every batch
 
 
 def _rng_state(gen: torch.Generator) -> dict:
@@ -85,7 +87,8 @@ class Trainer:
         total = self.total_steps
 
         def lr_at(step: int) -> float:
-            return min(1.0, (step + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+            decay = 0.5 * (1 + math.cos(math.pi * min(step, total) / total)) if cfg.schedule == "cosine" else 1.0
+            return min(1.0, (step + 1) / warm) * decay
 
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_at)
         self.gen = torch.Generator(device=device).manual_seed(cfg.seed)
@@ -221,7 +224,8 @@ class Trainer:
             perm = torch.randperm(n, generator=self.gen, device=self.device)
             for s in range(0, n, cfg.batch_size):
                 idx = perm[s: s + cfg.batch_size]    # the global batch; this rank trains on its shard
-                self._train_step(shard(augment(self.train.rows(idx), self.gen), self.dist),
+                x = self.train.rows(idx)
+                self._train_step(shard(augment(x, self.gen) if cfg.augment else x, self.dist),
                                  shard(self.train.y[idx], self.dist))
                 if per_step:
                     bar.update(1)

@@ -1,11 +1,13 @@
-"""``python -m fastreg.report RUNS_DIR``: aggregate training runs into a Markdown results file.
+"""``python -m fastreg.report RUNS_DIR [RUNS_DIR ...]``: aggregate training runs into a Markdown results file.
 
 Every folder under RUNS_DIR holding a train ``config.json`` is one run. Cells are
 (train size × method × reg layers); only cells that were run appear, each with its seed count.
-Paired differences to the baseline use the seeds both cells share. Filter metrics
-(``fastreg.filter_metrics``) are computed from each run's final conv1 weights, and from each
-deeper layer it regularizes or bank-initializes (conv2, against the bank's conv2). Figures go to
-``figures/`` next to the Markdown file. Unfinished or non-finite runs are listed, never averaged.
+Runs trained with different banks are different cells (labelled ``bank=…``), and the same
+method on two banks is compared seed by seed. Paired differences to the baseline use the seeds
+both cells share. Filter metrics (``fastreg.filter_metrics``) are computed from each run's final
+conv1 weights, and from each deeper layer it regularizes or bank-initializes, against the bank
+the run trained with. Figures go to ``figures/`` next to the Markdown file. Unfinished or
+non-finite runs are listed, never averaged.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import torch
 from safetensors import safe_open
 from tqdm.auto import tqdm
 
-from .bank import DEFAULT_BANK, KernelBank, packaged_bank
+from .bank import PACKAGED, KernelBank, bank_file, bank_id, bank_label
 from .cli import Parser, run_main
 from .errors import BankError, UnsafeCheckpoint, UsageError
 from .filter_metrics import group_halves, judge_auc, low_freq_energy, mmd_rbf
@@ -31,7 +33,7 @@ from .io_util import atomic_write_bytes, atomic_write_json, check_out_dir
 from .runs import DEFAULT_METHODS, FINAL_KERNELS, Run, discover, finite, layer_kernels, method_order, precision_of, read_jsonl
 
 # settings that, when they differ between runs of one train size, split cells
-EXTRA = ("arch", "width", "amp", "precision", "epochs", "batch_size", "lr", "weight_decay", "d_hidden", "d_norm", "d_loss",
+EXTRA = ("arch", "bank", "width", "amp", "precision", "epochs", "batch_size", "lr", "weight_decay", "d_hidden", "d_norm", "d_loss",
          "d_lr", "lecam", "eval_size", "d_share", "fake_max", "dataset", "image_size", "bank_map", "shrink")
 D_ONLY = ("d_hidden", "d_norm", "d_loss", "d_lr", "lecam", "d_share", "fake_max")   # cannot change a λ = 0 run's classifier
 EXTERNAL = [  # (source, setting, labelled images, test accuracy %)
@@ -54,6 +56,8 @@ def _setting(r: Run, key: str):
         return precision_of(r.cfg)
     if key == "fake_max":   # as resolved for the run ("auto" → a number, or None = all kernels)
         return r.cfg.get("fake_max_used", r.cfg.get("fake_max"))
+    if key == "bank":       # by name; None where the classifier never sees the bank
+        return r.bank_name if uses_bank(r.cfg) else None
     return r.cfg.get(key, EXTRA_DEFAULTS.get(key))
 
 
@@ -69,26 +73,42 @@ def _label(runs: list[Run]) -> None:
             g.setdefault((r.size, r.cfg.get("amp")) if key == "precision" else r.size, []).append(r)
         return g
 
-    vary = [k for k in EXTRA
-            if any(len({json.dumps(_setting(r, k)) for r in rs}) > 1 for rs in groups(k).values())]
+    _name_banks(runs)
+    def values(k: str, rs: list[Run]) -> set:   # a run without a bank does not make banks vary
+        return {json.dumps(_setting(r, k)) for r in rs if not (k == "bank" and _setting(r, k) is None)}
+
+    vary = [k for k in EXTRA if any(len(values(k, rs)) > 1 for rs in groups(k).values())]
     for r in runs:
         r.extra = {k: _setting(r, k) for k in vary}
-        extra = ", ".join(f"{k}={v}" for k, v in r.extra.items())
+        extra = ", ".join(f"{k}={v}" for k, v in r.extra.items() if not (k == "bank" and v is None))
         r.label = r.method + (f" [{extra}]" if extra else "")
 
 
+def uses_bank(cfg: dict) -> bool:
+    """Whether a run's classifier depends on its bank: the adversarial term, a bank init or
+    the Gaussian prior (a λ = 0 run's discriminator never touches the classifier)."""
+    return bool(cfg.get("lam")) or cfg.get("init", "default") != "default" or cfg.get("prior", "none") != "none"
+
+
 def _bank_id(r: Run) -> str:
-    """The bank a run trained with, by its metadata. A merged bank's metadata holds its parts'
-    as a JSON string whose key order followed the file's (older runs): compared parsed."""
+    """The bank a run trained with, by its metadata (``bank.bank_id``), else its path."""
     meta = r.cfg.get("bank_meta")
-    if not meta:
-        return str(r.cfg.get("bank"))
-    if isinstance(meta, dict) and "merged" in meta:
-        try:
-            meta = {**meta, "merged": json.loads(meta["merged"])}
-        except (TypeError, ValueError):
-            pass
-    return json.dumps(meta, sort_keys=True)
+    return bank_id(meta) if meta else str(r.cfg.get("bank"))
+
+
+def _name_banks(runs: list[Run]) -> None:
+    """``r.bank_name``: the bank's short label (``bank.bank_label``), made unique across the
+    runs by a short hash where two different banks read alike."""
+    import hashlib
+    ids: dict[str, set] = {}
+    for r in runs:
+        r.bank_name = bank_label(r.cfg.get("bank_meta")) if r.cfg.get("bank_meta") else "?"
+        if r.bank_name == "?":
+            r.bank_name = Path(str(r.cfg.get("bank"))).stem
+        ids.setdefault(r.bank_name, set()).add(_bank_id(r))
+    for r in runs:
+        if len(ids[r.bank_name]) > 1:
+            r.bank_name += "#" + hashlib.sha1(_bank_id(r).encode()).hexdigest()[:6]
 
 
 def check_cells(cells: dict[tuple, list[Run]]) -> None:
@@ -111,16 +131,20 @@ def baseline_cell(c: tuple, cells: dict[tuple, list[Run]], ref: str = "baseline"
     size and the same settings except those that cannot change a λ = 0 run (D settings);
     preferring the same reg layers, then the same D settings."""
     ex = cells[c][0].extra
-    core = {k: v for k, v in ex.items() if k not in D_ONLY}
+
+    def core(e: dict, bank: bool) -> dict:   # a ref cell that never saw its bank pairs with any bank
+        return {k: v for k, v in e.items() if k not in D_ONLY and (bank or k != "bank")}
+
     cands = [k for k in cells if k[0] == c[0] and k[1].split(" [")[0] == ref
-             and {kk: v for kk, v in cells[k][0].extra.items() if kk not in D_ONLY} == core]
+             and core(cells[k][0].extra, cells[k][0].extra.get("bank") is not None)
+             == core(ex, cells[k][0].extra.get("bank") is not None)]
     return min(cands, key=lambda k: (k[2] != c[2], cells[k][0].extra != ex, k)) if cands else None
 
 
-def _sweep_info(root: Path, runs: list[Run]) -> tuple[list[str], list[str], float, int]:
+def _sweep_info(roots: list[Path], runs: list[Run]) -> tuple[list[str], list[str], float, int]:
     """(commands, devices, total wall seconds, runs with a known time) from logs and timing files."""
     cmds, devs, secs = [], [], {}
-    for log in sorted(root.rglob("sweep_log.jsonl")):
+    for log in [f for root in roots for f in sorted(root.rglob("sweep_log.jsonl"))]:
         for row in read_jsonl(log):
             if row.get("cmd") and row["cmd"] not in cmds:
                 cmds.append(row["cmd"])
@@ -171,10 +195,16 @@ def measured_layers(r: Run) -> list[str]:
     return ["conv1"] + [n for n in r.layers.split(",") if n != "conv1"]
 
 
+JUDGED_LAYERS = 4   # a run measuring more layers gets judge AUC and MMD² on conv1 only
+
+
 def filter_metrics(r: Run, refs: "References") -> None:
     """Judge AUC, MMD² and low-freq energy of the run's final kernels, layer by layer
-    (``measured_layers``), against the bank kernels that serve each layer (``refs``)."""
-    for layer in measured_layers(r):
+    (``measured_layers``), against the bank kernels that serve each layer (``refs``). A
+    judge costs seconds per layer: a run of many layers (a ResNet's 19 convs) is judged on
+    conv1 only; every layer gets its low-freq energy (results.json)."""
+    layers = measured_layers(r)
+    for layer in layers:
         try:
             w = layer_kernels(r.dir, layer, flat=False)
         except (UnsafeCheckpoint, KeyError, TypeError) as e:
@@ -186,6 +216,8 @@ def filter_metrics(r: Run, refs: "References") -> None:
             continue
         auc, mmd, lfe = metric_keys(layer)
         r.metrics[lfe] = low_freq_energy(k)
+        if layer != "conv1" and len(layers) > JUDGED_LAYERS:
+            continue
         bank, group = refs.of(layer, k.shape[-1]) or (None, 1)
         if bank is not None and bank.shape[-1] == k.shape[-1] and len(k) >= 4 and len(bank) >= 4:
             r.metrics[auc] = judge_auc(k, bank, seed=r.seed, max_n=judge_rows(layer),
@@ -223,8 +255,10 @@ class References(dict):
     def describe(self) -> str:
         if not self:
             return "none found (judge AUC and MMD omitted)"
+        def pool(src: tuple) -> str:
+            return "+".join(src) if len(src) <= 3 else f"{len(src)} layers pooled ({src[0]}, …)"
         parts = [f"layer {n}, {len(t)} kernels" if self.sources[n] == (n,) else
-                 f"layer {n}: bank {'+'.join(self.sources[n])}, {len(t)} kernels" for n, (t, _) in self.items()]
+                 f"layer {n}: bank {pool(self.sources[n])}, {len(t)} kernels" for n, (t, _) in self.items()]
         return f"`{self.where}` ({'; '.join(parts)})"
 
 
@@ -265,32 +299,96 @@ def _metric_cells(rs: list[Run], layer: str = "conv1") -> str:
 
 def build_parser() -> Parser:
     p = Parser(prog="python -m fastreg.report", description=__doc__.splitlines()[0].split(": ", 1)[-1])
-    p.add_argument("runs_dir", help="folder with run directories (searched recursively)")
+    p.add_argument("runs_dir", nargs="+", help="folders with run directories (searched recursively)")
     p.add_argument("--out", default="docs/results.md", help="Markdown file; figures go to figures/ beside it")
-    p.add_argument("--bank", default=None, help="reference kernels for the filter metrics (.safetensors or "
-                                                "DWP .npy; default: the bank the runs trained with)")
+    p.add_argument("--include", action="append", default=[], metavar="MD",
+                   help="a Markdown file to include after the header, headings one level down (e.g. the "
+                        "study the runs rest on); repeatable")
+    p.add_argument("--bank", default=None, help="reference kernels for the filter metrics of every run (.safetensors, "
+                                                "DWP .npy or a packaged bank's name; default: each run's own bank)")
     return p
 
 
 def _reference_banks(path: str | None, runs: list[Run]) -> References:
-    """The reference kernels: from ``--bank``, else the bank the runs trained with (the first
-    one that can be read)."""
+    """The reference kernels from ``--bank`` (a file or packaged name), else those of the
+    first run whose bank can be found (``BankRefs``)."""
     if path:
-        return References(KernelBank.load(path), path)
-    for r in runs:
+        return References(KernelBank.load(bank_file(path)), path)
+    refs = BankRefs(None)
+    return next((refs.of_run(r) for r in runs if refs.of_run(r).bank is not None), References())
+
+
+def _packaged_candidates() -> dict[str, tuple[KernelBank, str]]:
+    """bank id → (bank, name) for every packaged bank, alone and as ``--bank auto`` merges it
+    for non-DWPNet models (each 7x7/5x5 bank + the 3x3 one; older runs used the first bank)."""
+    banks = {n: KernelBank.load(f) for n, f in PACKAGED.items() if f.is_file()}
+    out = {bank_id(b.meta): (b, f"{n} (packaged)") for n, b in banks.items()}
+    for n in [n for n in banks if n.startswith("dwpnet")]:
+        if "resnet20" in banks:
+            m = KernelBank.merge([banks[n], banks["resnet20"]])
+            out[bank_id(m.meta)] = (m, f"{n} + resnet20 (packaged)")
+    return out
+
+
+class BankRefs:
+    """Reference kernels per bank: each run is measured against the bank it trained with,
+    found by its recorded metadata among the packaged banks, else at its recorded path
+    (if that file still holds the same bank); ``--bank`` fixes one for every run."""
+
+    def __init__(self, path: str | None) -> None:
+        self.fixed = References(KernelBank.load(bank_file(path)), path) if path else None
+        self.by_id: dict[str, References] = {}
+        self._packaged: dict | None = None
+
+    def of_run(self, r: Run) -> References:
+        if self.fixed is not None:
+            return self.fixed
+        key = _bank_id(r)
+        if key not in self.by_id:
+            self.by_id[key] = self._find(r)
+        return self.by_id[key]
+
+    def _find(self, r: Run) -> References:
+        meta = r.cfg.get("bank_meta")
+        if meta:
+            if self._packaged is None:
+                self._packaged = _packaged_candidates()
+            if bank_id(meta) in self._packaged:
+                bank, name = self._packaged[bank_id(meta)]
+                return References(bank, name)
         c = str(r.cfg.get("bank"))
-        if c == "auto":     # train's default: the packaged 7x7/5x5 bank for dwpnet, else all of them
-            if r.cfg.get("arch", "dwpnet") == "dwpnet":
-                return References(KernelBank.load(DEFAULT_BANK), str(DEFAULT_BANK))
-            return References(packaged_bank(), "the packaged banks")
-        if c.lower() != "none" and Path(c).is_file():
-            return References(KernelBank.load(c), c)
-    return References()
+        f = bank_file(c)
+        if c.lower() not in ("none", "auto") and f.is_file():
+            try:
+                bank = KernelBank.load(f)
+            except BankError:
+                return References()
+            if not meta or bank_id(bank.meta) == bank_id(meta):
+                return References(bank, str(f))
+        return References()
+
+    def all(self) -> list[References]:
+        """The distinct references in use, each once, those with kernels only."""
+        seen = [self.fixed] if self.fixed is not None else list(self.by_id.values())
+        return [x for i, x in enumerate(seen) if x and all(x is not y for y in seen[:i])]
+
+    def describe(self) -> str:
+        return "; ".join(x.describe() for x in self.all()) or "none found (judge AUC and MMD omitted)"
 
 
-def _check_out(root: Path, out: Path) -> None:
-    if not root.is_dir():
-        raise UsageError(f"{root}: no such runs folder")
+def _included(path: Path) -> str:
+    """An included Markdown file, its headings one level down (its title becomes a section)."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"--include {path}: cannot read it ({e.__class__.__name__})") from None
+    return re.sub(r"^(#+) ", r"\1# ", text, flags=re.M).rstrip() + "\n"
+
+
+def _check_out(roots: list[Path], out: Path) -> None:
+    for root in roots:
+        if not root.is_dir():
+            raise UsageError(f"{root}: no such runs folder")
     if out.suffix == ".json":
         raise UsageError(f"--out {out}: the Markdown file must not end in .json (per-run values go there)")
     if out.is_dir():
@@ -309,14 +407,14 @@ def _cells(runs: list[Run]) -> dict[tuple, list[Run]]:
     return cells
 
 
-def header_section(argv: Sequence[str], root: Path, runs: list[Run], bank_desc: str) -> list[str]:
+def header_section(argv: Sequence[str], roots: list[Path], runs: list[Run], bank_desc: str) -> list[str]:
     """Title, the commands that made the runs, device, total training time, reference bank."""
-    cmds, devs, wall, known = _sweep_info(root, runs)
+    cmds, devs, wall, known = _sweep_info(roots, runs)
     n_ok = sum(r.status == "ok" for r in runs)
     return ["# Results: adversarial filter regularization", "",
             f"Generated {time.strftime('%Y-%m-%d %H:%M')} by "
             f"`python -m fastreg.report {shlex.join(argv)}` "
-            f"from {len(runs)} run folders under `{root}`.", "", "**Commands**", "", "```bash",
+            f"from {len(runs)} run folders under {', '.join(f'`{r}`' for r in roots)}.", "", "**Commands**", "", "```bash",
             *(cmds or ["# (no sweep_log.jsonl found: runs were not started by fastreg.sweep)"]), "```", "",
             f"**Device**: {', '.join(devs)}  ", f"**Total training wall time**: {wall / 3600:.2f} h "
             f"({wall:.0f} s, summed over the {known} of {n_ok} finished runs with a recorded time)  ",
@@ -375,17 +473,59 @@ def paired_section(cells: dict[tuple, list[Run]], keys: list[tuple], ref: str = 
     return L, deltas
 
 
-def deeper_layer_sections(cells: dict[tuple, list[Run]], keys: list[tuple], refs: dict) -> list[str]:
+def _created(r: Run) -> str:
+    """When a run's bank was made (the newest part of a merged bank): orders banks old → new."""
+    meta = r.cfg.get("bank_meta") or {}
+    try:
+        parts = json.loads(meta["merged"]) if "merged" in meta else [meta]
+    except (TypeError, ValueError):
+        parts = [meta]
+    return max((str(m.get("created", "")) for m in parts if isinstance(m, dict)), default="")
+
+
+def bank_section(cells: dict[tuple, list[Run]], keys: list[tuple]) -> list[str]:
+    """The same method (same size, layers and other settings) trained with two banks:
+    Δ = newer bank − older bank, paired by seed and data seed."""
+    groups: dict[tuple, list[tuple]] = {}
+    for c in keys:
+        ex = cells[c][0].extra
+        if ex.get("bank") is not None:
+            rest = json.dumps({k: v for k, v in ex.items() if k != "bank"}, sort_keys=True, default=str)
+            groups.setdefault((c[1].split(" [")[0], c[2], rest, c[0]), []).append(c)
+    L = ["", "## The same method with another bank", "",
+         "Δ = test accuracy with the newer bank − with the older one (percentage points), same "
+         "method, train size, settings, seed and data seed; paired t over seeds.", "",
+         "| train size | method | reg layers | banks (newer vs older) | paired seeds (n) | Δ acc (pp) | 95% CI | p | test |",
+         "|---:|---|---|---|---|---:|---|---:|---|"]
+    rows = []
+    for (m, layers, _, size), cs in groups.items():
+        cs = sorted(cs, key=lambda c: (_created(cells[c][0]), c))
+        key = lambda r: (r.seed, r.cfg.get("data_seed", r.seed))  # noqa: E731
+        old = {key(r): r.final["test_acc"] for r in cells[cs[0]]}
+        for new in cs[1:]:
+            pairs = sorted((r.seed, 100 * (r.final["test_acc"] - old[key(r)])) for r in cells[new] if key(r) in old)
+            if not pairs:
+                continue
+            mean, lo, hi, p, how = paired(np.array([d for _, d in pairs]))
+            ci = f"[{_f(lo, '+.2f')}, {_f(hi, '+.2f')}]" if lo is not None else "—"
+            rows.append((m, size, f"| {size} | {m} | {layers} | {cells[new][0].extra['bank']} vs "
+                         f"{cells[cs[0]][0].extra['bank']} | {','.join(str(s) for s, _ in pairs)} ({len(pairs)}) | "
+                         f"{_f(mean, '+.2f')} | {ci} | {_f(p, '.3g')} | {how} |"))
+    return L + [r for *_, r in sorted(rows, key=lambda x: (method_order(x[0]), x[1]))] if rows else []
+
+
+def deeper_layer_sections(cells: dict[tuple, list[Run]], keys: list[tuple], refs: "BankRefs") -> list[str]:
     """One table per deeper reference layer (conv2) for the cells that regularize it."""
     L: list[str] = []
-    for layer in [n for n in refs if n != "conv1"]:
+    for layer in [n for n in dict.fromkeys(n for x in refs.all() for n in x) if n != "conv1"]:
         lfe = metric_keys(layer)[2]
         lk = [c for c in keys if any(lfe in r.metrics for r in cells[c])]
         if not lk:
             continue
         L += ["", f"## Filter metrics on {layer}", "",
               f"Cells whose runs regularize or bank-initialize {layer}: the same metrics on its final "
-              f"kernels, against the bank's {layer} (the judge subsamples up to {judge_rows(layer)} kernels "
+              f"kernels, against the bank kernels that serve {layer} in the run's own bank (the judge "
+              f"subsamples up to {judge_rows(layer)} kernels "
               "per set, split by whole filter).", "",
               "| train size | method | reg layers | n | judge AUC | MMD² | low-freq energy |",
               "|---:|---|---|---:|---:|---:|---:|"]
@@ -393,20 +533,22 @@ def deeper_layer_sections(cells: dict[tuple, list[Run]], keys: list[tuple], refs
     return L
 
 
-def reference_section(refs: dict[str, tuple[torch.Tensor, int]]) -> list[str]:
-    """What the metrics read for one half of the bank against the other, and for noise."""
-    if not refs:
+def reference_section(refs: "BankRefs") -> list[str]:
+    """What the metrics read for one half of each bank against the other, and for noise."""
+    banks = refs.all()
+    if not banks:
         return []
     L = ["", "## Filter-metric reference points", "", "| kernels | judge AUC vs bank | MMD² vs bank | "
          "low-freq energy |", "|---|---:|---:|---:|"]
-    for layer, (ref, group) in refs.items():
+    for layer, (ref, group), where in [(n, v, x.where) for x in banks for n, v in x.items()]:
+        tag = f" ({where})" if len(banks) > 1 else ""
         g = torch.Generator().manual_seed(0)
         max_n = judge_rows(layer)
         hi, ri = group_halves(len(ref), group, len(ref), g)
         half, rest = ref[hi], ref[ri]
         noise = torch.randn((min(len(ref), max_n),) + tuple(ref.shape[1:]), generator=g)
-        for name, k, gk in ((f"{layer} bank, one half vs the other", half, group),
-                            (f"Gaussian noise ({layer} shape)", noise, 1)):
+        for name, k, gk in ((f"{layer} bank{tag}, one half vs the other", half, group),
+                            (f"Gaussian noise ({layer} shape{tag})", noise, 1)):
             a_ = judge_auc(k, rest, max_n=max_n, group_learned=gk, group_bank=group)
             L.append(f"| {name} | {_f(a_)} | {_f(mmd_rbf(k, rest), '.4f')} | {_f(low_freq_energy(k))} |")
     return L
@@ -446,26 +588,31 @@ def per_run_rows(runs: list[Run]) -> list[dict]:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     a = build_parser().parse_args(argv)
-    root, out = Path(a.runs_dir), Path(a.out)
-    _check_out(root, out)
-    runs = discover(root)
+    roots, out = [Path(d) for d in a.runs_dir], Path(a.out)
+    _check_out(roots, out)
+    included = [_included(Path(f)) for f in a.include]
+    runs = [r for root in roots for r in discover(root)]
     ok = [r for r in runs if r.status == "ok"]
     if not ok:
-        raise UsageError(f"{root}: no finished runs ({len(runs)} unfinished or failed)")
-    refs = _reference_banks(a.bank, runs)
+        raise UsageError(f"{', '.join(map(str, roots))}: no finished runs ({len(runs)} unfinished or failed)")
+    refs = BankRefs(a.bank)
     cells = _cells(runs)
     t0 = time.time()
     for r in tqdm(ok, desc="filter metrics", unit="run", leave=False):
-        filter_metrics(r, refs)
+        filter_metrics(r, refs.of_run(r))
     keys = sorted(cells, key=lambda c: (c[0], method_order(c[1]), c[2]))
     paired_lines, deltas = paired_section(cells, keys)
     if any(k[1].split(" [")[0] not in DEFAULT_METHODS for k in keys):   # new priors: vs bank init too
         paired_lines += paired_section(cells, keys, "bankinit")[0]
-    L = [*header_section(argv, root, runs, refs.describe()), *accuracy_section(cells, keys), *paired_lines,
-         *deeper_layer_sections(cells, keys, refs), *reference_section(refs), *flagged_section(runs),
-         *external_section()]
+    L = [*header_section(argv, roots, runs, refs.describe()), *included, *accuracy_section(cells, keys), *paired_lines,
+         *bank_section(cells, keys), *deeper_layer_sections(cells, keys, refs), *reference_section(refs),
+         *flagged_section(runs), *external_section()]
     from .report_figures import figures   # matplotlib only when writing
-    figs = figures(cells, deltas, ok, _bank_filters(*refs["conv1"]) if "conv1" in refs else None, out.stem)
+    newest = max((r for r in ok if uses_bank(r.cfg) and refs.of_run(r).bank is not None), key=_created,
+                 default=None)
+    shown = refs.of_run(newest) if newest is not None else References()
+    figs = figures(cells, deltas, ok, _bank_filters(*shown["conv1"]) if "conv1" in shown else None, out.stem,
+                   newest.bank_name if newest is not None else None)
     L += figures_section(list(figs), out, time.time() - t0)
     text = "\n".join(L)
     if re.search(r"(?<![\w/.`-])(nan|inf)(?![\w/.`-])", text, re.I):

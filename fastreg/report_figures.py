@@ -26,25 +26,35 @@ def _variant(label: str) -> tuple[str, str]:
     return m, ex.rstrip("]")
 
 
+def _sans_bank(ex: str) -> str:
+    """The EXTRA part without its ``bank=…`` entry (cells that never saw a bank have none)."""
+    return ", ".join(p for p in ex.split(", ") if p and not p.startswith("bank="))
+
+
 def figures(cells: dict, deltas: dict, ok: list[Run], bank: torch.Tensor | None,
-            stem: str) -> dict[str, bytes]:
+            stem: str, bank_name: str | None = None) -> dict[str, bytes]:
     """{file name: PNG bytes}: accuracy vs size, filter grids, D/G curves.
 
     The accuracy figure has one column per variant (EXTRA settings × reg layers): test
     accuracy per method on top and, below, the paired Δ to the baseline with its 95 % CI,
-    the scale at which the methods actually differ."""
+    the scale at which the methods actually differ. A cell that never saw a bank (the
+    baseline) appears in the column of every bank. Filter panels show ``bank`` (a sample of
+    the bank named ``bank_name``) and runs that trained with it where there are some."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     out = {}
-    variants = sorted({(_variant(c[1])[1], c[2]) for c in cells}, key=lambda v: (v[1], v[0]))
+    banked = {_sans_bank(_variant(c[1])[1]) for c in cells if "bank=" in c[1]}
+    variants = sorted({(_variant(c[1])[1], c[2]) for c in cells
+                       if "bank=" in c[1] or _variant(c[1])[1] not in banked}, key=lambda v: (v[1], v[0]))
     methods = sorted({_variant(c[1])[0] for c in cells}, key=method_order)
     fig, axes = plt.subplots(2, len(variants), figsize=(4.4 * len(variants), 7.5), squeeze=False,
                              sharex=True, sharey="row", layout="constrained")
     for j, (ex, ly) in enumerate(variants):
         top, bot = axes[0, j], axes[1, j]
         for i, m in enumerate(methods):
-            keys = sorted(c for c in cells if _variant(c[1]) == (m, ex) and c[2] == ly)
+            keys = sorted(c for c in cells if c[2] == ly and _variant(c[1])[0] == m and (
+                _variant(c[1])[1] == ex or ("bank=" not in c[1] and _variant(c[1])[1] == _sans_bank(ex))))
             if not keys:
                 continue
             style = dict(marker="osD^v<>ph*"[i % 10], capsize=3, color=plt.get_cmap("tab20")(i % 20), label=m)
@@ -77,6 +87,8 @@ def figures(cells: dict, deltas: dict, ok: list[Run], bank: torch.Tensor | None,
         sorted(ok, key=lambda r: (r.size, r.seed))
     n, seed = base[0].size, base[0].seed
     at = [r for r in ok if r.size == n and r.seed == seed]
+    if bank_name is not None and any(r.bank_name == bank_name and r.method != "baseline" for r in at):
+        at = [r for r in at if r.bank_name == bank_name or r.method == "baseline"]
 
     def first(pred, prefer: str) -> Run | None:
         c = sorted((r for r in at if pred(r.method)),
@@ -91,7 +103,8 @@ def figures(cells: dict, deltas: dict, ok: list[Run], bank: torch.Tensor | None,
     panels = []
     if bank is not None:
         g = torch.Generator().manual_seed(0)
-        panels.append(("bank sample", bank[torch.randperm(len(bank), generator=g)[:64]]))
+        panels.append((f"bank sample\n({bank_name})" if bank_name else "bank sample",
+                       bank[torch.randperm(len(bank), generator=g)[:64]]))
     for kind in pick:
         if pick[kind] is not None:
             try:

@@ -105,6 +105,7 @@ class Run:
     wall: float | None = None
     label: str = ""
     extra: dict = field(default_factory=dict)   # the settings that distinguish its cell
+    bank_name: str = ""                          # its bank's short label (set by the report)
     metrics: dict = field(default_factory=dict)
 
     @property

@@ -20,7 +20,7 @@ from typing import Iterator, Sequence
 from tqdm.auto import tqdm
 
 from . import train
-from .bank import DEFAULT_BANK, KernelBank, packaged_bank
+from .bank import DEFAULT_BANK_NAME, KernelBank, bank_file, packaged_bank
 from .cli import Parser, int_list, name_list, nonneg_float, positive_float, positive_int, run_main
 from .data import DATASETS, data_root, load_arrays, split_target_source, stratified_subset
 from .device import amp_precision, pick_device
@@ -47,8 +47,8 @@ def build_parser() -> Parser:
     p.add_argument("--width", type=positive_float, default=None, help="classifier channel multiplier")
     p.add_argument("--amp", action="store_true",
                    help="bf16 autocast where the device has native bf16, else fp32 (see train --help)")
-    p.add_argument("--bank", default=None, help=f"bank file (default: {DEFAULT_BANK.name} in the package for dwpnet, every packaged "
-                        f"bank for other archs)")
+    p.add_argument("--bank", default=None, help=f"bank file or packaged bank name, as in train (default: "
+                                                f"{DEFAULT_BANK_NAME} for dwpnet, auto for other archs)")
     p.add_argument("--data-root", default=None, help="data folder (default: $FASTREG_DATA or ./data)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
     p.add_argument("--out", default="runs/sweep", help="sweep folder")
@@ -84,8 +84,8 @@ def plan(a, extra: list[str]) -> list[tuple[str, Path, list[str]]]:
     seeds = int_list(a.seeds, "--seeds", 0)
     _check_extra(extra)
     amp_precision(pick_device(a.device), a.amp)   # says once, up front, if --amp falls back to fp32
-    bank_arg = a.bank or (str(DEFAULT_BANK) if a.arch == "dwpnet" else "auto")   # train's --bank auto
-    bank = packaged_bank() if bank_arg == "auto" else KernelBank.load(bank_arg)
+    bank_arg = a.bank or (DEFAULT_BANK_NAME if a.arch == "dwpnet" else "auto")   # as train's --bank auto
+    bank = packaged_bank() if bank_arg == "auto" else KernelBank.load(bank_file(bank_arg))
     model = build_model(a.arch, DATASETS["cifar10"], a.width or 1.0)
     for n in select_layers(model, a.reg_layers):     # every selected layer has bank kernels
         bank.source(n, conv_layers(model)[n].kernel_size[0])

@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import save as safetensors_save
 
 from . import __version__
-from .bank import DEFAULT_BANK, KernelBank, packaged_bank
+from .bank import DEFAULT_BANK, KernelBank, bank_file, bank_id, bank_label, packaged_bank
 from .cli import Parser, fraction, nonneg_float, nonneg_int, positive_float, positive_int, run_main
 from .data import data_root, target_sets
 from .device import amp_precision, pick_device
@@ -49,8 +49,9 @@ def build_parser() -> Parser:
     p.add_argument("--lambda", dest="lam", type=nonneg_float, default=1.0,
                    help="weight of the adversarial filter loss (0 = baseline)")
     p.add_argument("--bank", default="auto",
-                   help="bank file (.safetensors or DWP .npy); 'none' = no discriminator at all; "
-                        "auto: the packaged 7x7/5x5 bank for dwpnet, every packaged bank for other archs")
+                   help="bank file (.safetensors or DWP .npy), or a packaged bank by name: dwpnet_e24 "
+                        "(converged DWPNets), dwpnet_e4 (the first, 4-epoch bank), resnet20; 'none' = no "
+                        "discriminator at all; auto: dwpnet_e24 for dwpnet, dwpnet_e24 + resnet20 for other archs")
     p.add_argument("--arch", default="dwpnet", help=f"classifier: {', '.join(ARCHS)}")
     p.add_argument("--reg-layers", default="conv1",
                    help="conv layers to regularize / bank-initialize: full module names, globs "
@@ -161,14 +162,14 @@ def settings_diff(old: dict, new: dict, ignore: tuple[str, ...] = (), skip_unset
     compared as resolved (see ``fake_max_of``)."""
     diff = [k for k in old if k in new and k not in ignore and k != "fake_max" and old[k] != new[k]
             and not (skip_unset and new[k] is None)]
-    if "bank" in diff and _same_file(old["bank"], new["bank"]):
+    if "bank" in diff and _same_file(bank_file(old["bank"]), bank_file(new["bank"])):
         diff.remove("bank")
     if "fake_max" in old and "fake_max" not in ignore and fake_max_of(old) != fake_max_of(new):
         diff.append("fake_max")
     return sorted(diff)
 
 
-def _same_file(a: str, b: str) -> bool:
+def _same_file(a: str | Path, b: str | Path) -> bool:
     pa, pb = Path(a), Path(b)
     return pa.is_file() and pb.is_file() and pa.stat().st_size == pb.stat().st_size \
         and pa.read_bytes() == pb.read_bytes()
@@ -201,6 +202,20 @@ def _settings_of(ckpt: dict, out: Path, ckpt_path: Path) -> dict:
                      f"cannot check that --resume continues the same run")
 
 
+def _check_same_bank(out: Path, ckpt_path: Path, bank: KernelBank | None) -> None:
+    """A resumed run must draw from the bank it started with: ``--bank auto`` or a packaged
+    name can point at another bank after an upgrade (the default bank changed once)."""
+    for p in (out / "config.json", ckpt_path.parent / "config.json"):
+        if p.exists():
+            cfg = read_json(p)
+            if "bank_meta" in cfg and bank_id(cfg["bank_meta"]) != bank_id(bank.meta if bank else None):
+                was = bank_label(cfg["bank_meta"]) if cfg["bank_meta"] else "none"
+                now = bank_label(bank.meta) if bank else "none"
+                raise UsageError(f"--resume: the run started with bank {was}, this call gives {now}; "
+                                 f"pass the run's bank with --bank (packaged: dwpnet_e4, dwpnet_e24, resnet20)")
+            return
+
+
 def set_deterministic() -> None:
     """Deterministic kernels on CUDA: no cuDNN autotuning, deterministic cuBLAS workspace;
     costs speed (cuDNN picks slower, deterministic convolution algorithms)."""
@@ -220,7 +235,7 @@ def prepare(a):
     bank = None
     if a.bank.lower() != "none":
         bank = (KernelBank.load(DEFAULT_BANK) if a.arch == "dwpnet" else packaged_bank()) \
-            if a.bank == "auto" else KernelBank.load(a.bank)
+            if a.bank == "auto" else KernelBank.load(bank_file(a.bank))
     elif a.init != "default" or a.prior != "none":
         raise UsageError(f"--{'init ' + a.init if a.init != 'default' else 'prior ' + a.prior} needs a bank")
     if a.arch == "dwpnet" and a.image_size != 32:
@@ -287,6 +302,8 @@ def _main(argv: Sequence[str] | None) -> int:
     if a.deterministic:
         set_deterministic()
     device, bank, train, test, model, reg, layers = prepare(a)
+    if ckpt is not None:
+        _check_same_bank(out, ckpt_path, bank)
     net = model
     if dist.active:
         net = torch.nn.parallel.DistributedDataParallel(

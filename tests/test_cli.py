@@ -70,6 +70,46 @@ def test_collect_smoke_and_skip_finished(data, tmp_path, capsys):
     assert torch.equal(KernelBank.load(out / "bank.safetensors").layers["conv1"], b.layers["conv1"])
 
 
+def test_collect_study_knobs_are_recorded_and_change_training(data, tmp_path, capsys):
+    """``--schedule constant`` and ``--no-augment`` (recipe studies) go into recipe.json and the
+    bank's metadata, train a different model, and a folder of one recipe refuses the other."""
+    outs = {}
+    for name, extra in (("default", []), ("knobs", ["--schedule", "constant", "--no-augment"])):
+        outs[name] = tmp_path / name
+        rc, cap = _run(collect, ["--data-root", str(data), "--preset", "tiny", "--seeds", "0",
+                                 "--out", str(outs[name]), *extra], capsys)
+        assert rc == 0, cap.err
+    recipe = json.loads(KernelBank.load(outs["knobs"] / "bank.safetensors").meta["recipe"])
+    assert recipe["schedule"] == "constant" and recipe["augment"] is False
+    assert "schedule" not in json.loads(KernelBank.load(outs["default"] / "bank.safetensors").meta["recipe"])
+    a, b = (KernelBank.load(outs[n] / "bank.safetensors").layers["conv1"] for n in ("default", "knobs"))
+    assert not torch.equal(a, b)
+    rc, cap = _run(collect, ["--data-root", str(data), "--preset", "tiny", "--seeds", "0,1",
+                             "--out", str(outs["knobs"])], capsys)
+    assert rc == 2 and "other settings" in cap.err and not (outs["knobs"] / "seed1").exists()
+
+
+def test_loop_schedule_and_augment_switches(tmp_path, monkeypatch):
+    import numpy as np
+    from fastreg import loop
+    from fastreg.data import Split
+    x, y = torch.rand(8, 3, 32, 32), torch.arange(8) % 2
+    split = Split(x, y, np.arange(8))
+    model = lambda: torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 2))  # noqa: E731
+    for schedule, mid, end in (("cosine", 0.5, 0.0), ("constant", 1.0, 1.0)):
+        tr = loop.Trainer(model(), split, split, loop.LoopConfig(epochs=4, batch_size=4, schedule=schedule),
+                          torch.device("cpu"), tmp_path / schedule)
+        lam = tr.sched.lr_lambdas[0]
+        assert lam(tr.total_steps // 2) == pytest.approx(mid) and lam(tr.total_steps) == pytest.approx(end)
+    seen = []
+    monkeypatch.setattr(loop, "augment", lambda xb, gen: seen.append(1) or xb)
+    for augment in (True, False):
+        seen.clear()
+        cfg = loop.LoopConfig(epochs=1, batch_size=4, augment=augment, eval_every=1, eval_size=8)
+        loop.Trainer(model(), split, split, cfg, torch.device("cpu"), tmp_path / f"a{augment}").run()
+        assert len(seen) == (2 if augment else 0)
+
+
 def _bad_cases(data, bank, tmp):
     corrupt = tmp / "corrupt.safetensors"
     corrupt.write_bytes(b"garbage" * 10)

@@ -213,6 +213,28 @@ def test_resume_with_other_settings_refused(setup, tmp_path, capsys):
     assert "different settings" in capsys.readouterr().err
 
 
+def test_resume_refuses_a_bank_that_changed_under_the_same_name(setup, tmp_path, capsys):
+    """``--bank auto`` or a packaged name can mean another bank after an upgrade (the default
+    bank changed once): the run's recorded bank metadata is checked, not only the argument."""
+    import shutil
+    from fastreg.bank import KernelBank
+    data, bank = setup
+    mine = tmp_path / "bank.safetensors"
+    shutil.copy(bank, mine)
+    out = tmp_path / "s"
+    base = ["--data-root", str(data), "--bank", str(mine), "--out", str(out), *args(1)]
+    assert run_main(train.main, base) == 0
+    other = KernelBank.load(mine)
+    other.meta["recipe"] = '{"arch": "dwpnet", "epochs": 24}'
+    other.save(mine)                                      # same path, another bank
+    capsys.readouterr()
+    assert run_main(train.main, base + ["--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "started with bank" in err and "dwpnet-24ep" in err and err.count("\n") == 1
+    shutil.copy(bank, mine)                               # the run's own bank again
+    assert run_main(train.main, base + ["--resume"]) == 0
+
+
 def test_resume_into_another_out_checks_the_checkpoint_settings(setup, tmp_path, capsys):
     """``--resume PATH --out NEW``: the settings saved in the checkpoint are checked too,
     nothing is left behind when refused, and the continued run gets its own config.json."""

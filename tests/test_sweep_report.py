@@ -216,6 +216,7 @@ def _bad_cases(tmp, data, bank, base):
          "no such bank"),
         (report, [str(tmp / "empty")], "no finished runs"),
         (report, [str(tmp / "missing")], "no such runs folder"),
+        (report, [str(tmp / "empty"), "--include", str(tmp / "none.md")], "cannot read it"),
     ]
 
 
@@ -259,3 +260,35 @@ def test_a_cell_mixing_banks_is_refused_but_not_a_merged_bank_read_in_another_ke
     other = {"format": "fastreg-bank/1", "merged": json.dumps([{**part, "seeds": "[2]"}])}
     with pytest.raises(UsageError, match="different banks"):
         report.check_cells({(100, "adv1", "conv1"): [run(0, a), run(1, other)]})
+
+
+def test_report_compares_one_method_across_two_banks(setup, tmp_path):
+    """Two run folders, two banks: the banked cells are labelled by bank, both pair with the one
+    baseline (it never saw a bank), the same method is compared bank against bank seed by seed,
+    and each run's filter metrics are measured against its own bank."""
+    from fastreg.bank import KernelBank
+    from helpers import smooth_kernels
+    tmp, data, bank, base, out = setup
+    newer = tmp_path / "newer.safetensors"
+    KernelBank({"conv1": smooth_kernels(400, 7) * 3.0, "conv2": smooth_kernels(600, 5, 1)},
+               {"dataset": "synthetic", "architecture": "DWPNet(width=0.125)", "created": "2999-01-01T00:00:00",
+                "recipe": json.dumps({"arch": "dwpnet", "epochs": 24})}).save(newer)
+    second = tmp_path / "second"
+    argv = [a if a != "baseline,adv1" else "adv1" for a in base]
+    argv[argv.index("--bank") + 1] = str(newer)
+    assert run_main(sweep.main, argv + ["--out", str(second), "--", *TRAIN]) == 0
+    md = tmp_path / "r.md"
+    (tmp_path / "study.md").write_text("# Bank study\n\nhow the newer bank was chosen\n")
+    assert run_main(report.main, [str(out), str(second), "--out", str(md), "--include", str(tmp_path / "study.md")]) == 0
+    text = md.read_text()
+    assert "\n## Bank study\n\nhow the newer bank was chosen\n" in text      # included, one level down
+    assert "| 20 | baseline | conv1 | 2 | 0,1 |" in text                       # no bank label
+    assert "| 20 | adv1 [bank=bank] | conv1 | 2 | 0,1 |" in text             # the file's stem
+    assert "| 20 | adv1 [bank=dwpnet-24ep] | conv1 | 2 | 0,1 |" in text      # from its metadata
+    assert "| 20 | adv1 [bank=dwpnet-24ep] | conv1 (vs baseline) | 0,1 (2) |" in text   # paired to it
+    assert "## The same method with another bank" in text
+    assert "| 20 | adv1 | conv1 | dwpnet-24ep vs bank | 0,1 (2) |" in text   # newer − older
+    rows = {(r["method"], r["seed"]): r for r in json.loads((tmp_path / "r.json").read_text())["runs"]}
+    for s in (0, 1):      # the same kernels would read differently against the other bank
+        assert rows[("adv1 [bank=dwpnet-24ep]", s)]["mmd"] != rows[("adv1 [bank=bank]", s)]["mmd"]
+    assert text.count("bank (") >= 2 and "newer.safetensors" in text and "bank.safetensors" in text
