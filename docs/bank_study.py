@@ -62,7 +62,8 @@ def main() -> None:
          "One row per trained source model (DWPNet on the CIFAR-10 source split, SGD with nesterov "
          "momentum, batch 128, 5 % linear warm-up, label smoothing 0.1, bf16 autocast on this CPU; "
          "schedule after the warm-up and crop + flip augmentation as listed). Train time: one CPU "
-         "thread per model, with other jobs on the second core.", "",
+         "thread per model, measured beside one to four other jobs on this 2-core machine, so "
+         "compare epochs (313 steps each) rather than minutes.", "",
          "| recipe | seed | width | epochs | lr | schedule | augment | weight decay | test acc (%) | "
          "train time (min) | conv1 low-freq energy ↑ | conv1 total variation ↓ | judge AUC vs noise ↑ |",
          "|---|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|"]

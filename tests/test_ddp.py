@@ -39,6 +39,14 @@ def _train(setup, out, *extra, nproc: int = 2, epochs: int = 6, wait: bool = Tru
     return subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600)
 
 
+def _why(p) -> str:
+    """A failed torchrun's cause: the error lines of its ranks (the launcher's own summary
+    at the end of stderr names only the exit code), then the tail."""
+    lines = p.stderr.splitlines()
+    hits = [l for l in lines if any(w in l for w in ("Error", "terminate", "what()", "Exception", "Timeout"))]
+    return "\n".join(hits[:20]) + "\n...\n" + p.stderr[-1000:]
+
+
 def _rows(out):
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
@@ -53,7 +61,7 @@ def test_two_ranks_match_one_process_and_stay_in_sync(setup, tmp_path):
     learning rate, measured the same way) moves them by 0.15 by step 6. 0.05 lies between."""
     one, two = tmp_path / "one", tmp_path / "two"
     p1, p2 = _train(setup, one, "--batch-size", "40", nproc=1), _train(setup, two, "--batch-size", "40")
-    assert p1.returncode == 0 and p2.returncode == 0, p2.stderr[-2000:]
+    assert p1.returncode == 0 and p2.returncode == 0, _why(p2)
     a, b = _rows(one), _rows(two)
     assert [r["step"] for r in a] == [r["step"] for r in b]
     diffs = [abs(x["train_ce"] - y["train_ce"]) for x, y in zip(a, b)]
@@ -70,7 +78,7 @@ def test_two_ranks_on_two_gpus_match_one_gpu(setup, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     p1 = _train(setup, one, "--batch-size", "40", "--device", "cuda", nproc=1)   # the last --device wins
     p2 = _train(setup, two, "--batch-size", "40", "--device", "cuda")
-    assert p1.returncode == 0 and p2.returncode == 0, p2.stderr[-2000:]
+    assert p1.returncode == 0 and p2.returncode == 0, _why(p2)
     diffs = [abs(x["train_ce"] - y["train_ce"]) for x, y in zip(_rows(one), _rows(two))]
     assert len(diffs) == 6 and max(diffs) < 0.05, diffs
     assert torch.load(two / "checkpoint.pt", weights_only=True)["world"] == 2
@@ -122,7 +130,7 @@ def test_sigkill_of_one_worker_then_resume_finishes_the_same_run(setup, tmp_path
     p.communicate(timeout=300)
     assert p.returncode != 0 and not (run / "final.json").exists()
     r = _train(setup, run, "--resume", epochs=40)
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.returncode == 0, _why(r)
     strip = lambda d: {k: v for k, v in json.loads((d / "final.json").read_text()).items()}  # noqa: E731
     assert strip(run) == strip(ref)                                   # same numbers as uninterrupted
 
@@ -146,7 +154,7 @@ def test_collect_under_torchrun_matches_its_own_bank_format(setup, tmp_path):
            str(29900 + os.getpid() % 90), "-m", "fastreg.collect", "--data-root", str(data), "--preset", "tiny",
            "--seeds", "0", "--epochs", "2", "--layers", "conv1", "--device", "cpu", "--out", str(tmp_path / "c")]
     r = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.returncode == 0, _why(r)
     from fastreg.bank import KernelBank
     bank = KernelBank.load(tmp_path / "c" / "bank.safetensors")
     assert bank.layers["conv1"].shape[1:] == (7, 7) and bank.filter_rows("conv1") == 3
