@@ -95,7 +95,7 @@ def bank_table(txt: str, old: str = "dwpnet-4ep", new: str = "dwpnet-24ep") -> N
     print(f"| method | n | Δ acc vs baseline, bank {old} | Δ acc vs baseline, bank {new} | {new} − {old} |")
     print("|---|---:|---|---|---|")
     for m, what in BANK_ROWS:
-        for i, n in enumerate(sizes):
+        for i, n in enumerate([n for n in sizes if (n, m, "conv1") in vs[new]]):   # sizes run with the new bank
             parts = [_delta(vs[b][(n, m, "conv1")]) if (n, m, "conv1") in vs[b] else "not run" for b in (old, new)]
             parts.append(_delta([*cross[(n, m)][:2], cross[(n, m)][2], *cross[(n, m)][4:]])
                          if (n, m) in cross else "not run")

@@ -541,14 +541,14 @@ def reference_section(refs: "BankRefs") -> list[str]:
     L = ["", "## Filter-metric reference points", "", "| kernels | judge AUC vs bank | MMD² vs bank | "
          "low-freq energy |", "|---|---:|---:|---:|"]
     for layer, (ref, group), where in [(n, v, x.where) for x in banks for n, v in x.items()]:
-        tag = f" ({where})" if len(banks) > 1 else ""
+        tag = f" {where}" if len(banks) > 1 else ""
         g = torch.Generator().manual_seed(0)
         max_n = judge_rows(layer)
         hi, ri = group_halves(len(ref), group, len(ref), g)
         half, rest = ref[hi], ref[ri]
         noise = torch.randn((min(len(ref), max_n),) + tuple(ref.shape[1:]), generator=g)
         for name, k, gk in ((f"{layer} bank{tag}, one half vs the other", half, group),
-                            (f"Gaussian noise ({layer} shape{tag})", noise, 1)):
+                            (f"Gaussian noise ({layer} shape{',' + tag if tag else ''})", noise, 1)):
             a_ = judge_auc(k, rest, max_n=max_n, group_learned=gk, group_bank=group)
             L.append(f"| {name} | {_f(a_)} | {_f(mmd_rbf(k, rest), '.4f')} | {_f(low_freq_energy(k))} |")
     return L

@@ -291,4 +291,5 @@ def test_report_compares_one_method_across_two_banks(setup, tmp_path):
     rows = {(r["method"], r["seed"]): r for r in json.loads((tmp_path / "r.json").read_text())["runs"]}
     for s in (0, 1):      # the same kernels would read differently against the other bank
         assert rows[("adv1 [bank=dwpnet-24ep]", s)]["mmd"] != rows[("adv1 [bank=bank]", s)]["mmd"]
-    assert text.count("bank (") >= 2 and "newer.safetensors" in text and "bank.safetensors" in text
+    refs = text.split("## Filter-metric reference points", 1)[1]
+    assert "newer.safetensors, one half vs the other" in refs and "bank.safetensors, one half vs the other" in refs
