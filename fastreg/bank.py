@@ -62,12 +62,13 @@ def bank_label(meta: Mapping[str, str] | None) -> str:
     if "merged" in meta:
         try:
             return "+".join(bank_label(m) for m in json.loads(meta["merged"]))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, AttributeError):
             return "merged"
     try:
         recipe = json.loads(meta.get("recipe", "{}"))
-    except ValueError:
+    except (TypeError, ValueError):
         recipe = {}
+    recipe = recipe if isinstance(recipe, dict) else {}
     arch = recipe.get("arch") or re.sub(r"\(.*", "", meta.get("architecture", "")).lower()
     if not arch:
         return meta.get("source", "?")

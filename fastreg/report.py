@@ -90,9 +90,15 @@ def uses_bank(cfg: dict) -> bool:
     return bool(cfg.get("lam")) or cfg.get("init", "default") != "default" or cfg.get("prior", "none") != "none"
 
 
+def _meta(r: Run) -> dict | None:
+    """A run's recorded bank metadata (a string map), or None."""
+    meta = r.cfg.get("bank_meta")
+    return meta if isinstance(meta, dict) and meta else None
+
+
 def _bank_id(r: Run) -> str:
     """The bank a run trained with, by its metadata (``bank.bank_id``), else its path."""
-    meta = r.cfg.get("bank_meta")
+    meta = _meta(r)
     return bank_id(meta) if meta else str(r.cfg.get("bank"))
 
 
@@ -102,7 +108,7 @@ def _name_banks(runs: list[Run]) -> None:
     import hashlib
     ids: dict[str, set] = {}
     for r in runs:
-        r.bank_name = bank_label(r.cfg.get("bank_meta")) if r.cfg.get("bank_meta") else "?"
+        r.bank_name = bank_label(_meta(r)) if _meta(r) else "?"
         if r.bank_name == "?":
             r.bank_name = Path(str(r.cfg.get("bank"))).stem
         ids.setdefault(r.bank_name, set()).add(_bank_id(r))
@@ -349,7 +355,7 @@ class BankRefs:
         return self.by_id[key]
 
     def _find(self, r: Run) -> References:
-        meta = r.cfg.get("bank_meta")
+        meta = _meta(r)
         if meta:
             if self._packaged is None:
                 self._packaged = _packaged_candidates()
@@ -475,7 +481,7 @@ def paired_section(cells: dict[tuple, list[Run]], keys: list[tuple], ref: str = 
 
 def _created(r: Run) -> str:
     """When a run's bank was made (the newest part of a merged bank): orders banks old → new."""
-    meta = r.cfg.get("bank_meta") or {}
+    meta = _meta(r) or {}
     try:
         parts = json.loads(meta["merged"]) if "merged" in meta else [meta]
     except (TypeError, ValueError):
