@@ -43,6 +43,14 @@ def bank_file(name_or_path: str | Path) -> Path:
     return PACKAGED.get(str(name_or_path), Path(name_or_path))
 
 
+def load_bank(arg: str, arch: str) -> "KernelBank":
+    """The bank ``--bank ARG`` means for a model ``arch``: ``auto`` is the default 7x7/5x5
+    bank for DWPNet and ``packaged_bank()`` for any other model; else a packaged name or a file."""
+    if arg == "auto":
+        return KernelBank.load(DEFAULT_BANK) if arch == "dwpnet" else packaged_bank()
+    return KernelBank.load(bank_file(arg))
+
+
 def bank_id(meta: Mapping[str, str] | None) -> str:
     """A bank's identity from its metadata, comparable across files and runs (a merged bank's
     parts, stored as a JSON string whose key order once followed the file's, are parsed)."""

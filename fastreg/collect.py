@@ -30,6 +30,8 @@ from .layers import conv_layers, select_layers
 from .models import ARCHS, build_model
 from .viz import save_filter_grid
 
+# recipe settings recorded only when they differ from these, so older recipes stay comparable
+RECIPE_DEFAULTS = {"schedule": "cosine", "augment": True}
 PRESETS = {
     # 5 seeds within an hour on a 2-core CPU (bf16 autocast, half width, 4 epochs)
     "cpu": dict(width=0.5, epochs=4, batch_size=128, lr=0.05, amp=True),   # amp: where bf16 is native
@@ -105,7 +107,8 @@ def train_seed(seed: int, recipe: dict, sets, num_classes: int, device,
                      optimizer="sgd", weight_decay=recipe["weight_decay"], amp=recipe["precision"] == "bf16",
                      eval_every=recipe["epochs"],
                      ckpt_every=1, eval_size=len(test), seed=seed, label_smoothing=0.1,
-                     schedule=recipe.get("schedule", "cosine"), augment=recipe.get("augment", True))
+                     schedule=recipe.get("schedule", RECIPE_DEFAULTS["schedule"]),
+                     augment=recipe.get("augment", RECIPE_DEFAULTS["augment"]))
     net = model if not dist.active else torch.nn.parallel.DistributedDataParallel(
         model, device_ids=[torch.device(device).index] if torch.device(device).type == "cuda" else None)
     tr = Trainer(net, train, test, cfg, device, folder, desc=f"seed {seed}", dist=dist)
@@ -180,8 +183,9 @@ def _plan(a):
     device = pick_device(a.device)
     recipe = dict(PRESETS[a.preset or ("full" if device.type == "cuda" else "cpu")], arch=a.arch,
                   weight_decay=5e-4)
-    if a.schedule != "cosine" or a.no_augment:   # recorded only when not the default: older
-        recipe.update(schedule=a.schedule, augment=not a.no_augment)   # recipes stay comparable
+    knobs = {"schedule": a.schedule, "augment": not a.no_augment}
+    if knobs != RECIPE_DEFAULTS:
+        recipe.update(knobs)
     recipe.update({k: v for k, v in (("width", a.width), ("epochs", a.epochs), ("lr", a.lr),
                                      ("weight_decay", a.weight_decay), ("batch_size", a.batch_size))
                    if v is not None})
@@ -200,8 +204,8 @@ def _plan(a):
         old.setdefault("precision", "bf16" if old.get("amp") else "fp32")  # written before these were
         old.setdefault("arch", "dwpnet")                                    # recorded
         old.setdefault("weight_decay", 5e-4)
-        dflt = {"schedule": "cosine", "augment": True}                   # recorded only when set
-        diff = sorted(k for k in {**plan, **dflt} if {**dflt, **old}.get(k) != {**dflt, **plan}.get(k))
+        old, new = {**RECIPE_DEFAULTS, **old}, {**RECIPE_DEFAULTS, **plan}
+        diff = sorted(k for k in new if old.get(k) != new[k])
         if diff:
             raise UsageError(f"{out} holds source models trained with other settings ({', '.join(diff)}); "
                              f"choose another --out")

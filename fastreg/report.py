@@ -315,15 +315,6 @@ def build_parser() -> Parser:
     return p
 
 
-def _reference_banks(path: str | None, runs: list[Run]) -> References:
-    """The reference kernels from ``--bank`` (a file or packaged name), else those of the
-    first run whose bank can be found (``BankRefs``)."""
-    if path:
-        return References(KernelBank.load(bank_file(path)), path)
-    refs = BankRefs(None)
-    return next((refs.of_run(r) for r in runs if refs.of_run(r).bank is not None), References())
-
-
 def _packaged_candidates() -> dict[str, tuple[KernelBank, str]]:
     """bank id → (bank, name) for every packaged bank, alone and as ``--bank auto`` merges it
     for non-DWPNet models (each 7x7/5x5 bank + the 3x3 one; older runs used the first bank)."""
@@ -444,6 +435,20 @@ def accuracy_section(cells: dict[tuple, list[Run]], keys: list[tuple]) -> list[s
     return L
 
 
+def _paired_cells(ref: list[Run], runs: list[Run]) -> tuple[tuple, str] | None:
+    """Test accuracy of ``runs`` − ``ref`` (pp), paired by seed and data seed: ((mean, CI low,
+    CI high), the table cells ``seeds (n) | Δ | CI | p | test``); None without a shared seed."""
+    key = lambda r: (r.seed, r.cfg.get("data_seed", r.seed))  # noqa: E731
+    base = {key(r): r.final["test_acc"] for r in ref}
+    pairs = sorted((r.seed, 100 * (r.final["test_acc"] - base[key(r)])) for r in runs if key(r) in base)
+    if not pairs:
+        return None
+    mean, lo, hi, p, how = paired(np.array([d for _, d in pairs]))
+    ci = f"[{_f(lo, '+.2f')}, {_f(hi, '+.2f')}]" if lo is not None else "—"
+    return (mean, lo, hi), (f"{','.join(str(s) for s, _ in pairs)} ({len(pairs)}) | {_f(mean, '+.2f')} | {ci} | "
+                            f"{_f(p, '.3g')} | {how}")
+
+
 def paired_section(cells: dict[tuple, list[Run]], keys: list[tuple], ref: str = "baseline"
                    ) -> tuple[list[str], dict[tuple, tuple[float, float | None, float | None]]]:
     """Paired differences to each cell's ``ref`` cell (the baseline, or bank init); also
@@ -463,19 +468,13 @@ def paired_section(cells: dict[tuple, list[Run]], keys: list[tuple], ref: str = 
         bc = baseline_cell(c, cells, ref)
         if bc is None:
             continue
-        key = lambda r: (r.seed, r.cfg.get("data_seed", r.seed))  # noqa: E731
-        base = {key(r): r.final["test_acc"] for r in cells[bc]}
-        pairs = sorted((r.seed, 100 * (r.final["test_acc"] - base[key(r)])) for r in cells[c] if key(r) in base)
-        if not pairs:
+        d = _paired_cells(cells[bc], cells[c])
+        if d is None:
             continue
-        mean, lo, hi, p, how = paired(np.array([d for _, d in pairs]))
-        deltas[c] = (mean, lo, hi)
-        ci = f"[{_f(lo, '+.2f')}, {_f(hi, '+.2f')}]" if lo is not None else "—"
+        deltas[c] = d[0]
         own = bc[1] == c[1].replace(c[1].split(" [")[0], ref, 1) and bc[2] == c[2]
         vs = "" if own else f" (vs {bc[1]}{'' if bc[2] == c[2] else ', ' + bc[2]})"
-        L.append(f"| {c[0]} | {c[1]} | {c[2]}{vs} | "
-                 f"{','.join(str(s) for s, _ in pairs)} ({len(pairs)}) | {_f(mean, '+.2f')} | {ci} | "
-                 f"{_f(p, '.3g')} | {how} |")
+        L.append(f"| {c[0]} | {c[1]} | {c[2]}{vs} | {d[1]} |")
     return L, deltas
 
 
@@ -506,17 +505,11 @@ def bank_section(cells: dict[tuple, list[Run]], keys: list[tuple]) -> list[str]:
     rows = []
     for (m, layers, _, size), cs in groups.items():
         cs = sorted(cs, key=lambda c: (_created(cells[c][0]), c))
-        key = lambda r: (r.seed, r.cfg.get("data_seed", r.seed))  # noqa: E731
-        old = {key(r): r.final["test_acc"] for r in cells[cs[0]]}
         for new in cs[1:]:
-            pairs = sorted((r.seed, 100 * (r.final["test_acc"] - old[key(r)])) for r in cells[new] if key(r) in old)
-            if not pairs:
-                continue
-            mean, lo, hi, p, how = paired(np.array([d for _, d in pairs]))
-            ci = f"[{_f(lo, '+.2f')}, {_f(hi, '+.2f')}]" if lo is not None else "—"
-            rows.append((m, size, f"| {size} | {m} | {layers} | {cells[new][0].extra['bank']} vs "
-                         f"{cells[cs[0]][0].extra['bank']} | {','.join(str(s) for s, _ in pairs)} ({len(pairs)}) | "
-                         f"{_f(mean, '+.2f')} | {ci} | {_f(p, '.3g')} | {how} |"))
+            d = _paired_cells(cells[cs[0]], cells[new])
+            if d is not None:
+                rows.append((m, size, f"| {size} | {m} | {layers} | {cells[new][0].extra['bank']} vs "
+                                      f"{cells[cs[0]][0].extra['bank']} | {d[1]} |"))
     return L + [r for *_, r in sorted(rows, key=lambda x: (method_order(x[0]), x[1]))] if rows else []
 
 

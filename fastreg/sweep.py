@@ -20,7 +20,7 @@ from typing import Iterator, Sequence
 from tqdm.auto import tqdm
 
 from . import train
-from .bank import DEFAULT_BANK_NAME, KernelBank, bank_file, packaged_bank
+from .bank import DEFAULT_BANK_NAME, load_bank
 from .cli import Parser, int_list, name_list, nonneg_float, positive_float, positive_int, run_main
 from .data import DATASETS, data_root, load_arrays, split_target_source, stratified_subset
 from .device import amp_precision, pick_device
@@ -85,7 +85,7 @@ def plan(a, extra: list[str]) -> list[tuple[str, Path, list[str]]]:
     _check_extra(extra)
     amp_precision(pick_device(a.device), a.amp)   # says once, up front, if --amp falls back to fp32
     bank_arg = a.bank or (DEFAULT_BANK_NAME if a.arch == "dwpnet" else "auto")   # as train's --bank auto
-    bank = packaged_bank() if bank_arg == "auto" else KernelBank.load(bank_file(bank_arg))
+    bank = load_bank(bank_arg, a.arch)
     model = build_model(a.arch, DATASETS["cifar10"], a.width or 1.0)
     for n in select_layers(model, a.reg_layers):     # every selected layer has bank kernels
         bank.source(n, conv_layers(model)[n].kernel_size[0])

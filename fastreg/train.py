@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import save as safetensors_save
 
 from . import __version__
-from .bank import DEFAULT_BANK, KernelBank, bank_file, bank_id, bank_label, packaged_bank
+from .bank import PACKAGED, KernelBank, bank_file, bank_id, bank_label, load_bank
 from .cli import Parser, fraction, nonneg_float, nonneg_int, positive_float, positive_int, run_main
 from .data import data_root, target_sets
 from .device import amp_precision, pick_device
@@ -212,7 +212,7 @@ def _check_same_bank(out: Path, ckpt_path: Path, bank: KernelBank | None) -> Non
                 was = bank_label(cfg["bank_meta"]) if cfg["bank_meta"] else "none"
                 now = bank_label(bank.meta) if bank else "none"
                 raise UsageError(f"--resume: the run started with bank {was}, this call gives {now}; "
-                                 f"pass the run's bank with --bank (packaged: dwpnet_e4, dwpnet_e24, resnet20)")
+                                 f"pass the run's bank with --bank (packaged: {', '.join(PACKAGED)})")
             return
 
 
@@ -234,8 +234,7 @@ def prepare(a):
         raise UsageError("--backend triton needs a CUDA device (or TRITON_INTERPRET=1 on the CPU, slow)")
     bank = None
     if a.bank.lower() != "none":
-        bank = (KernelBank.load(DEFAULT_BANK) if a.arch == "dwpnet" else packaged_bank()) \
-            if a.bank == "auto" else KernelBank.load(bank_file(a.bank))
+        bank = load_bank(a.bank, a.arch)
     elif a.init != "default" or a.prior != "none":
         raise UsageError(f"--{'init ' + a.init if a.init != 'default' else 'prior ' + a.prior} needs a bank")
     if a.arch == "dwpnet" and a.image_size != 32:

@@ -191,10 +191,10 @@ def test_report_measures_conv2_of_conv1_conv2_runs(setup, tmp_path):
     kb = KernelBank.load(bank)
     kb.meta["architecture"] = "DWPNet(width=0.125)"
     kb.save(tmp_path / "dwp.safetensors")
-    refs = report._reference_banks(str(tmp_path / "dwp.safetensors"), [])
+    refs = report.BankRefs(str(tmp_path / "dwp.safetensors")).fixed
     assert refs.of("conv1", 7)[1] == 3 and refs.of("conv2", 5)[1] == channels(CONV_PLAN[0][1], 0.125) == 16
     assert refs.of("conv3", 5)[1] == 16 and refs.of("conv1", 3) is None   # pooled 5x5; no 3x3 layer
-    refs = report._reference_banks(str(bank), [])                   # no architecture: ungrouped
+    refs = report.BankRefs(str(bank)).fixed                          # no architecture: ungrouped
     assert refs.of("conv1", 7)[1] == 1 and refs.of("conv2", 5)[1] == 1
 
 
