@@ -51,15 +51,23 @@ def load_bank(arg: str, arch: str) -> "KernelBank":
     return KernelBank.load(bank_file(arg))
 
 
+def merged_parts(meta: Mapping[str, str]) -> list[dict] | None:
+    """A merged bank's part metadata (stored as a JSON string under ``merged``), or None when
+    the bank is not merged or that string is not a list of maps."""
+    try:
+        parts = json.loads(meta["merged"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return parts if isinstance(parts, list) and all(isinstance(m, dict) for m in parts) else None
+
+
 def bank_id(meta: Mapping[str, str] | None) -> str:
     """A bank's identity from its metadata, comparable across files and runs (a merged bank's
     parts, stored as a JSON string whose key order once followed the file's, are parsed)."""
     meta = dict(meta or {})
-    if "merged" in meta:
-        try:
-            meta["merged"] = json.loads(meta["merged"])
-        except (TypeError, ValueError):
-            pass
+    parts = merged_parts(meta)
+    if parts is not None:
+        meta["merged"] = parts
     return json.dumps(meta, sort_keys=True)
 
 
@@ -68,18 +76,16 @@ def bank_label(meta: Mapping[str, str] | None) -> str:
     (``dwpnet-24ep``), parts joined by ``+`` for a merged bank; ``?`` when unknown."""
     meta = dict(meta or {})
     if "merged" in meta:
-        try:
-            return "+".join(bank_label(m) for m in json.loads(meta["merged"]))
-        except (TypeError, ValueError, AttributeError):
-            return "merged"
+        parts = merged_parts(meta)
+        return "+".join(map(bank_label, parts)) if parts is not None else "merged"
     try:
         recipe = json.loads(meta.get("recipe", "{}"))
     except (TypeError, ValueError):
         recipe = {}
     recipe = recipe if isinstance(recipe, dict) else {}
-    arch = recipe.get("arch") or re.sub(r"\(.*", "", meta.get("architecture", "")).lower()
+    arch = recipe.get("arch") or re.sub(r"\(.*", "", str(meta.get("architecture", ""))).lower()
     if not arch:
-        return meta.get("source", "?")
+        return str(meta.get("source", "?"))
     return f"{arch}-{recipe['epochs']}ep" if "epochs" in recipe else arch
 
 

@@ -11,6 +11,7 @@ non-finite runs are listed, never averaged.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -25,7 +26,7 @@ import torch
 from safetensors import safe_open
 from tqdm.auto import tqdm
 
-from .bank import PACKAGED, KernelBank, bank_file, bank_id, bank_label
+from .bank import PACKAGED, KernelBank, bank_file, bank_id, bank_label, merged_parts
 from .cli import Parser, run_main
 from .errors import BankError, UnsafeCheckpoint, UsageError
 from .filter_metrics import group_halves, judge_auc, low_freq_energy, mmd_rbf
@@ -105,7 +106,6 @@ def _bank_id(r: Run) -> str:
 def _name_banks(runs: list[Run]) -> None:
     """``r.bank_name``: the bank's short label (``bank.bank_label``), made unique across the
     runs by a short hash where two different banks read alike."""
-    import hashlib
     ids: dict[str, set] = {}
     for r in runs:
         r.bank_name = bank_label(_meta(r)) if _meta(r) else "?"
@@ -481,11 +481,8 @@ def paired_section(cells: dict[tuple, list[Run]], keys: list[tuple], ref: str = 
 def _created(r: Run) -> str:
     """When a run's bank was made (the newest part of a merged bank): orders banks old → new."""
     meta = _meta(r) or {}
-    try:
-        parts = json.loads(meta["merged"]) if "merged" in meta else [meta]
-    except (TypeError, ValueError):
-        parts = [meta]
-    return max((str(m.get("created", "")) for m in parts if isinstance(m, dict)), default="")
+    parts = merged_parts(meta)
+    return max((str(m.get("created", "")) for m in (parts if parts is not None else [meta])), default="")
 
 
 def bank_section(cells: dict[tuple, list[Run]], keys: list[tuple]) -> list[str]:
