@@ -22,7 +22,7 @@ from .bank import KernelBank
 from .cli import Parser, int_list, nonneg_float, positive_float, positive_int, run_main
 from .data import DATASETS, Split, data_root, source_sets
 from .device import amp_precision, pick_device
-from .distributed import Dist, barrier, close_process_group, from_env
+from .distributed import Dist, barrier, close_process_group, exit_process, from_env
 from .errors import UsageError
 from .io_util import atomic_torch_save, atomic_write_json, check_out_dir, read_json, safe_torch_load
 from .loop import LoopConfig, Trainer
@@ -277,4 +277,4 @@ def from_checkpoint(a) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_main(main))
+    exit_process(run_main(main))

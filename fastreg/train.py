@@ -22,7 +22,7 @@ from .bank import PACKAGED, KernelBank, bank_file, bank_id, bank_label, load_ban
 from .cli import Parser, fraction, nonneg_float, nonneg_int, positive_float, positive_int, run_main
 from .data import data_root, target_sets
 from .device import amp_precision, pick_device
-from .distributed import close_process_group, from_env
+from .distributed import close_process_group, exit_process, from_env
 from .errors import BankError, UsageError
 from .init import INITS, UNITS, init_from_bank
 from .io_util import atomic_write_bytes, atomic_write_json, check_out_dir, read_json, safe_torch_load
@@ -365,4 +365,4 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_main(main))
+    exit_process(run_main(main))

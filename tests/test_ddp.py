@@ -118,7 +118,8 @@ def test_consistency_check_catches_a_rank_that_drifted(tmp_path, perturb):
 
 def test_sigkill_of_one_worker_then_resume_finishes_the_same_run(setup, tmp_path):
     ref, run = tmp_path / "ref", tmp_path / "run"
-    assert _train(setup, ref, epochs=40).returncode == 0
+    r = _train(setup, ref, epochs=40)
+    assert r.returncode == 0, _why(r)
     p = _train(setup, run, epochs=40, wait=False)
     deadline = time.time() + 300
     while time.time() < deadline and (not (run / "metrics.jsonl").exists() or len(_rows(run)) < 2):
@@ -159,3 +160,25 @@ def test_collect_under_torchrun_matches_its_own_bank_format(setup, tmp_path):
     bank = KernelBank.load(tmp_path / "c" / "bank.safetensors")
     assert bank.layers["conv1"].shape[1:] == (7, 7) and bank.filter_rows("conv1") == 3
     assert r.stdout.count("bank written") == 1
+
+
+@pytest.mark.parametrize("joined", [False, True])
+def test_exit_process_keeps_exit_code_and_output(tmp_path, joined):
+    """A worker that left a process group ends through os._exit (DESIGN.md §10): its exit
+    code and its buffered output must survive that; a process that never joined one exits
+    normally, through SystemExit."""
+    code = f"""
+import atexit, sys, torch.distributed as td
+from fastreg.distributed import close_process_group, exit_process
+if {joined}:
+    td.init_process_group("gloo", init_method="file://{tmp_path / 'pg'}", rank=0, world_size=1)
+close_process_group()
+atexit.register(lambda: print("teardown ran"))
+print("written before exit", end="")        # still in the buffer: stdout is a pipe
+sys.stderr.write("error: one line")
+exit_process(3)
+"""
+    p = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 3, p.stderr[-2000:]
+    assert p.stdout.startswith("written before exit") and "error: one line" in p.stderr
+    assert ("teardown ran" in p.stdout) == (not joined)      # os._exit skips the interpreter's teardown
