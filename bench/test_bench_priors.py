@@ -2,7 +2,8 @@
 
 Inits (bank, filter, cov) cost nothing per step: they run once. Group ``train_step-priors``:
 ``plain`` (no prior), ``adv1`` (slice D), ``advf1`` (whole-filter D), ``gauss`` (Gaussian
-penalty over whole filters), ``adv1-all`` (slice D on every conv layer), on CUDA when there is one, else on the CPU (one thread, fp32:
+penalty over whole filters), ``adv1-all`` (slice D on every conv layer), ``l2sp-all`` (L2-SP on
+every conv layer), on CUDA when there is one, else on the CPU (one thread, fp32:
 what a CPU run without native bf16 does). The last timed step's loss must be finite.
 """
 from __future__ import annotations
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from fastreg.bank import DEFAULT_BANK, KernelBank
+from fastreg.chain import L2SP
 from fastreg.models import DWPNet
 from fastreg.prior import GaussianPrior
 from fastreg.regularizer import AdversarialRegularizer
@@ -32,7 +34,8 @@ def _step(prior: str):
            "advf1": lambda: AdversarialRegularizer(model, bank, ["conv1"], 1.0, unit="filter").to(DEV),
            "adv1-all": lambda: AdversarialRegularizer(model, bank, ["conv1", "conv2", "conv3", "conv4"],
                                                       1.0).to(DEV),
-           "gauss": lambda: GaussianPrior(model, bank, ["conv1"], 1.0)}[prior]
+           "gauss": lambda: GaussianPrior(model, bank, ["conv1"], 1.0),
+           "l2sp-all": lambda: L2SP(model, ["conv1", "conv2", "conv3", "conv4"], 0.01).to(DEV)}[prior]
     reg = reg() if reg else None
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     x = torch.randn(100, 3, 32, 32, device=DEV)
@@ -42,7 +45,7 @@ def _step(prior: str):
     return lambda: float(train_step())
 
 
-@pytest.mark.parametrize("prior", ["plain", "adv1", "advf1", "gauss", "adv1-all"])
+@pytest.mark.parametrize("prior", ["plain", "adv1", "advf1", "gauss", "adv1-all", "l2sp-all"])
 def test_prior_step(benchmark, prior):
     step = _step(prior)
     benchmark.group = "train_step-priors"

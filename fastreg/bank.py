@@ -7,9 +7,11 @@ Loading never unpickles: safetensors for banks, ``np.load(allow_pickle=False)`` 
 """
 from __future__ import annotations
 
+import difflib
 import json
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -101,6 +103,30 @@ def _validate_layer(name: str, t: torch.Tensor, where: str) -> torch.Tensor:
     return t.float().contiguous()
 
 
+def _names(names: Sequence[str], most: int = 3) -> str:
+    """Bank layer names for a message: all of a few, else the count and the first."""
+    names = list(names)
+    return "+".join(names) if len(names) <= most else f"{len(names)} layers ({names[0]}, …)"
+
+
+@dataclass(frozen=True)
+class Draw:
+    """How one classifier layer draws from a bank (``KernelBank.plan``): the bank layers
+    serving it, the unit the layer is handled in (``filter`` or ``slice``), the unit read from
+    the bank (a depthwise layer's 1-channel filters are bank slices), and, when whole filters
+    did not fit and slices are drawn instead, a note naming the layer and the channel counts."""
+    src: tuple[str, ...]
+    unit: str
+    bank_unit: str
+    fallback: str = ""
+
+
+def fallback_note(notes: Sequence[str], what: str) -> str:
+    """One line for every layer of a call that wanted whole filters and draws slices."""
+    return (f"{what}: no bank filters with these layers' input channels, drawing 2-D slices for "
+            f"{len(notes)} layer(s): {'; '.join(notes[:4])}{' …' if len(notes) > 4 else ''}\n")
+
+
 class KernelBank:
     """Layer name → ``[N, k, k]`` float32 kernels, plus string metadata."""
 
@@ -128,8 +154,9 @@ class KernelBank:
                     raise BankError(f"layer {n!r} has {w.shape[1]} input channels in one model and "
                                     f"{rows[n]} in another")
                 parts[n].append(w.reshape(-1, w.shape[-2], w.shape[-1]))
+        per_model = {n: len(p[0]) for n, p in parts.items()}   # model boundaries: model m is rows m*R..(m+1)*R
         return cls({n: torch.cat(p) for n, p in parts.items()},
-                   {**(meta or {}), "filter_rows": json.dumps(rows)})
+                   {**(meta or {}), "filter_rows": json.dumps(rows), "rows_per_model": json.dumps(per_model)})
 
     @classmethod
     def from_npy(cls, path: str | Path, layer: str | None = None) -> "KernelBank":
@@ -164,7 +191,8 @@ class KernelBank:
             if len(t) > max_kernels:
                 f = f[torch.linspace(0, len(f) - 1, max(1, max_kernels // f.shape[1])).round().long()]
             layers[n] = f.reshape(-1, t.shape[-2], t.shape[-1])
-        return KernelBank(layers, {**self.meta, "max_kernels": str(max_kernels)})
+        meta = {k: v for k, v in self.meta.items() if k != "rows_per_model"}   # boundaries no longer hold
+        return KernelBank(layers, {**meta, "max_kernels": str(max_kernels)})
 
     def prefixed(self, prefix: str) -> "KernelBank":
         """The same bank with ``prefix`` before every layer name: a packaged bank's layers then
@@ -172,8 +200,10 @@ class KernelBank:
         if not prefix:
             return self
         rows = {prefix + n: self.filter_rows(n) for n in self.layers}
-        return KernelBank({prefix + n: t for n, t in self.layers.items()},
-                          {**self.meta, "filter_rows": json.dumps(rows)})
+        meta = {**self.meta, "filter_rows": json.dumps(rows)}
+        if "rows_per_model" in meta:
+            meta["rows_per_model"] = json.dumps({prefix + n: r for n, r in json.loads(meta["rows_per_model"]).items()})
+        return KernelBank({prefix + n: t for n, t in self.layers.items()}, meta)
 
     @classmethod
     def merge(cls, banks: Sequence["KernelBank"]) -> "KernelBank":
@@ -204,7 +234,12 @@ class KernelBank:
         """Load and validate a bank (``.safetensors``, or ``.npy`` import)."""
         path = Path(path)
         if not path.is_file():
-            raise BankError(f"{path}: no such bank file")
+            hint = ""
+            if not path.suffix and len(path.parts) == 1:     # meant as a packaged bank's name
+                close = difflib.get_close_matches(str(path), list(PACKAGED), n=1)
+                hint = (f", and no packaged bank has that name (packaged: {', '.join(PACKAGED)}"
+                        f"{'; did you mean ' + close[0] + '?' if close else ''})")
+            raise BankError(f"{path}: no such bank file{hint}")
         if path.suffix == ".npy":
             return cls.from_npy(path)
         from safetensors import SafetensorError, safe_open
@@ -254,10 +289,11 @@ class KernelBank:
             raise BankError(f"bank layer {name!r}: {len(t)} rows are not whole filters of {rows}")
         return t.view(-1, rows, t.shape[-2], t.shape[-1])
 
-    def rows_of(self, names: str | Sequence[str]) -> int:
-        """Rows per whole filter shared by these layers; 1 when they differ (slices only)."""
+    def rows_of(self, names: str | Sequence[str]) -> int | None:
+        """Rows per whole filter shared by these layers; None when they differ (then only
+        2-D slices can be drawn from them together)."""
         rows = {self.filter_rows(n) for n in ([names] if isinstance(names, str) else names)}
-        return rows.pop() if len(rows) == 1 else 1
+        return rows.pop() if len(rows) == 1 else None
 
     def units(self, names: str | Sequence[str], unit: str) -> torch.Tensor:
         """One or several (pooled) layers as ``[N, k, k]`` slices (``unit="slice"``) or
@@ -268,8 +304,8 @@ class KernelBank:
             return self.layers[names[0]] if len(names) == 1 else torch.cat([self.layers[n] for n in names])
         if unit != "filter":
             raise ValueError(f"unit must be slice or filter, got {unit!r}")
-        if len({self.filter_rows(n) for n in names}) > 1:
-            raise BankError(f"bank layers {', '.join(names)} have filters of different channel counts: "
+        if self.rows_of(names) is None:
+            raise BankError(f"bank layers {_names(names)} have filters of different channel counts: "
                             f"pool them as 2-D slices")
         fs = [self.filters(n) for n in names]
         f = fs[0] if len(fs) == 1 else torch.cat(fs)
@@ -307,12 +343,33 @@ class KernelBank:
             if not names:
                 raise BankError(f"bank has no {kernel_size}x{kernel_size} layer for {name!r} "
                                 f"(it has {self._sizes()})")
-            names = tuple(n for n in names if self.filter_rows(n) == channels) or names
+            if channels is not None and channels > 1:    # a 1-channel filter is any 2-D kernel
+                names = tuple(n for n in names if self.filter_rows(n) == channels) or names
         bad = [n for n in names if self.kernel_size(n) != kernel_size]
         if bad:
             raise BankError(f"bank layer {bad[0]!r} has {self.kernel_size(bad[0])}x{self.kernel_size(bad[0])} "
                             f"kernels, the classifier layer {name!r} has {kernel_size}x{kernel_size}")
         return names
+
+    def plan(self, layer: str, weight_shape: Sequence[int], unit: str,
+             bank_map: Mapping[str, Sequence[str]] | None = None) -> "Draw":
+        """How classifier layer ``layer`` (conv weight ``[O, C, k, k]``, ``C`` inputs per group)
+        draws from this bank in ``unit`` (DESIGN.md §4): whole filters of ``C`` channels from
+        bank layers whose filters have ``C`` rows; a depthwise filter (``C = 1``) is one 2-D
+        kernel, drawn from every bank kernel of its size; otherwise 2-D slices, with a note."""
+        if unit not in ("slice", "filter"):
+            raise ValueError(f"unit must be slice or filter, got {unit!r}")
+        k, c = int(weight_shape[-1]), int(weight_shape[1])
+        src = self.source(layer, k, bank_map, c if unit == "filter" else None)
+        if unit == "slice":
+            return Draw(src, "slice", "slice")
+        if c == 1:
+            return Draw(src, "filter", "slice")
+        rows = self.rows_of(src)
+        if rows == c:
+            return Draw(src, "filter", "filter")
+        have = f"{rows}" if rows is not None else "/".join(str(r) for r in sorted({self.filter_rows(n) for n in src}))
+        return Draw(src, "slice", "slice", f"{layer} ({c} inputs per filter; bank {_names(src)}: {have})")
 
     def _sizes(self) -> str:
         return ", ".join(f"{n}: {self.kernel_size(n)}x{self.kernel_size(n)}" for n in self.layers)

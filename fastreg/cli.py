@@ -8,8 +8,26 @@ from typing import Callable, Sequence
 from .errors import BankError, NonFiniteError, UnsafeCheckpoint, UsageError
 
 
+class DefaultsFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help that shows each option's default once: appended where the help text does not
+    already say it, left out where there is none (None, False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        d = action.default
+        if ("default" in text.lower() or d in (None, False, argparse.SUPPRESS) or not action.option_strings
+                or action.nargs == 0):
+            return text
+        return f"{text} (default: %(default)s)" if text else "default: %(default)s"
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse that reports errors in one line (exit 2) instead of usage + error."""
+    """argparse that reports errors in one line (exit 2) instead of usage + error, and whose
+    help shows every option's default (``DefaultsFormatter``)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", DefaultsFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):  # type: ignore[override]
         sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")

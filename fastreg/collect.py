@@ -20,6 +20,8 @@ from tqdm.auto import tqdm
 from . import __version__
 from .bank import KernelBank
 from .cli import Parser, int_list, nonneg_float, positive_float, positive_int, run_main
+from .chain import save_sources
+from .classes import describe, parse_classes
 from .data import DATASETS, Split, data_root, source_sets
 from .device import amp_precision, pick_device
 from .distributed import Dist, barrier, close_process_group, exit_process, from_env
@@ -50,6 +52,9 @@ def parse_args(argv: Sequence[str] | None):
     p.add_argument("--dataset", default="cifar10",
                    help="source data: cifar10 (its source split, disjoint from the target pool) or "
                         "cifar100 (the DWP protocol; needs torchvision files or network)")
+    p.add_argument("--classes", default=None,
+                   help="train the source models on these classes only (indices or CIFAR-10 names, e.g. "
+                        "0,1,2,3,4): a bank for the class-disjoint protocol (default: all)")
     p.add_argument("--data-root", default=None, help="folder with the data (default: $FASTREG_DATA or ./data)")
     p.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated source-model seeds (default 0-4)")
     p.add_argument("--preset", choices=sorted(PRESETS), default=None,
@@ -146,7 +151,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if a.ray is not None:      # every seed a Ray task; the loop below then loads the finished ones
         if not _seeds_on_ray(a, argv, seeds):
             return 1
-    train, test, num_classes = source_sets(a.dataset, data_root(a.data_root), device)
+    train, test, num_classes = source_sets(a.dataset, data_root(a.data_root), device, recipe.get("classes"))
     if a.limit_train:
         sel = torch.linspace(0, train.x.shape[0] - 1, min(a.limit_train, train.x.shape[0])).long()
         train = Split(train.x[sel.to(device)], train.y[sel.to(device)], train.index[sel.numpy()])
@@ -157,18 +162,22 @@ def _main(argv: Sequence[str] | None) -> int:
             tqdm.write(f"seed {seed}: test accuracy {r['test_acc']:.4f}")
         models.append(m)
         results.append(r)
-    meta = {"dataset": a.dataset, "source_split": "cifar10 train minus the target pool"
-            if a.dataset == "cifar10" else "cifar100 train",
+    meta = {"dataset": a.dataset, "source_split": ("cifar10 train minus the target pool"
+            if a.dataset == "cifar10" else "cifar100 train") + (f", {describe(recipe['classes'], a.dataset)}"
+                                                                 if "classes" in recipe else ""),
             "architecture": (f"DWPNet(width={recipe['width']})" if a.arch == "dwpnet" else
                              f"{a.arch}(width={recipe['width']})"), "seeds": json.dumps(seeds),
             "source_test_acc": json.dumps({r["seed"]: r["test_acc"] for r in results}),
             "source_train_time_s": json.dumps({r["seed"]: r.get("train_time_s") for r in results}),
             "recipe": json.dumps(recipe), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "version": __version__}
+            "version": __version__, **({"classes": json.dumps(recipe["classes"])} if "classes" in recipe else {})}
     if not dist.is_main:
         return 0
     bank = KernelBank.collect(models, layers, meta).subsample(a.max_kernels).prefixed(a.prefix)
     _write_bank(bank, out)
+    # the whole source networks too, for chain init and fine-tuning (fastreg.chain, DESIGN.md §12)
+    save_sources({f"seed{s}": m.state_dict() for s, m in zip(seeds, models)}, out / "sources.safetensors",
+                 {k: v for k, v in meta.items() if k != "filter_rows"})
     first = next(iter(conv_layers(models[0]).values()))
     save_filter_grid(first.weight, out / "source_seed0_conv1_rgb.png", "source model's first conv (RGB)")
     print("source test accuracy: " + ", ".join(f"seed {r['seed']}: {r['test_acc']:.4f}" for r in results))
@@ -191,10 +200,14 @@ def _plan(a):
                    if v is not None})
     if a.arch != "dwpnet" and a.width is None:
         recipe["width"] = 1.0
+    classes = parse_classes(a.classes, a.dataset, DATASETS[a.dataset])
+    if classes is not None:          # recorded only when set, so earlier recipes stay comparable
+        recipe["classes"] = classes
     if recipe["batch_size"] % dist.world:
         raise UsageError(f"batch size {recipe['batch_size']} (the global batch) does not split over "
                          f"{dist.world} ranks")
-    layers = select_layers(build_model(a.arch, DATASETS[a.dataset], recipe["width"]), a.layers)
+    layers = select_layers(build_model(a.arch, len(classes or range(DATASETS[a.dataset])), recipe["width"]),
+                           a.layers)
     recipe["precision"] = amp_precision(device, recipe["amp"])
     out = Path(a.out or f"runs/collect-{a.dataset}")
     check_out_dir(out)
@@ -220,7 +233,7 @@ def seed_task(argv: list[str], seed: int) -> float:
     """One source model of a collection, in a Ray worker (``collect --ray``): its test accuracy."""
     a = parse_args([*argv, "--seeds", str(seed), "--resume"])
     _, dist, device, recipe, _, out, _ = _plan(a)
-    train, test, num_classes = source_sets(a.dataset, data_root(a.data_root), device)
+    train, test, num_classes = source_sets(a.dataset, data_root(a.data_root), device, recipe.get("classes"))
     return train_seed(seed, recipe, (train, test), num_classes, device, out / f"seed{seed}", dist)[1]["test_acc"]
 
 

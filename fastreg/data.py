@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .classes import CIFAR10_CLASSES, describe, keep, relabel
 from .errors import UsageError
 
 DATASETS = {"cifar10": 10, "cifar100": 100}
@@ -159,18 +161,24 @@ def split_target_source(labels: np.ndarray, fraction: float = TARGET_FRACTION,
 
 
 def stratified_subset(pool: np.ndarray, labels: np.ndarray, n: int, num_classes: int,
-                      seed: int) -> np.ndarray:
-    """``n`` indices from ``pool``, ``n / num_classes`` per class, drawn by ``seed``."""
+                      seed: int, names: Sequence[str] | None = None, where: str = "the target pool") -> np.ndarray:
+    """``n`` indices from ``pool``, ``n / num_classes`` per class, drawn by ``seed``. A size
+    that does not fit is refused in one line, in the data's own terms (``names`` of the
+    classes, ``where`` the images are)."""
+    names = list(names) if names is not None else [str(c) for c in range(num_classes)]
     if n % num_classes:
-        raise UsageError(f"--train-size {n} is not divisible by the {num_classes} classes")
+        raise UsageError(f"--train-size {n} is not divisible by the {num_classes} classes of {where}")
     per = n // num_classes
+    counts = [int((labels[pool] == c).sum()) for c in range(num_classes)]
+    if per > min(counts):
+        short = sorted(range(num_classes), key=lambda c: counts[c])[:3]
+        raise UsageError(f"--train-size {n} needs {per} images per class; {where} has "
+                         f"{', '.join(f'{counts[c]} of {names[c]!r}' for c in short)}"
+                         f"{' …' if num_classes > 3 else ''}: at most {min(counts) * num_classes} fits")
     rng = np.random.Generator(np.random.PCG64(seed))
     out = []
     for c in range(num_classes):
         idx = pool[labels[pool] == c]
-        if per > idx.size:
-            raise UsageError(f"--train-size {n} needs {per} images of class {c}, "
-                             f"the target pool has {idx.size}")
         out.append(np.sort(idx[rng.permutation(idx.size)[:per]]))
     return np.concatenate(out)
 
@@ -245,30 +253,38 @@ def _take(x: np.ndarray, y: np.ndarray, present: np.ndarray | None, idx: np.ndar
 
 
 def target_sets(root: Path, train_size: int, data_seed: int, device, dataset: str = "cifar10",
-                image_size: int = 32) -> tuple[Split, Split, int]:
+                image_size: int = 32, classes: Sequence[int] | None = None) -> tuple[Split, Split, int]:
     """(reduced train set from the CIFAR-10 target pool, CIFAR-10 test set, num classes); or,
-    for ``dataset="imagefolder"``, from the user's own images under ``root``."""
+    for ``dataset="imagefolder"``, from the user's own images under ``root``. ``classes``: only
+    those CIFAR-10 classes, relabelled 0..K-1 (``fastreg.classes``), in training and test."""
     if dataset == "imagefolder":
+        if classes is not None:
+            raise UsageError("--classes selects CIFAR classes; an image folder's classes are its folders")
         return _imagefolder_sets(root, train_size, data_seed, device, image_size)
     if dataset != "cifar10":
         raise UsageError(f"--dataset for train: cifar10 or imagefolder, got {dataset!r}")
     xtr, ytr, ptr = _load("cifar10", root, "train")
     xte, yte, pte = _load("cifar10", root, "test")
-    pool, _ = split_target_source(ytr)
-    sub = stratified_subset(pool, ytr, train_size, DATASETS["cifar10"], data_seed)
+    pool = keep(ytr, split_target_source(ytr)[0], classes)
+    ytr, test_idx = relabel(ytr, classes), keep(yte, np.arange(len(yte)), classes)
+    k = len(classes) if classes is not None else DATASETS["cifar10"]
+    names = [CIFAR10_CLASSES[c] for c in classes] if classes is not None else CIFAR10_CLASSES
+    where = "the CIFAR-10 target pool" + (f" ({describe(classes)})" if classes is not None else "")
+    sub = stratified_subset(pool, ytr, train_size, k, data_seed, names, where)
     return (_take(xtr, ytr, ptr, sub, device, npz_path(root, "cifar10", "train")),
-            _take(xte, yte, pte, np.arange(len(yte)), device, npz_path(root, "cifar10", "test")),
-            DATASETS["cifar10"])
+            _take(xte, relabel(yte, classes), pte, test_idx, device, npz_path(root, "cifar10", "test")), k)
 
 
-def source_sets(name: str, root: Path, device) -> tuple[Split, Split, int]:
-    """Training data for the bank's source models: CIFAR-10's source split, or all of CIFAR-100."""
+def source_sets(name: str, root: Path, device, classes: Sequence[int] | None = None) -> tuple[Split, Split, int]:
+    """Training data for the bank's source models: CIFAR-10's source split, or all of CIFAR-100;
+    ``classes``: only those classes, relabelled 0..K-1, in training and test."""
     xtr, ytr, ptr = _load(name, root, "train")
     xte, yte, pte = _load(name, root, "test")
-    idx = split_target_source(ytr)[1] if name == "cifar10" else np.arange(len(ytr))
-    return (_take(xtr, ytr, ptr, idx, device, npz_path(root, name, "train")),
-            _take(xte, yte, pte, np.arange(len(yte)), device, npz_path(root, name, "test")),
-            DATASETS[name])
+    idx = keep(ytr, split_target_source(ytr)[1] if name == "cifar10" else np.arange(len(ytr)), classes)
+    test_idx = keep(yte, np.arange(len(yte)), classes)
+    return (_take(xtr, relabel(ytr, classes), ptr, idx, device, npz_path(root, name, "train")),
+            _take(xte, relabel(yte, classes), pte, test_idx, device, npz_path(root, name, "test")),
+            len(classes) if classes is not None else DATASETS[name])
 
 
 def _imagefolder_sets(root: Path, train_size: int, data_seed: int, device,
@@ -277,7 +293,8 @@ def _imagefolder_sets(root: Path, train_size: int, data_seed: int, device,
     ``size`` and normalized with the subset's channel statistics."""
     from . import imagefolder
     tr_paths, tr_y, te_paths, te_y, classes = imagefolder.load(root, size)
-    sub = stratified_subset(np.arange(len(tr_y)), tr_y, train_size, len(classes), data_seed)
+    sub = stratified_subset(np.arange(len(tr_y)), tr_y, train_size, len(classes), data_seed, classes,
+                            str(root / "train"))
     xtr = imagefolder.decode([tr_paths[i] for i in sub], size)
     px = xtr.reshape(-1, 3).astype(np.float64) / 255.0
     mean, std = tuple(px.mean(0).tolist()), tuple(np.maximum(px.std(0), 1e-3).tolist())

@@ -55,3 +55,11 @@ def load(root: Path, size: int) -> tuple[list[Path], np.ndarray, list[Path], np.
     if te_classes != classes:
         raise UsageError(f"{root}: {test_split}/ has classes {te_classes}, train/ has {classes}")
     return tr_paths, tr_y, te_paths, te_y, classes
+
+
+def default_train_size(root: Path, total: int = 100) -> int:
+    """The ``--train-size`` an image folder gets by default: ``total / classes`` images per
+    class (at least 1), fewer when its smallest class has fewer."""
+    _, labels, classes = listing(root, "train")
+    smallest = int(np.bincount(labels, minlength=len(classes)).min())
+    return max(1, min(smallest, total // len(classes))) * len(classes)

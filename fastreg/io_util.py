@@ -9,6 +9,7 @@ import json
 import math
 import os
 import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -99,8 +100,12 @@ def safe_torch_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        raise UnsafeCheckpoint(f"{path}: refused to load (not a plain-weights checkpoint: "
-                               f"{str(e).splitlines()[0][:200]})") from None
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        what = f"it holds a pickled {found.group(1)} object" if found else "it holds pickled objects"
+        raise UnsafeCheckpoint(f"{path}: refused to load: {what}, and fastreg never unpickles code; save "
+                               f"the weights alone, torch.save(model.state_dict(), path), or as "
+                               f".safetensors") from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         raise UnsafeCheckpoint(f"{path}: cannot read checkpoint "
                                f"({str(e).splitlines()[0][:200]})") from None

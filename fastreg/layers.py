@@ -15,6 +15,11 @@ from torch import nn
 
 from .errors import UsageError
 
+# How a regularizer term's weight (λ, the prior weight) spreads over several layers: "mean"
+# (each of L layers gets weight / L, so the weight means the same for 1 layer or 50) or "sum"
+# (each layer the full weight, as runs before fastreg 0.2 did). DESIGN.md §9.
+LAYER_WEIGHTS = ("mean", "sum")
+
 
 def unwrap(model: nn.Module) -> nn.Module:
     """The model inside DDP / DataParallel (``.module``) and ``torch.compile`` (``._orig_mod``)."""
@@ -54,6 +59,11 @@ def select(shapes: Mapping[str, tuple[int, int]], selector: str, where: str = "t
     if len(set(items)) != len(items):
         raise UsageError(f"the layer selector lists an item twice: {selector!r}")
     usable = {n for n, (h, w) in shapes.items() if h == w and h >= 3}
+    if not shapes:
+        raise UsageError(f"{where} has no nn.Conv2d layer: nothing for a filter prior to work on")
+    if not usable and not any(item in shapes for item in items):
+        raise UsageError(f"{where} has no conv layer with square kernels of 3x3 or more, only "
+                         f"{_listing(shapes)}: a filter prior needs spatial kernels")
     chosen: set[str] = set()
     for item in items:
         size = re.fullmatch(r"k(\d+)", item)

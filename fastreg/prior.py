@@ -4,20 +4,21 @@
 Penalty on a layer: ``α · mean over its kernels of NLL(kernel) / D`` under the Gaussian
 fitted to its bank layer (slices or whole filters), with the bank scaled to the layer's
 init std (as bank init scales it). Divided by ``D`` (numbers per kernel) so that ``α``
-means the same for 7×7 slices and 3×7×7 filters: nats per weight.
+means the same for 7×7 slices and 3×7×7 filters: nats per weight; averaged over the layers
+(``layer_weights="mean"``) so that it means the same for one layer or fifty.
 """
 from __future__ import annotations
 
+import sys
 from typing import Mapping, Sequence
 
 import torch
 from torch import nn
 
-from .bank import KernelBank
+from .bank import KernelBank, fallback_note
 from .errors import BankError
 from .gaussian import Gaussian
-from .init import init_unit
-from .layers import conv_layers, select_layers
+from .layers import LAYER_WEIGHTS, conv_layers, select_layers
 
 
 class GaussianPrior(nn.Module):
@@ -25,26 +26,30 @@ class GaussianPrior(nn.Module):
 
     def __init__(self, model: nn.Module, bank: KernelBank, layers: Sequence[str] | str, weight: float,
                  unit: str = "filter", shrink: float = 0.1,
-                 bank_map: Mapping[str, Sequence[str]] | None = None) -> None:
+                 bank_map: Mapping[str, Sequence[str]] | None = None, layer_weights: str = "mean") -> None:
         super().__init__()
         if not weight >= 0:
             raise ValueError(f"prior weight must be >= 0, got {weight}")
+        if layer_weights not in LAYER_WEIGHTS:
+            raise ValueError(f"layer_weights must be one of {LAYER_WEIGHTS}, got {layer_weights!r}")
         convs = conv_layers(model)
         layers = select_layers(model, layers) if isinstance(layers, str) else layers
-        self.weight, self.layers = float(weight), list(layers)
-        self.convs, self.units, self.laws = {}, {}, {}
+        self.weight, self.layers, self.layer_weights = float(weight), list(layers), layer_weights
+        self.convs, self.units, self.laws, notes = {}, {}, {}, []
         for name in self.layers:
             if name not in convs:
                 raise BankError(f"unknown layer {name!r}; the model has {', '.join(convs)}")
             conv = convs[name]
-            src = bank.source(name, conv.kernel_size[0], bank_map,
-                              conv.weight.shape[1] if unit == "filter" else None)
-            self.units[name] = init_unit(conv, bank, src, unit)
-            law = bank.gaussian(src, self.units[name], shrink)
+            draw = bank.plan(name, conv.weight.shape, unit, bank_map)
+            self.units[name] = draw.unit
+            notes += [draw.fallback] if draw.fallback else []
+            law = bank.gaussian(draw.src, draw.bank_unit, shrink)
             # the bank at the layer's scale: its kernels' std made the default init's
-            scale = float(conv.weight.detach().std()) / float(bank.units(src, "slice").std())
+            scale = float(conv.weight.detach().std()) / float(bank.units(draw.src, "slice").std())
             self.laws[name] = law.scaled(scale)
             self.convs[name] = conv
+        if notes:
+            sys.stderr.write(fallback_note(notes, "Gaussian prior"))
         self._stats: dict[str, torch.Tensor] = {}
 
     def _rows(self, name: str) -> torch.Tensor:
@@ -65,7 +70,7 @@ class GaussianPrior(nn.Module):
             v = self.nll_per_weight(name)
             self._stats[name] = self._stats.get(name, 0) + torch.stack([v.detach(), torch.ones_like(v)])
             total = v if total is None else total + v
-        return self.weight * total
+        return self.weight * (total / len(self.layers) if self.layer_weights == "mean" else total)
 
     def discriminator_step(self) -> None:
         """Nothing to train: the prior is fixed."""

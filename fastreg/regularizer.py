@@ -9,15 +9,16 @@ optimizer and λ. Per training step:
 """
 from __future__ import annotations
 
+import sys
 from typing import Mapping, Sequence
 
 import torch
 from torch import nn
 
-from .bank import BankError, KernelBank
+from .bank import BankError, KernelBank, fallback_note
 from .discriminator import Discriminator
 from .distributed import Dist, all_reduce_, broadcast_
-from .layers import conv_layers, key, select_layers
+from .layers import LAYER_WEIGHTS, conv_layers, key, select_layers
 from .ops import disc_step, resolve_backend, sample_kernels
 
 
@@ -57,8 +58,11 @@ class AdversarialRegularizer(nn.Module):
 
     ``layers``: full module names (any ``nn.Module``), or one selector string such as
     ``"conv1"``, ``"layer*.*.conv1"``, ``"k3"`` or ``"all"`` (see ``fastreg.layers``).
+    ``lam``: the weight of the G-loss, shared by the layers (``layer_weights="mean"``, each layer
+    ``lam / L``, so it means the same for 1 layer or 50) or given to each (``"sum"``).
     ``unit="filter"``: each D judges whole ``C_in×k×k`` filters (one row per output channel)
-    instead of 2-D slices; the bank's filters must have the layer's input channels.
+    instead of 2-D slices, where the bank has filters of the layer's input channels (a
+    depthwise layer's filters are single kernels); elsewhere slices, said on stderr.
     ``share="size"``: one D per kernel size, judging all those layers' kernels in one batch
     (against their pooled bank layers), instead of one D per layer (``"layer"``).
     ``fake_max``: at most this many kernels (rows) of a layer per step, drawn at random;
@@ -73,8 +77,11 @@ class AdversarialRegularizer(nn.Module):
                  lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999), backend: str = "auto",
                  lecam: float = 0.0, lecam_decay: float = 0.99, fake_max: int | str | None = "auto",
                  seed: int = 0, unit: str = "slice", lam_decay_steps: int | None = None,
-                 share: str = "layer", bank_map: Mapping[str, Sequence[str]] | None = None) -> None:
+                 share: str = "layer", bank_map: Mapping[str, Sequence[str]] | None = None,
+                 layer_weights: str = "mean") -> None:
         super().__init__()
+        if layer_weights not in LAYER_WEIGHTS:
+            raise ValueError(f"layer_weights must be one of {LAYER_WEIGHTS}, got {layer_weights!r}")
         if lam < 0:
             raise ValueError(f"lambda must be >= 0, got {lam}")
         if unit not in ("slice", "filter"):
@@ -92,32 +99,39 @@ class AdversarialRegularizer(nn.Module):
                              f"got {fake_max!r}")
         self.model_layers: dict[str, nn.Conv2d] = {}
         self.groups: dict[str, list[str]] = {}        # D's name → the layers it judges
+        self.units: dict[str, str] = {}               # layer → what its D judges (filter | slice)
         sources: dict[str, list[str]] = {}
+        bank_units: dict[str, str] = {}
+        notes = []
         for name in layers:
             if name not in convs:
                 raise BankError(f"unknown layer {name!r}; the model has {', '.join(convs)}")
             conv = convs[name]
             k, c = conv.kernel_size[0], conv.weight.shape[1]
-            src = bank.source(name, k, bank_map, c if unit == "filter" else None)
-            if unit == "filter" and bank.rows_of(src) != c:
-                raise BankError(f"whole-filter D on {name}: the bank's {'+'.join(src)} filters "
-                                f"have {bank.rows_of(src)} channel(s), the layer has {c} inputs")
-            group = name if share == "layer" else f"k{k}" + (f"c{c}" if unit == "filter" else "")
+            draw = bank.plan(name, conv.weight.shape, unit, bank_map)
+            notes += [draw.fallback] if draw.fallback else []
+            self.units[name] = draw.unit
+            group = name if share == "layer" else f"k{k}" + (f"c{c}" if draw.unit == "filter" else "")
             self.groups.setdefault(group, []).append(name)
             sources.setdefault(group, [])
-            sources[group] += [n for n in src if n not in sources[group]]
+            sources[group] += [n for n in draw.src if n not in sources[group]]
+            bank_units[group] = draw.bank_unit
             self.model_layers[name] = conv
+        if notes:
+            sys.stderr.write(fallback_note(notes, "whole-filter discriminator"))
         self.layers = list(layers)
         self.lam, self.backend, self.seed, self.fake_max = float(lam), backend, int(seed), fake_max
         self.unit, self.share, self.lam_decay_steps = unit, share, lam_decay_steps
+        self.layer_weights = layer_weights
         self.lecam, self.lecam_decay = float(lecam), float(lecam_decay)
         self.discs = nn.ModuleDict()
         for g, names in self.groups.items():
             conv = self.model_layers[names[0]]
+            whole = self.units[names[0]] == "filter"
             self.discs[key(g)] = Discriminator(conv.kernel_size[0], hidden, norm, loss,
-                                               channels=conv.weight.shape[1] if unit == "filter" else 1)
+                                               channels=conv.weight.shape[1] if whole else 1)
             # the bank moves with .to() / .cuda() like any buffer; not saved in checkpoints
-            self.register_buffer(f"bank_{key(g)}", bank.units(sources[g], unit), persistent=False)
+            self.register_buffer(f"bank_{key(g)}", bank.units(sources[g], bank_units[g]), persistent=False)
             self.register_buffer(f"ema_real_{key(g)}", torch.zeros(()))
             self.register_buffer(f"ema_fake_{key(g)}", torch.zeros(()))
         self.register_buffer("step", torch.zeros((), dtype=torch.int64))
@@ -150,15 +164,21 @@ class AdversarialRegularizer(nn.Module):
 
     def _fake(self, name: str, li: int) -> torch.Tensor:
         w = self.model_layers[name].weight
-        fake = w.reshape(w.shape[0], -1) if self.unit == "filter" else w.reshape(-1, w.shape[-2], w.shape[-1])
+        fake = w.reshape(w.shape[0], -1) if self.units[name] == "filter" else w.reshape(-1, w.shape[-2], w.shape[-1])
         if self.fake_max and fake.shape[0] > self.fake_max:
             gen = torch.Generator(device="cpu").manual_seed(self.seed * 7919 + int(self.step) + 104729 * li)
             idx = torch.randperm(fake.shape[0], generator=gen)[: self.fake_max].to(w.device)
             fake = fake[idx]
         return fake
 
+    def weight_of(self, group: str) -> float:
+        """The share of λ a D's G-loss gets: its layers' share of all layers (``"mean"``: λ
+        means the same for 1 layer or 50), or 1 (``"sum"``, runs before 0.2)."""
+        return len(self.groups[group]) / len(self.layers) if self.layer_weights == "mean" else 1.0
+
     def generator_loss(self) -> torch.Tensor:
-        """λ · Σ_D G-loss(D(fake)); also stashes the fake pass for ``discriminator_step``.
+        """λ · Σ_D w_D · G-loss(D(fake)), ``w_D`` from ``weight_of``; also stashes the fake pass
+        for ``discriminator_step``.
 
         A D judging several layers sees their kernels as one batch; each layer gets its rows'
         share of the G gradient."""
@@ -179,6 +199,8 @@ class AdversarialRegularizer(nn.Module):
                            for f, gr in zip(fakes, grads))
             else:
                 term = out.g_loss
+            w = self.weight_of(g)
+            term = term * w if w != 1.0 else term
             total = term if total is None else total + term
         return lam * total
 
@@ -193,7 +215,7 @@ class AdversarialRegularizer(nn.Module):
             n = fake.shape[0]
             real, _ = sample_kernels(self.banks[g], n, self.seed * 1000 + gi + RANK_STRIDE * self.dist.rank,
                                      offset=step * n)
-            real = real.reshape(n, -1) if self.unit == "filter" else real
+            real = real.reshape(n, -1) if self.units[self.groups[g][0]] == "filter" else real
             disc = self.disc(g)
             out_r = disc_step(real, disc, d_target=1.0, g_target=None,
                               backend=resolve_backend(self.backend, real.device, disc))
@@ -242,10 +264,11 @@ class AdversarialRegularizer(nn.Module):
             for i, k in enumerate(keys):
                 out[f"{k}/{name}"] = float(v[i] / v[4])
             tot = v if tot is None else tot + v
-        if tot is not None:
+        if tot is not None:   # g_loss and d_loss overall: weighted as generator_loss weighs them
             nl = len(self._stats)
             for i, k in enumerate(keys):
-                out[k] = float(tot[i] / tot[4]) * (nl if k in ("g_loss", "d_loss") else 1.0)
+                out[k] = float(tot[i] / tot[4]) * (nl if k in ("g_loss", "d_loss") and self.layer_weights == "sum"
+                                                   else 1.0)
         self._stats = {}
         return out
 

@@ -31,12 +31,16 @@ from .cli import Parser, run_main
 from .errors import BankError, UnsafeCheckpoint, UsageError
 from .filter_metrics import group_halves, judge_auc, low_freq_energy, mmd_rbf
 from .io_util import atomic_write_bytes, atomic_write_json, check_out_dir
-from .runs import DEFAULT_METHODS, FINAL_KERNELS, Run, discover, finite, layer_kernels, method_order, precision_of, read_jsonl
+from .runs import (DEFAULT_METHODS, FINAL_KERNELS, Run, discover, finite, layer_kernels, method_order, precision_of,
+                   read_jsonl, weighs_layers)
 
 # settings that, when they differ between runs of one train size, split cells
 EXTRA = ("arch", "bank", "width", "amp", "precision", "epochs", "batch_size", "lr", "weight_decay", "d_hidden", "d_norm", "d_loss",
-         "d_lr", "lecam", "eval_size", "d_share", "fake_max", "dataset", "image_size", "bank_map", "shrink")
-D_ONLY = ("d_hidden", "d_norm", "d_loss", "d_lr", "lecam", "d_share", "fake_max")   # cannot change a λ = 0 run's classifier
+         "d_lr", "lecam", "eval_size", "d_share", "fake_max", "dataset", "image_size", "bank_map", "shrink",
+         "layer_weights", "classes", "sources")
+# cannot change the classifier of a reference cell (baseline, bankinit: λ = 0, no prior)
+D_ONLY = ("d_hidden", "d_norm", "d_loss", "d_lr", "lecam", "d_share", "fake_max", "layer_weights", "sources")
+OPTIONAL = ("bank", "layer_weights", "sources")   # None where they cannot matter; such runs do not make them vary
 EXTERNAL = [  # (source, setting, labelled images, test accuracy %)
     ("Deep Weight Prior (Atanov et al., ICLR 2019), Bayesian CNN", "CIFAR-10", 50, 23.7),
     ("Deep Weight Prior (Atanov et al., ICLR 2019), Bayesian CNN", "CIFAR-10", 200, 30.3),
@@ -48,7 +52,7 @@ EXTERNAL = [  # (source, setting, labelled images, test accuracy %)
 
 # EXTRA settings runs made before they existed had, as those runs read them
 EXTRA_DEFAULTS = {"arch": "dwpnet", "d_share": "layer", "dataset": "cifar10", "image_size": 32,
-                  "bank_map": None, "shrink": 0.1}
+                  "bank_map": None, "shrink": 0.1, "classes": None}
 
 
 def _setting(r: Run, key: str):
@@ -59,6 +63,13 @@ def _setting(r: Run, key: str):
         return r.cfg.get("fake_max_used", r.cfg.get("fake_max"))
     if key == "bank":       # by name; None where the classifier never sees the bank
         return r.bank_name if uses_bank(r.cfg) else None
+    if key == "sources":         # the source networks of chain init and fine-tuning, by file or folder name
+        return Path(str(r.cfg["sources"])).name if r.cfg.get("init") in ("chain", "finetune") else None
+    if key == "classes":         # the class-disjoint protocol: its classes, e.g. "5,6,7,8,9"
+        v = r.cfg.get(key)
+        return ",".join(map(str, v)) if v else None
+    if key == "layer_weights":   # None where a run weighs one layer, or none
+        return r.cfg.get(key, "sum") if weighs_layers(r.cfg, r.final.get("reg_layers")) else None
     return r.cfg.get(key, EXTRA_DEFAULTS.get(key))
 
 
@@ -76,19 +87,19 @@ def _label(runs: list[Run]) -> None:
 
     _name_banks(runs)
     def values(k: str, rs: list[Run]) -> set:   # a run without a bank does not make banks vary
-        return {json.dumps(_setting(r, k)) for r in rs if not (k == "bank" and _setting(r, k) is None)}
+        return {json.dumps(_setting(r, k)) for r in rs if not (k in OPTIONAL and _setting(r, k) is None)}
 
     vary = [k for k in EXTRA if any(len(values(k, rs)) > 1 for rs in groups(k).values())]
     for r in runs:
         r.extra = {k: _setting(r, k) for k in vary}
-        extra = ", ".join(f"{k}={v}" for k, v in r.extra.items() if not (k == "bank" and v is None))
+        extra = ", ".join(f"{k}={v}" for k, v in r.extra.items() if not (k in OPTIONAL and v is None))
         r.label = r.method + (f" [{extra}]" if extra else "")
 
 
 def uses_bank(cfg: dict) -> bool:
     """Whether a run's classifier depends on its bank: the adversarial term, a bank init or
     the Gaussian prior (a λ = 0 run's discriminator never touches the classifier)."""
-    return bool(cfg.get("lam")) or cfg.get("init", "default") != "default" or cfg.get("prior", "none") != "none"
+    return bool(cfg.get("lam")) or cfg.get("init", "default") in ("bank", "cov") or cfg.get("prior", "none") == "gauss"
 
 
 def _meta(r: Run) -> dict | None:
@@ -306,7 +317,12 @@ def _metric_cells(rs: list[Run], layer: str = "conv1") -> str:
 def build_parser() -> Parser:
     p = Parser(prog="python -m fastreg.report", description=__doc__.splitlines()[0].split(": ", 1)[-1])
     p.add_argument("runs_dir", nargs="+", help="folders with run directories (searched recursively)")
-    p.add_argument("--out", default="docs/results.md", help="Markdown file; figures go to figures/ beside it")
+    p.add_argument("--out", default=None,
+                   help="Markdown file; figures go to figures/ beside it (default: report.md in the first "
+                        "runs folder)")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite --out even when it holds another report (of other runs folders) or "
+                        "another file")
     p.add_argument("--include", action="append", default=[], metavar="MD",
                    help="a Markdown file to include after the header, headings one level down (e.g. the "
                         "study the runs rest on); repeatable")
@@ -380,6 +396,28 @@ def _included(path: Path) -> str:
     except (OSError, UnicodeDecodeError) as e:
         raise UsageError(f"--include {path}: cannot read it ({e.__class__.__name__})") from None
     return re.sub(r"^(#+) ", r"\1# ", text, flags=re.M).rstrip() + "\n"
+
+
+def _report_roots(text: str) -> list[str] | None:
+    """The runs folders a report was generated from (its header line), None if it is not one."""
+    m = re.search(r"^Generated .* by `python -m fastreg\.report .*` from \d+ run folders under (.*)\.$", text, re.M)
+    return re.findall(r"`([^`]*)`", m.group(1)) if m else None
+
+
+def _check_overwrite(roots: list[Path], out: Path, force: bool) -> None:
+    """Refuse to replace a file that is not this report: another file, or a report of other
+    runs folders (``--force`` overrides)."""
+    if force or not out.exists():
+        return
+    try:
+        was = _report_roots(out.read_text())
+    except (OSError, UnicodeDecodeError):
+        was = None
+    if was is None:
+        raise UsageError(f"--out {out} exists and is not a fastreg report; choose another --out or pass --force")
+    if sorted(str(Path(r).resolve()) for r in was) != sorted(str(r.resolve()) for r in roots):
+        raise UsageError(f"--out {out} holds the report of {', '.join(was)}; choose another --out or pass "
+                         f"--force to replace it")
 
 
 def _check_out(roots: list[Path], out: Path) -> None:
@@ -584,8 +622,10 @@ def per_run_rows(runs: list[Run]) -> list[dict]:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     a = build_parser().parse_args(argv)
-    roots, out = [Path(d) for d in a.runs_dir], Path(a.out)
+    roots = [Path(d) for d in a.runs_dir]
+    out = Path(a.out) if a.out else roots[0] / "report.md"
     _check_out(roots, out)
+    _check_overwrite(roots, out, a.force)
     included = [_included(Path(f)) for f in a.include]
     runs = [r for root in roots for r in discover(root)]
     ok = [r for r in runs if r.status == "ok"]
@@ -599,7 +639,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     keys = sorted(cells, key=lambda c: (c[0], method_order(c[1]), c[2]))
     paired_lines, deltas = paired_section(cells, keys)
     if any(k[1].split(" [")[0] not in DEFAULT_METHODS for k in keys):   # new priors: vs bank init too
-        paired_lines += paired_section(cells, keys, "bankinit")[0]
+        vs_init = paired_section(cells, keys, "bankinit")[0]
+        paired_lines += vs_init if vs_init[-1].startswith("| ") and not vs_init[-1].startswith("|---") else []
     L = [*header_section(argv, roots, runs, refs.describe()), *included, *accuracy_section(cells, keys), *paired_lines,
          *bank_section(cells, keys), *deeper_layer_sections(cells, keys, refs), *reference_section(refs),
          *flagged_section(runs), *external_section()]

@@ -9,7 +9,7 @@ import torch
 
 from .errors import UnsafeCheckpoint
 from .runs import Run, finite, layer_kernels, method_order, read_jsonl
-from .viz import grid, kernel_tiles
+from .viz import panels_png
 
 
 def _png(fig) -> bytes:
@@ -43,11 +43,13 @@ def figures(cells: dict, deltas: dict, ok: list[Run], bank: torch.Tensor | None,
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     out = {}
     banked = {_sans_bank(_variant(c[1])[1]) for c in cells if "bank=" in c[1]}
     variants = sorted({(_variant(c[1])[1], c[2]) for c in cells
                        if "bank=" in c[1] or _variant(c[1])[1] not in banked}, key=lambda v: (v[1], v[0]))
     methods = sorted({_variant(c[1])[0] for c in cells}, key=method_order)
+    sizes = sorted({c[0] for c in cells})
     fig, axes = plt.subplots(2, len(variants), figsize=(4.4 * len(variants), 7.5), squeeze=False,
                              sharex=True, sharey="row", layout="constrained")
     for j, (ex, ly) in enumerate(variants):
@@ -72,6 +74,9 @@ def figures(cells: dict, deltas: dict, ok: list[Run], bank: torch.Tensor | None,
         bot.axhline(0, color="k", lw=0.8)
         for ax in (top, bot):
             ax.set_xscale("log")
+            ax.set_xticks(sizes, [str(n) for n in sizes])        # the sizes run, nothing else
+            ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+            ax.set_xlim(min(sizes) / 1.6, max(sizes) * 1.6)
             ax.grid(alpha=0.3)
         bot.set_xlabel("training images")
     axes[0, 0].set_ylabel("test accuracy (%), mean ± std over seeds")
@@ -80,7 +85,8 @@ def figures(cells: dict, deltas: dict, ok: list[Run], bank: torch.Tensor | None,
     for ax in axes[0]:
         for h, lab in zip(*ax.get_legend_handles_labels()):
             legend.setdefault(lab, h)
-    axes[0, 0].legend(list(legend.values()), list(legend), fontsize=7, loc="upper left")
+    fig.legend(list(legend.values()), list(legend), fontsize=7, loc="outside lower center",
+               ncol=min(len(legend), 4))             # below the plots: it never hides a point
     out[f"{stem}_acc_vs_size.png"] = _png(fig)
 
     base = sorted((r for r in ok if r.method == "baseline"), key=lambda r: (r.size, r.seed)) or \
@@ -113,16 +119,7 @@ def figures(cells: dict, deltas: dict, ok: list[Run], bank: torch.Tensor | None,
             except (UnsafeCheckpoint, KeyError, TypeError):
                 pass
     if panels:
-        fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6), squeeze=False)
-        for ax, (title, w) in zip(axes[0], panels):
-            tiles, rgb = kernel_tiles(w, 64)
-            img = grid(tiles, int(np.ceil(np.sqrt(len(tiles)))), fill=1.0 if rgb else 0.0)
-            ax.imshow(np.clip(img, 0, 1) if rgb else img, cmap=None if rgb else "RdBu_r", vmin=-1, vmax=1,
-                      interpolation="nearest")
-            ax.set_title(title, fontsize=8)
-            ax.set_axis_off()
-        fig.suptitle(f"conv1 filters, n={n}, seed {seed}", fontsize=9)
-        out[f"{stem}_filters.png"] = _png(fig)
+        out[f"{stem}_filters.png"] = panels_png(panels, f"conv1 filters, n={n}, seed {seed}")
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
     for r in sorted(at, key=lambda r: method_order(r.label)):

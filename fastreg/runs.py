@@ -1,14 +1,16 @@
 """Reading training-run folders: what ``train`` leaves behind, as the report and sweep see it.
 
 A run folder holds ``config.json`` (settings), ``metrics.jsonl`` (one row per evaluation),
-``final.json`` (marks it finished), ``timing.json``, ``final_kernels.safetensors`` (conv1 and
-the regularized layers at the end) and, until cleaned up, ``checkpoint.pt``. A run that went
-non-finite under the sweep gets ``failed.json``.
+``final.json`` (marks it finished), ``timing.json``, ``start_kernels.safetensors`` and
+``final_kernels.safetensors`` (conv1 and the regularized layers at the start and the end),
+``filters_LAYER.png`` and, until the run finishes (or kept with ``--keep-checkpoint``),
+``checkpoint.pt``. A run that went non-finite under the sweep gets ``failed.json``.
 """
 from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,12 +21,15 @@ from .errors import UnsafeCheckpoint
 from .io_util import read_json, safe_torch_load
 
 FINAL_KERNELS = "final_kernels.safetensors"  # conv1 + regularized layers at the end
+START_KERNELS = "start_kernels.safetensors"  # the same layers as training starts (after any init)
 
 # A run's train settings that make its method (all others default); runs written before a
 # setting existed read as its old behaviour (2-D slices, no prior, constant λ).
 METHOD_KEYS = {"lam": 0.0, "init": "default", "init_unit": "slice", "d_unit": "slice",
-               "prior": "none", "prior_weight": 1.0, "prior_unit": "filter", "lambda_schedule": "constant"}
+               "prior": "none", "prior_weight": 1.0, "prior_unit": "filter", "lambda_schedule": "constant",
+               "chain_norms": False}
 GAUSS_WEIGHT = 1e4   # --prior-weight of the sweep's gauss methods: the best of 0.1 ... 1e5 in a pilot (n = 100, seeds 0-2)
+L2SP_WEIGHT = 0.01   # --prior-weight of the sweep's l2sp methods: α of Li et al. (2018)
 
 
 def _m(**kw) -> dict:
@@ -40,13 +45,45 @@ METHODS: dict[str, dict] = {
     "covinit": _m(init="cov", init_unit="filter"), "covinit-slice": _m(init="cov"),
     "gauss": _m(prior="gauss", prior_weight=GAUSS_WEIGHT),
     "advf1": _m(lam=1.0, d_unit="filter"),
+    "filterinit+adv1": _m(init="bank", init_unit="filter", lam=1.0),
     "filterinit+advf1": _m(init="bank", init_unit="filter", lam=1.0, d_unit="filter"),
     "filterinit+advf1-decay": _m(init="bank", init_unit="filter", lam=1.0, d_unit="filter",
                                  lambda_schedule="linear"),
     "covinit+advf1": _m(init="cov", init_unit="filter", lam=1.0, d_unit="filter"),
     "filterinit+gauss": _m(init="bank", init_unit="filter", prior="gauss", prior_weight=GAUSS_WEIGHT),
+    # priors for a whole network (DESIGN.md §12): one source network's layers, and the transfer baselines
+    "chaininit": _m(init="chain"),
+    "chaininit-norms": _m(init="chain", chain_norms=True),
+    "chaininit+advf1": _m(init="chain", lam=1.0, d_unit="filter"),
+    "chaininit+gauss": _m(init="chain", prior="gauss", prior_weight=GAUSS_WEIGHT),
+    "chaininit+l2sp": _m(init="chain", prior="l2sp", prior_weight=L2SP_WEIGHT),
+    "finetune": _m(init="finetune"),
 }
 DEFAULT_METHODS = ("baseline", "adv0.1", "adv1", "adv10", "bankinit", "bankinit+adv1")
+
+
+def describe(settings: dict) -> str:
+    """What a method does, in words, from its settings (``sweep --help`` lists these)."""
+    c = {**METHOD_KEYS, **settings}
+    parts = []
+    if c["init"] == "chain":
+        parts.append("start from one source network's layers, channels coherent"
+                     + (", with their norms" if c["chain_norms"] else ""))
+    elif c["init"] == "finetune":
+        parts.append("fine-tune a source network (every layer but the head)")
+    elif c["init"] != "default":
+        what = "bank kernels" if c["init"] == "bank" else "draws from a Gaussian fitted to the bank"
+        parts.append(f"start from {what} ({'whole filters' if c['init_unit'] == 'filter' else '2-D kernels'})")
+    if c["prior"] == "l2sp":
+        parts.append(f"L2-SP toward the start, weight {float(c['prior_weight']):g}")
+    elif c["prior"] != "none":
+        parts.append(f"Gaussian penalty, weight {float(c['prior_weight']):g} "
+                     f"({'whole filters' if c['prior_unit'] == 'filter' else '2-D kernels'})")
+    if float(c["lam"]) > 0:
+        parts.append(f"adversarial term λ = {float(c['lam']):g}, D on "
+                     f"{'whole filters' if c['d_unit'] == 'filter' else '2-D kernels'}"
+                     + (", λ decaying to 0" if c["lambda_schedule"] == "linear" else ""))
+    return "; ".join(parts) or "the model's own random init, no prior"
 
 
 def method_of(cfg: dict) -> str:
@@ -54,11 +91,18 @@ def method_of(cfg: dict) -> str:
     adversarial parts joined by '+', 'baseline' when it has none."""
     c = {k: cfg.get(k, v) for k, v in METHOD_KEYS.items()}
     parts = []
-    if c["init"] != "default":
+    if c["init"] == "chain":
+        parts.append("chaininit" + ("-norms" if c["chain_norms"] else ""))
+    elif c["init"] == "finetune":
+        parts.append("finetune")
+    elif c["init"] != "default":
         parts.append({("bank", "slice"): "bankinit", ("bank", "filter"): "filterinit",
                       ("cov", "filter"): "covinit", ("cov", "slice"): "covinit-slice"}
                      .get((c["init"], c["init_unit"]), f"{c['init']}init-{c['init_unit']}"))
-    if c["prior"] != "none":
+    if c["prior"] == "l2sp":
+        w = float(c["prior_weight"])
+        parts.append("l2sp" + ("" if w == L2SP_WEIGHT else f"{w:g}"))
+    elif c["prior"] != "none":
         w = float(c["prior_weight"])
         parts.append(c["prior"] + ("" if w == GAUSS_WEIGHT else f"{w:g}")
                      + ("" if c["prior_unit"] == "filter" else "-slice"))
@@ -75,6 +119,18 @@ def method_order(label: str) -> tuple:
     """Sort key of a cell label: the METHODS order first, then the label."""
     base = label.split(" [")[0]
     return (list(METHODS).index(base) if base in METHODS else len(METHODS), label)
+
+
+def weighs_layers(cfg: dict, layers: list | None = None) -> bool:
+    """Whether ``layer_weights`` (how λ and the prior weight spread over layers) can change a
+    run: a weighted term (λ > 0 or a prior) on several layers: ``layers`` as the run resolved
+    them (its final.json), else as its selector may name them (a plain layer name is one)."""
+    if not (cfg.get("lam") or cfg.get("prior", "none") != "none"):
+        return False
+    if layers is not None:
+        return len(layers) > 1
+    sel = str(cfg.get("reg_layers", "conv1"))
+    return "," in sel or any(c in sel for c in "*?[") or sel == "all" or re.fullmatch(r"k\d+", sel) is not None
 
 
 def precision_of(cfg: dict) -> str:

@@ -22,20 +22,25 @@ from tqdm.auto import tqdm
 from . import train
 from .bank import DEFAULT_BANK_NAME, load_bank
 from .cli import Parser, int_list, name_list, nonneg_float, positive_float, positive_int, run_main
+from .chain import load_sources, sources_file
+from .classes import keep, parse_classes, relabel
 from .data import DATASETS, data_root, load_arrays, split_target_source, stratified_subset
 from .device import amp_precision, pick_device
 from .errors import NonFiniteError, UsageError
 from .io_util import atomic_write_json, atomic_write_jsonl, check_out_dir, read_json
 from .layers import conv_layers, select_layers
 from .models import build_model
-from .runs import DEFAULT_METHODS, METHOD_KEYS, METHODS, run_state
+from .runs import DEFAULT_METHODS, METHOD_KEYS, METHODS, describe, run_state
 # train options the sweep sets itself: not allowed after ``--``
 CONTROLLED = ("train_size", "seed", "data_seed", "out", "resume", "reg_layers", "width", "amp", "bank",
-              "data_root", "device", "epochs", "arch", *METHOD_KEYS)
+              "data_root", "device", "epochs", "arch", "classes", "sources", *METHOD_KEYS)
 
 
 def build_parser() -> Parser:
-    p = Parser(prog="python -m fastreg.sweep", description=__doc__.splitlines()[0].split(": ", 1)[-1])
+    width = max(map(len, METHODS)) + 2
+    p = Parser(prog="python -m fastreg.sweep", description=__doc__.splitlines()[0].split(": ", 1)[-1],
+               epilog="methods (every one on the same seeds and data):\n" +
+               "\n".join(f"  {m:<{width}}{describe(v)}" for m, v in METHODS.items()))
     p.add_argument("--sizes", default="100,500,1000,5000", help="comma-separated train sizes")
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                    help=f"comma-separated, of: {', '.join(METHODS)}")
@@ -49,8 +54,13 @@ def build_parser() -> Parser:
                    help="bf16 autocast where the device has native bf16, else fp32 (see train --help)")
     p.add_argument("--bank", default=None, help=f"bank file or packaged bank name, as in train (default: "
                                                 f"{DEFAULT_BANK_NAME} for dwpnet, auto for other archs)")
+    p.add_argument("--classes", default=None,
+                   help="CIFAR-10 classes every run classifies, as in train (e.g. 5,6,7,8,9: the class-disjoint "
+                        "protocol; default: all ten)")
+    p.add_argument("--sources", default=None,
+                   help="source networks for the chain and fine-tuning methods, as in train")
     p.add_argument("--data-root", default=None, help="data folder (default: $FASTREG_DATA or ./data)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when there is one)")
     p.add_argument("--out", default="runs/sweep", help="sweep folder")
     p.add_argument("--epochs", type=positive_int, default=None, help="override train's per-size default")
     p.add_argument("--resume", action="store_true",
@@ -86,13 +96,19 @@ def plan(a, extra: list[str]) -> list[tuple[str, Path, list[str]]]:
     amp_precision(pick_device(a.device), a.amp)   # says once, up front, if --amp falls back to fp32
     bank_arg = a.bank or (DEFAULT_BANK_NAME if a.arch == "dwpnet" else "auto")   # as train's --bank auto
     bank = load_bank(bank_arg, a.arch)
+    if any(METHODS[m]["init"] in ("chain", "finetune") for m in methods):
+        if not a.sources:
+            raise UsageError("the chain and fine-tuning methods need --sources (source networks, as in train)")
+        load_sources(sources_file(a.sources))        # readable, before any run
     model = build_model(a.arch, DATASETS["cifar10"], a.width or 1.0)
     for n in select_layers(model, a.reg_layers):     # every selected layer has bank kernels
         bank.source(n, conv_layers(model)[n].kernel_size[0])
+    classes = parse_classes(a.classes, "cifar10", DATASETS["cifar10"])
     _, labels = load_arrays("cifar10", data_root(a.data_root), "train")
-    pool, _ = split_target_source(labels)
-    for n in sizes:
-        stratified_subset(pool, labels, n, DATASETS["cifar10"], 0)
+    pool = keep(labels, split_target_source(labels)[0], classes)
+    for n in sizes:      # every size fits (the messages of train's data loading, before any run)
+        stratified_subset(pool, relabel(labels, classes), n, len(classes or range(DATASETS["cifar10"])), 0,
+                          where="the CIFAR-10 target pool")
     runs = []
     for n in sizes:
         for m in methods:
@@ -103,6 +119,8 @@ def plan(a, extra: list[str]) -> list[tuple[str, Path, list[str]]]:
                         "--out", str(d), "--bank", bank_arg]
                 argv += ["--width", f"{a.width:g}"] if a.width else []
                 argv += ["--arch", a.arch] if a.arch != "dwpnet" else []
+                argv += ["--classes", ",".join(map(str, classes))] if classes is not None else []
+                argv += ["--sources", a.sources] if a.sources and METHODS[m]["init"] in ("chain", "finetune") else []
                 argv += ["--epochs", str(a.epochs)] if a.epochs else []
                 argv += ["--amp"] if a.amp else []
                 argv += ["--data-root", a.data_root] if a.data_root else []
@@ -122,6 +140,9 @@ def method_argv(name: str) -> list[str]:
     """train options that select a method (every METHOD_KEYS setting, spelled out)."""
     argv = []
     for k, v in METHODS[name].items():
+        if isinstance(v, bool):          # a flag: given when on (train's default is off)
+            argv += ["--" + k.replace("_", "-")] if v else []
+            continue
         argv += ["--lambda" if k == "lam" else "--" + k.replace("_", "-"),
                  f"{v:g}" if isinstance(v, float) else str(v)]
     return argv
@@ -131,7 +152,7 @@ def _check_same(d: Path, argv: list[str]) -> None:
     """A run dir from an earlier sweep must hold the same settings (paths aside)."""
     new = train.config_of(train.build_parser().parse_args(argv))
     old = read_json(d / "config.json")
-    diff = train.settings_diff(old, new, ignore=("bank", "data_root", "backend"), skip_unset=True)
+    diff = train.settings_diff(old, new, ignore=("bank", "sources", "data_root", "backend"), skip_unset=True)
     if diff:
         raise UsageError(f"{d} holds a run with other settings ({', '.join(sorted(diff))}); "
                          f"use another --out")

@@ -17,10 +17,11 @@ from typing import Sequence
 import torch
 from safetensors.torch import save as safetensors_save
 
-from . import __version__
+from . import __version__, imagefolder
 from .bank import PACKAGED, KernelBank, bank_file, bank_id, bank_label, load_bank
 from .cli import Parser, fraction, nonneg_float, nonneg_int, positive_float, positive_int, run_main
-from .data import data_root, target_sets
+from .classes import parse_classes
+from .data import DATASETS, data_root, target_sets
 from .device import amp_precision, pick_device
 from .distributed import close_process_group, exit_process, from_env
 from .errors import BankError, UsageError
@@ -30,24 +31,34 @@ from .loop import LoopConfig, Trainer
 from .layers import conv_layers, select_layers
 from .models import ARCHS, build_model
 from .ops import BACKENDS
+from .layers import LAYER_WEIGHTS
+from .chain import L2SP, PACKAGED_SOURCES, chain_init, finetune_init, load_sources, sources_file
 from .prior import GaussianPrior, Terms
 from .regularizer import SHARES, AdversarialRegularizer, resolve_fake_max
-from .runs import FINAL_KERNELS
-from .viz import save_filter_grid
+from .run_summary import report_lines, summarize
+from .runs import FINAL_KERNELS, START_KERNELS, method_of, weighs_layers
+
+DESCRIPTION = ("a small-data image classifier (CIFAR-10 or your own images) whose conv filters start "
+               "from a bank of good filters and are pulled toward them by a discriminator")
+MAIN_D_UNIT = "slice"   # the seed's adversarial term: D judges 2-D kernels (README: the main job)
 
 
 def build_parser() -> Parser:
-    p = Parser(prog="python -m fastreg.train", description=__doc__.splitlines()[0].split(": ", 1)[-1],
-               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = Parser(prog="python -m fastreg.train", description=DESCRIPTION)
     p.add_argument("--dataset", choices=("cifar10", "imagefolder"), default="cifar10",
-                   help="imagefolder: your own images, --data-root DIR with train/ and val/ (or test/)"
-                        " class folders")
+                   help="cifar10 (the project's target pool), or imagefolder: your own images, --data-root "
+                        "DIR with train/ and val/ (or test/) class folders")
+    p.add_argument("--classes", default=None,
+                   help="CIFAR-10 classes to classify (indices or names, e.g. 5,6,7,8,9 for the class-disjoint "
+                        "protocol against a bank of classes 0-4), relabelled 0..K-1 (default: all ten)")
     p.add_argument("--image-size", type=positive_int, default=32,
                    help="imagefolder: images are resized to this square size")
-    p.add_argument("--train-size", type=positive_int, default=100,
-                   help="training images, stratified (CIFAR-10: from its target pool)")
+    p.add_argument("--train-size", type=positive_int, default=None,
+                   help="training images, the same number per class (default: 100 for CIFAR-10; for an "
+                        "imagefolder, 100 / classes per class, fewer if its smallest class has fewer)")
     p.add_argument("--lambda", dest="lam", type=nonneg_float, default=1.0,
-                   help="weight of the adversarial filter loss (0 = baseline)")
+                   help="weight of the adversarial filter loss (0 = none), shared by the regularized layers "
+                        "(see --layer-weights)")
     p.add_argument("--bank", default="auto",
                    help="bank file (.safetensors or DWP .npy), or a packaged bank by name: dwpnet_e24 "
                         "(converged DWPNets), dwpnet_e4 (the first, 4-epoch bank), resnet20; 'none' = no "
@@ -58,9 +69,9 @@ def build_parser() -> Parser:
                         "(layer*.*.conv1), all (every conv of 3x3 or more), k3/k5/k7; comma-separated")
     p.add_argument("--epochs", type=positive_int, default=None,
                    help="default: max(30, 30000 / train-size), i.e. >= 300 steps")
-    p.add_argument("--batch-size", type=positive_int, default=100)
-    p.add_argument("--lr", type=positive_float, default=1e-3, help="AdamW learning rate")
-    p.add_argument("--weight-decay", type=nonneg_float, default=5e-4)
+    p.add_argument("--batch-size", type=positive_int, default=100, help="images per step")
+    p.add_argument("--lr", type=positive_float, default=1e-3, help="AdamW peak learning rate (cosine decay)")
+    p.add_argument("--weight-decay", type=nonneg_float, default=5e-4, help="AdamW weight decay")
     p.add_argument("--width", type=positive_float, default=1.0, help="channel multiplier of the classifier")
     p.add_argument("--seed", type=nonneg_int, default=0, help="model init, augmentation and D seed")
     p.add_argument("--data-seed", type=nonneg_int, default=None, help="which reduced set (default: --seed)")
@@ -69,46 +80,66 @@ def build_parser() -> Parser:
                         "(CUDA; CPUs with AVX512-BF16 or AMX); fp32 elsewhere, said on stderr")
     p.add_argument("--deterministic", action="store_true",
                    help="CUDA: deterministic algorithms only (slower; CPU runs are deterministic anyway)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when there is one)")
     p.add_argument("--backend", choices=BACKENDS, default="auto",
                    help="discriminator-step backend (auto: triton on CUDA, eager on CPU)")
     p.add_argument("--d-hidden", default="128,128", help="discriminator hidden widths")
-    p.add_argument("--d-norm", choices=("batch", "kernel"), default="batch")
-    p.add_argument("--d-loss", choices=("ns", "hinge"), default="ns")
-    p.add_argument("--d-lr", type=positive_float, default=2e-4)
+    p.add_argument("--d-norm", choices=("batch", "kernel"), default="batch",
+                   help="discriminator input normalization: over the batch (learned scale) or per kernel")
+    p.add_argument("--d-loss", choices=("ns", "hinge"), default="ns",
+                   help="GAN loss: non-saturating (BCE with logits) or hinge")
+    p.add_argument("--d-lr", type=positive_float, default=2e-4, help="discriminator Adam learning rate")
     p.add_argument("--lecam", type=nonneg_float, default=0.0, help="LeCam weight for D (0 = off)")
     p.add_argument("--lambda-schedule", choices=("constant", "linear"), default="constant",
                    help="linear: λ falls to 0 by the last step")
-    p.add_argument("--d-unit", choices=("slice", "filter"), default="slice",
+    p.add_argument("--d-unit", choices=("slice", "filter"), default=MAIN_D_UNIT,
                    help="what D judges: 2-D k×k slices, or whole C_in×k×k filters")
     p.add_argument("--d-share", choices=SHARES, default="layer",
                    help="one D per regularized layer, or one per kernel size (many layers)")
+    p.add_argument("--layer-weights", choices=LAYER_WEIGHTS, default="mean",
+                   help="how --lambda and --prior-weight spread over several regularized layers: mean (each "
+                        "of L layers gets 1/L, so the weight means the same for 1 layer or 50) or sum (each "
+                        "layer the full weight, as fastreg before 0.2 did)")
     p.add_argument("--fake-max", type=_fake_max, default="auto",
                    help="kernels (rows) of a layer D sees per step, drawn at random; auto: all while "
                         "the layers hold at most 16384 in all, else an equal share of 16384")
     p.add_argument("--bank-map", default=None,
                    help="LAYER=BANKLAYER[+BANKLAYER],...: which bank layers serve which layer "
                         "(default: the same name, else every bank layer of its kernel size)")
-    p.add_argument("--init", choices=INITS, default="default",
-                   help="bank: the regularized layers start as bank kernels (DWP 'filters' init); "
-                        "cov: as draws from a Gaussian fitted to them")
+    p.add_argument("--init", choices=INITS, default=None,
+                   help="how the regularized layers start: bank (bank filters, the prior that helps most on a "
+                        "first layer; the default), cov (draws from a Gaussian fitted to the bank), chain (the "
+                        "layers of one source network, channels kept coherent: see --sources), finetune (every "
+                        "layer of a source network but the head) or default (the model's own random init; the "
+                        "default with --bank none)")
     p.add_argument("--init-unit", choices=UNITS, default="filter",
                    help="draw whole filters (their channels kept together) or independent 2-D "
                         "slices; whole filters need the bank's filters to have the layer's inputs")
-    p.add_argument("--prior", choices=("none", "gauss"), default="none",
-                   help="gauss: penalty = --prior-weight x the Gaussian NLL per weight of the "
-                        "regularized layers' kernels (SK-reg)")
-    p.add_argument("--prior-weight", type=nonneg_float, default=1.0, help="weight of --prior gauss")
+    p.add_argument("--sources", default=None,
+                   help="source networks for --init chain / finetune: a collect folder (its seed*/model.pt), a "
+                        "sources file, or a packaged name; run seed s starts from source s mod their number")
+    p.add_argument("--chain-norms", action="store_true",
+                   help="--init chain: copy the norm layer after each chain conv too (weights and statistics)")
+    p.add_argument("--prior", choices=("none", "gauss", "l2sp"), default="none",
+                   help="gauss: penalty = --prior-weight x the Gaussian NLL per weight of the regularized layers' "
+                        "kernels (SK-reg); l2sp: --prior-weight/2 x the squared distance of the copied layers' "
+                        "parameters to their start (L2-SP; with --init chain or finetune)")
+    p.add_argument("--prior-weight", type=nonneg_float, default=1.0, help="weight of --prior")
     p.add_argument("--prior-unit", choices=UNITS, default="filter",
                    help="Gaussian over whole filters or over 2-D slices (--prior gauss)")
     p.add_argument("--shrink", type=fraction, default=0.1,
                    help="covariance shrinkage toward a multiple of I for --init cov and --prior gauss")
     p.add_argument("--data-root", default=None, help="data folder (default: $FASTREG_DATA or ./data)")
-    p.add_argument("--eval-every", type=positive_int, default=None, help="epochs between evaluations")
+    p.add_argument("--eval-every", type=positive_int, default=None,
+                   help="epochs between evaluations (default: a sixth of the run)")
     p.add_argument("--eval-size", type=positive_int, default=2000, help="test images per periodic evaluation")
-    p.add_argument("--out", default=None, help="run directory (default runs/train/n{size}-lam{λ}-s{seed})")
+    p.add_argument("--out", default=None, help="run directory (default: runs/train/n{size}-lam{λ}-s{seed})")
     p.add_argument("--resume", nargs="?", const="", default=None, metavar="PATH",
-                   help="continue from the run directory's checkpoint (or from PATH)")
+                   help="continue from the run directory's checkpoint (or from PATH); a finished run "
+                        "prints its result")
+    p.add_argument("--keep-checkpoint", action="store_true",
+                   help="keep checkpoint.pt (weights and optimizer state) when the run finishes; by default "
+                        "a finished run keeps its final kernels, metrics and pictures only")
     return p
 
 
@@ -152,7 +183,7 @@ def _bank_map(s: str | None) -> dict[str, list[str]] | None:
 
 def config_of(a) -> dict:
     """The run's settings as they go into config.json (and are checked on resume)."""
-    return {k: v for k, v in vars(a).items() if k not in ("resume", "out", "device")}
+    return {k: v for k, v in vars(a).items() if k not in ("resume", "out", "device", "keep_checkpoint")}
 
 
 def settings_diff(old: dict, new: dict, ignore: tuple[str, ...] = (), skip_unset: bool = False
@@ -160,13 +191,20 @@ def settings_diff(old: dict, new: dict, ignore: tuple[str, ...] = (), skip_unset
     """Settings in which two runs differ (``skip_unset``: not those ``new`` leaves None). A bank
     counts as the same when its file holds the same bytes at another path; ``fake_max`` is
     compared as resolved (see ``fake_max_of``)."""
+    old = {**UPGRADE, **old}
     diff = [k for k in old if k in new and k not in ignore and k != "fake_max" and old[k] != new[k]
             and not (skip_unset and new[k] is None)]
+    if "layer_weights" in diff and not (weighs_layers(old) and weighs_layers(new)):
+        diff.remove("layer_weights")
     if "bank" in diff and _same_file(bank_file(old["bank"]), bank_file(new["bank"])):
         diff.remove("bank")
     if "fake_max" in old and "fake_max" not in ignore and fake_max_of(old) != fake_max_of(new):
         diff.append("fake_max")
     return sorted(diff)
+
+
+# settings a config.json written before they existed had, as those runs behaved
+UPGRADE = {"layer_weights": "sum", "classes": None}
 
 
 def _same_file(a: str | Path, b: str | Path) -> bool:
@@ -235,33 +273,49 @@ def prepare(a):
     bank = None
     if a.bank.lower() != "none":
         bank = load_bank(a.bank, a.arch)
-    elif a.init != "default" or a.prior != "none":
-        raise UsageError(f"--{'init ' + a.init if a.init != 'default' else 'prior ' + a.prior} needs a bank")
+    elif a.init in ("bank", "cov") or a.prior == "gauss":
+        raise UsageError(f"--{'init ' + a.init if a.init in ('bank', 'cov') else 'prior ' + a.prior} needs a bank")
+    sources = None
+    if a.init in ("chain", "finetune"):
+        if not a.sources:
+            raise UsageError(f"--init {a.init} needs --sources: source networks of the same architecture (a "
+                             f"collect folder, a sources file, or a packaged name: {', '.join(PACKAGED_SOURCES)})")
+        sources = load_sources(sources_file(a.sources))[0]
+    elif a.prior == "l2sp":
+        raise UsageError("--prior l2sp pulls toward a network's start: it needs --init chain or finetune")
     if a.arch == "dwpnet" and a.image_size != 32:
         raise UsageError("--arch dwpnet takes 32x32 images: use --image-size 32 or another --arch")
     train, test, num_classes = target_sets(data_root(a.data_root), a.train_size, a.data_seed, device,
-                                           a.dataset, a.image_size)
+                                           a.dataset, a.image_size, a.classes)
     torch.manual_seed(a.seed)
     model = build_model(a.arch, num_classes, a.width).to(device)
     layers = select_layers(model, a.reg_layers)
-    reg = None
+    adv, terms = None, {}
     if bank is not None:
         steps = a.epochs * math.ceil(a.train_size / a.batch_size)
         try:
-            reg = AdversarialRegularizer(model, bank, layers, a.lam, hidden, a.d_norm, a.d_loss,
+            adv = AdversarialRegularizer(model, bank, layers, a.lam, hidden, a.d_norm, a.d_loss,
                                          lr=a.d_lr, backend=a.backend, lecam=a.lecam, seed=a.seed,
                                          unit=a.d_unit, share=a.d_share, fake_max=a.fake_max,
-                                         bank_map=bank_map,
+                                         bank_map=bank_map, layer_weights=a.layer_weights,
                                          lam_decay_steps=steps if a.lambda_schedule == "linear" else None)
         except BankError as e:
             raise UsageError(str(e)) from None
         torch.manual_seed(a.seed + 1)   # D init must not shift the classifier's RNG stream
-        reg.to(device)
-        if a.init != "default":
+        adv.to(device)
+        if a.init in ("bank", "cov"):
             init_from_bank(model, bank.to(device), layers, a.init, a.init_unit, a.seed, a.shrink, bank_map)
         if a.prior == "gauss":
-            reg = Terms({"adv": reg, "prior": GaussianPrior(model, bank, layers, a.prior_weight,
-                                                            a.prior_unit, a.shrink, bank_map)})
+            terms["prior"] = GaussianPrior(model, bank, layers, a.prior_weight, a.prior_unit, a.shrink, bank_map,
+                                           a.layer_weights)
+    if a.init == "chain":
+        got = chain_init(model, sources, layers, a.seed, a.chain_norms)
+        copied = got["convs"] + got["norms"]
+    elif a.init == "finetune":
+        copied = finetune_init(model, sources, a.seed)["modules"]
+    if a.prior == "l2sp":
+        terms["prior"] = L2SP(model, copied, a.prior_weight).to(device)
+    reg = Terms({"adv": adv, **terms} if adv is not None else terms) if terms else adv
     return device, bank, train, test, model, reg, layers
 
 
@@ -272,19 +326,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         close_process_group()
 
 
-def _main(argv: Sequence[str] | None) -> int:
-    a = build_parser().parse_args(argv)
-    dist, a.device = from_env(a.device)          # torchrun: one rank of N, its device
-    if a.batch_size % dist.world:
-        raise UsageError(f"--batch-size {a.batch_size} (the global batch) does not split over {dist.world} ranks")
+def resolve_defaults(a) -> None:
+    """Settings whose default depends on others, resolved before they are recorded."""
+    if a.init is None:
+        a.init = "default" if a.bank.lower() == "none" else "bank"
+    if isinstance(a.classes, str):
+        a.classes = parse_classes(a.classes, "cifar10", DATASETS["cifar10"])
+    if a.train_size is None:
+        a.train_size = 100 if a.dataset == "cifar10" else imagefolder.default_train_size(data_root(a.data_root))
     if a.data_seed is None:
         a.data_seed = a.seed
     if a.epochs is None:
         a.epochs = max(30, round(30000 / a.train_size))
     if a.eval_every is None:
         a.eval_every = max(1, a.epochs // 6)
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    a = build_parser().parse_args(argv)
+    dist, a.device = from_env(a.device)          # torchrun: one rank of N, its device
+    if a.batch_size % dist.world:
+        raise UsageError(f"--batch-size {a.batch_size} (the global batch) does not split over {dist.world} ranks")
+    resolve_defaults(a)
     out = Path(a.out or f"runs/train/n{a.train_size}-lam{a.lam:g}-s{a.seed}")
     check_out_dir(out)
+    if (out / "final.json").exists():
+        if a.resume is None:
+            raise UsageError(f"{out} already holds a finished run; choose another --out (or --resume "
+                             f"to see its result)")
+        if not a.resume:
+            return _finished(a, out)
     if a.resume is None and (out / "checkpoint.pt").exists():
         raise UsageError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     if a.resume is not None and not a.resume and not (out / "checkpoint.pt").exists():
@@ -329,9 +400,9 @@ def _main(argv: Sequence[str] | None) -> int:
                                                     "precision": precision, "version": __version__,
                                                     "fake_max_used": _fake_max_used(reg),
                                                     "bank_meta": bank.meta if bank else None})
-        if ckpt is None and dist.is_main:
-            for n in layers:
-                save_filter_grid(conv_layers(model)[n].weight, out / f"filters_{n}_start.png", f"{n} at start")
+        if ckpt is None and dist.is_main:    # the filters as training starts (after any bank init)
+            atomic_write_bytes(out / START_KERNELS, safetensors_save(_kernels(model, layers),
+                                                                     metadata={"format": "fastreg-kernels/1"}))
     except BaseException:
         if fresh and dist.is_main:   # this call made the folder: leave nothing half-written
             shutil.rmtree(out, ignore_errors=True)
@@ -340,28 +411,58 @@ def _main(argv: Sequence[str] | None) -> int:
     last = trainer.run()
     if not dist.is_main:
         return 0
-    for n in layers:
-        save_filter_grid(conv_layers(model)[n].weight, out / f"filters_{n}_end.png",
-                         f"{n} after training (λ={a.lam:g}, n={a.train_size})")
+    kept = _kernels(model, layers)
+    start = _read_kernels(out / START_KERNELS)
+    judged = summarize(out, {n: start[n] for n in layers if n in start}, kept, bank, a.seed,
+                       f"{method_of(settings)}, n={a.train_size}, seed {a.seed}", bank_map=_bank_map(a.bank_map))
     final = {"test_acc": last["test_acc"], "test_loss": last["test_loss"], "train_acc": last["train_acc"],
              "train_ce": last["train_ce"], "train_size": a.train_size, "lambda": a.lam, "seed": a.seed,
              "data_seed": a.data_seed, "init": a.init, "reg_layers": layers, "steps": trainer.step,
              "epochs": a.epochs, "device": str(device),
-             **{k: last[k] for k in ("g_loss", "d_loss", "d_acc_real", "d_acc_fake") if k in last}}
+             **{k: last[k] for k in ("g_loss", "d_loss", "d_acc_real", "d_acc_fake") if k in last},
+             "judge_auc": {n: v for n, v in judged.items() if v["judge_auc_end"] is not None}}
     # Small copy of the kernels the report measures (conv1 + the regularized layers), so
     # finished runs can be shipped and reported without their checkpoints; before
     # final.json, which marks the run finished.
-    convs = conv_layers(model)
-    kept = {n: convs[n].weight.detach().float().cpu().contiguous()
-            for n in dict.fromkeys(["conv1", *layers]) if n in convs}
     atomic_write_bytes(out / FINAL_KERNELS, safetensors_save(kept, metadata={"format": "fastreg-kernels/1"}))
-    atomic_write_json(out / "final.json", final)
-    (out / "failed.json").unlink(missing_ok=True)   # left by an earlier attempt the sweep gave up on
     atomic_write_json(out / "timing.json", {"wall_time_s": round(trainer.wall_time(), 2),
                                             "device": str(device)})
+    atomic_write_json(out / "final.json", final)
+    (out / "failed.json").unlink(missing_ok=True)   # left by an earlier attempt the sweep gave up on
+    if not a.keep_checkpoint:    # weights + optimizer state: 70 MB for the default job, not needed now
+        (out / "checkpoint.pt").unlink(missing_ok=True)
     print(f"test accuracy {final['test_acc']:.4f} (n={a.train_size}, λ={a.lam:g}, seed {a.seed}) "
           f"in {time.time() - t0:.0f}s → {out}")
+    for line in report_lines(judged, out):
+        print(line)
     return 0
+
+
+def _finished(a, out: Path) -> int:
+    """``--resume`` of a finished run: the same checks as any resume (settings, bank), then its
+    result; nothing is trained or written."""
+    old = read_json(out / "config.json") if (out / "config.json").exists() else {}
+    diff = settings_diff(old, config_of(a))
+    if diff:
+        raise UsageError(f"--resume with different settings than the finished run in {out}: {', '.join(diff)}")
+    _check_same_bank(out, out / "checkpoint.pt", load_bank(a.bank, a.arch) if a.bank.lower() != "none" else None)
+    final = read_json(out / "final.json")
+    print(f"{out} is finished: test accuracy {final['test_acc']:.4f} (n={final['train_size']}, "
+          f"λ={final['lambda']:g}, seed {final['seed']})")
+    return 0
+
+
+def _kernels(model: torch.nn.Module, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+    """conv1's and the regularized layers' weights, float32 on the CPU (what the report reads)."""
+    convs = conv_layers(model)
+    return {n: convs[n].weight.detach().float().cpu().contiguous()
+            for n in dict.fromkeys(["conv1", *layers]) if n in convs}
+
+
+def _read_kernels(path: Path) -> dict[str, torch.Tensor]:
+    """A run's saved kernels (``{}`` when the file is missing: a run started before they were kept)."""
+    from safetensors.torch import load_file
+    return load_file(str(path)) if path.exists() else {}
 
 
 if __name__ == "__main__":

@@ -55,3 +55,25 @@ def save_filter_grid(w: torch.Tensor, path: str | Path, title: str = "", max_til
     fig.savefig(buf, format="png", bbox_inches="tight")
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def panels_png(panels: list[tuple[str, torch.Tensor]], title: str = "", max_tiles: int = 64) -> bytes:
+    """PNG of filter grids side by side, one titled panel per weight ``[O, I, k, k]`` (RGB
+    where ``I`` is 3) or kernels ``[N, k, k]``: a bank sample beside a run's filters."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6), squeeze=False)
+    for ax, (name, w) in zip(axes[0], panels):
+        tiles, rgb = kernel_tiles(w, max_tiles)
+        img = grid(tiles, int(np.ceil(np.sqrt(len(tiles)))), fill=1.0 if rgb else 0.0)
+        ax.imshow(np.clip(img, 0, 1) if rgb else img, cmap=None if rgb else "RdBu_r", vmin=-1, vmax=1,
+                  interpolation="nearest")
+        ax.set_title(name, fontsize=8)
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title, fontsize=9)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()

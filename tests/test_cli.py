@@ -39,12 +39,13 @@ def test_train_smoke(data, bank, tmp_path, capsys):
     assert 0.0 <= final["test_acc"] <= 1.0 and final["steps"] == 2
     rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["test_n"] == 100 and "d_acc_real" in rows[-1] and "g_loss" in rows[-1]
-    for f in ("config.json", "checkpoint.pt", "filters_conv1_start.png", "filters_conv1_end.png"):
+    for f in ("config.json", "filters_conv1.png", "start_kernels.safetensors", "final_kernels.safetensors"):
         assert (out / f).stat().st_size > 0, f
+    assert not (out / "checkpoint.pt").exists()            # a finished run drops its optimizer state
     # the same command again refuses to clobber the run
     rc, cap = _run(train, ["--data-root", str(data), "--bank", str(bank), "--train-size", "50",
                            "--out", str(out), "--amp", *FAST], capsys)
-    assert rc == 2 and "--resume" in cap.err
+    assert rc == 2 and "--resume" in cap.err and "finished run" in cap.err
 
 
 def test_train_baseline_and_npy_bank(data, tmp_path, capsys):

@@ -60,7 +60,8 @@ def test_two_ranks_match_one_process_and_stay_in_sync(setup, tmp_path):
     nats over 6 steps, while a gradient summed instead of averaged over the ranks (twice the
     learning rate, measured the same way) moves them by 0.15 by step 6. 0.05 lies between."""
     one, two = tmp_path / "one", tmp_path / "two"
-    p1, p2 = _train(setup, one, "--batch-size", "40", nproc=1), _train(setup, two, "--batch-size", "40")
+    p1 = _train(setup, one, "--batch-size", "40", nproc=1)
+    p2 = _train(setup, two, "--batch-size", "40", "--keep-checkpoint")
     assert p1.returncode == 0 and p2.returncode == 0, _why(p2)
     a, b = _rows(one), _rows(two)
     assert [r["step"] for r in a] == [r["step"] for r in b]
@@ -77,7 +78,7 @@ def test_two_ranks_on_two_gpus_match_one_gpu(setup, tmp_path):
     """The nccl path: each rank on cuda:LOCAL_RANK. Same tolerance and reason as on the CPU."""
     one, two = tmp_path / "one", tmp_path / "two"
     p1 = _train(setup, one, "--batch-size", "40", "--device", "cuda", nproc=1)   # the last --device wins
-    p2 = _train(setup, two, "--batch-size", "40", "--device", "cuda")
+    p2 = _train(setup, two, "--batch-size", "40", "--device", "cuda", "--keep-checkpoint")
     assert p1.returncode == 0 and p2.returncode == 0, _why(p2)
     diffs = [abs(x["train_ce"] - y["train_ce"]) for x, y in zip(_rows(one), _rows(two))]
     assert len(diffs) == 6 and max(diffs) < 0.05, diffs
@@ -143,7 +144,8 @@ def test_bad_combinations_refused_with_one_line(setup, tmp_path):
     r = _train(setup, tmp_path / "b", "--device", "cuda:3")
     assert r.returncode != 0 and "under torchrun" in r.stderr and not (tmp_path / "b").exists()
     one = tmp_path / "c"
-    assert _train(setup, one, nproc=1, epochs=3).returncode == 0
+    assert _train(setup, one, "--keep-checkpoint", nproc=1, epochs=3).returncode == 0
+    (one / "final.json").unlink()                                   # as if killed before it was written
     r = _train(setup, one, "--resume", epochs=3)                    # 1-rank checkpoint, 2 ranks
     assert r.returncode != 0 and "written by 1 rank(s), this run has 2" in r.stderr
 

@@ -207,8 +207,8 @@ def test_whole_filter_discriminator_sees_whole_bank_filters(monkeypatch):
     reg.discriminator_step()
     kernels, idx = drawn[0]
     assert kernels.shape == (32, 3, 49) and torch.equal(kernels, bank.filters("conv1")[idx].reshape(32, 3, 49))
-    with pytest.raises(BankError, match="whole-filter D"):
-        AdversarialRegularizer(model, bank, ["conv2"], unit="filter")   # 32 inputs vs 4-channel filters
+    reg2 = AdversarialRegularizer(model, bank, ["conv2"], unit="filter")   # 32 inputs vs 4-channel filters
+    assert reg2.units == {"conv2": "slice"} and reg2.discs["conv2"].dim == 25   # falls back to 2-D slices
 
 
 def test_lambda_decays_linearly_to_zero():

@@ -107,7 +107,7 @@ def test_resume_rewrites_a_metrics_log_the_kill_left_short(setup, tmp_path):
     data, bank = setup
     out = tmp_path / "r"
     common = ["--data-root", str(data), "--bank", str(bank), "--out", str(out), *args(3)]
-    assert run_main(train.main, common) == 0
+    assert run_main(train.main, common + ["--keep-checkpoint"]) == 0
     log = out / "metrics.jsonl"
     full = log.read_text()
     rows = full.splitlines()
@@ -153,7 +153,8 @@ def test_truncated_checkpoint_refused(setup, tmp_path, capsys):
     data, bank = setup
     out = tmp_path / "r"
     assert run_main(train.main, ["--data-root", str(data), "--bank", str(bank), "--out", str(out),
-                                 *args(1)]) == 0
+                                 *args(1), "--keep-checkpoint"]) == 0
+    (out / "final.json").unlink()                      # interrupted after its last checkpoint
     ck = out / "checkpoint.pt"
     ck.write_bytes(ck.read_bytes()[:1000])
     capsys.readouterr()
@@ -241,7 +242,7 @@ def test_resume_into_another_out_checks_the_checkpoint_settings(setup, tmp_path,
     data, bank = setup
     a_dir, b_dir, c_dir = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     common = ["--data-root", str(data), "--bank", str(bank), *args(1)]
-    assert run_main(train.main, common + ["--out", str(a_dir)]) == 0
+    assert run_main(train.main, common + ["--out", str(a_dir), "--keep-checkpoint"]) == 0
     ck = a_dir / "checkpoint.pt"
     capsys.readouterr()
     assert run_main(train.main, common + ["--out", str(b_dir), "--resume", str(ck), "--lambda", "5"]) == 2

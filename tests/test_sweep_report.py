@@ -40,10 +40,13 @@ def test_sweep_layout_skip_and_resume(setup, capsys):
     assert json.loads((out / "n20/adv1/s1/config.json").read_text())["lam"] == 1.0
     assert json.loads((out / "n20/baseline/s0/config.json").read_text())["lam"] == 0.0
     assert [r["status"] for r in _log(out)] == ["done"] * 4
-    stamps = {d: (d / "checkpoint.pt").stat().st_mtime_ns for d in runs}
+    stamps = {d: (d / "final.json").stat().st_mtime_ns for d in runs}
+    assert not any((d / "checkpoint.pt").exists() for d in runs)  # finished runs keep no optimizer state
     argv = base + ["--out", str(out), "--", *TRAIN]
     assert run_main(sweep.main, argv) == 0                        # all finished: nothing retrained
-    assert {d: (d / "checkpoint.pt").stat().st_mtime_ns for d in runs} == stamps and len(_log(out)) == 4
+    assert {d: (d / "final.json").stat().st_mtime_ns for d in runs} == stamps and len(_log(out)) == 4
+    shutil.rmtree(runs[1])                                        # rerun one run, keeping its checkpoint
+    assert run_main(sweep.main, base + ["--out", str(out), "--", *TRAIN, "--keep-checkpoint"]) == 0
     (runs[1] / "final.json").unlink()                             # checkpoint, no final.json: interrupted
     capsys.readouterr()
     assert run_main(sweep.main, argv) == 2                        # refused without --resume, nothing run
@@ -147,7 +150,9 @@ def test_runs_of_different_precision_never_share_an_unlabelled_cell():
 def test_report_without_checkpoints_uses_final_kernels(setup, tmp_path):
     """Shipped runs keep final_kernels.safetensors, not the checkpoint: same numbers."""
     from safetensors.torch import load_file
-    tmp, data, bank, base, out = setup
+    tmp, data, bank, base, _ = setup
+    out = tmp_path / "kept"
+    assert run_main(sweep.main, base + ["--out", str(out), "--", *TRAIN, "--keep-checkpoint"]) == 0
     d = out / "n20/adv1/s0"
     kept = load_file(d / "final_kernels.safetensors")
     ck = torch.load(d / "checkpoint.pt", weights_only=True)["model"]["conv1.weight"]

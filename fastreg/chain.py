@@ -1,0 +1,223 @@
+"""Priors for a whole network (DESIGN.md §12): coherent *chain* init and fine-tuning from one
+source network, and the L2-SP penalty toward the start.
+
+A layer-L+1 filter only means something next to the layer-L filters it was trained with: whole
+filters drawn independently for deeper layers from a pool of other models are no better than
+random ones. A chain keeps the correspondence: every layer of the chain comes from one source
+network (``sources[seed % len(sources)]``), input channels matching the previous layer's
+output channels, residual additions included.
+
+Widths. A dimension of size ``c`` taken from a source dimension of size ``C``: ``c <= C`` keeps
+the ``c`` evenly spaced indices ``floor(i * C / c)`` (Weight Selection's uniform selection,
+Xu et al., ICLR 2024), the same indices wherever a dimension of size ``C`` appears, so the
+channels a residual stage adds together stay the same channels; ``c > C`` copies the source
+into the first ``C`` positions and leaves the rest at the target's own init.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from .errors import UsageError
+from .layers import conv_layers, select_layers, unwrap
+
+NORMS = (nn.BatchNorm2d, nn.GroupNorm, nn.InstanceNorm2d)
+ASSETS = Path(__file__).parent / "assets"
+# source networks shipped with fastreg, by the name --sources takes (DESIGN.md §12)
+PACKAGED_SOURCES = {
+    "dwpnet_c04": ASSETS / "sources_cifar10c04_dwpnet.safetensors",    # 5 half-width DWPNets, classes 0-4
+    "resnet20_c04": ASSETS / "sources_cifar10c04_resnet20.safetensors",  # 5 ResNet-20s, classes 0-4
+}
+
+
+def sources_file(name_or_path: str | Path) -> Path:
+    """A packaged source set's file by its name, else the path as given."""
+    return PACKAGED_SOURCES.get(str(name_or_path), Path(name_or_path))
+
+
+def take(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+    """``src`` fitted to ``dst``'s shape dimension by dimension (see the module docstring);
+    positions the source cannot fill keep ``dst``'s values. Same number of dimensions needed."""
+    if src.dim() != dst.dim():
+        raise ValueError(f"cannot fit a {tuple(src.shape)} tensor to {tuple(dst.shape)}")
+    out = src.detach().to(dst.dtype)
+    for d, (s, t) in enumerate(zip(src.shape, dst.shape)):
+        if s > t:
+            out = out.index_select(d, (torch.arange(t) * s // t).to(out.device))
+    if tuple(out.shape) == tuple(dst.shape):
+        return out.to(dst.device)
+    full = dst.detach().clone()
+    full[tuple(slice(0, n) for n in out.shape)] = out.to(dst.device)
+    return full
+
+
+def chain_layers(model: nn.Module, layers: Sequence[str]) -> list[str]:
+    """The convs of a chain: the selected layers and the 1×1 convs (residual projections) that
+    lie between the first and the last of them in module order."""
+    names = list(conv_layers(model))
+    pos = [names.index(n) for n in layers]
+    lo, hi = min(pos), max(pos)
+    return [n for i, n in enumerate(names) if n in layers or
+            (lo < i < hi and conv_layers(model)[n].kernel_size == (1, 1))]
+
+
+def norm_after(model: nn.Module) -> dict[str, str]:
+    """conv name → the norm layer that follows it (the next norm module in module order before
+    the next conv, with the conv's output channels): conv→bn pairs of DWPNet, ResNets, MobileNets."""
+    pairs, pending = {}, None
+    for name, m in unwrap(model).named_modules():
+        if isinstance(m, nn.Conv2d):
+            pending = (name, m.out_channels)
+        elif isinstance(m, NORMS) and pending is not None:
+            width = m.num_features if hasattr(m, "num_features") else m.num_channels
+            if width == pending[1]:
+                pairs[pending[0]] = name
+            pending = None
+    return pairs
+
+
+def head(model: nn.Module) -> str | None:
+    """The classifier head: the last ``nn.Linear`` in module order (never copied from a source
+    trained on other classes)."""
+    names = [n for n, m in unwrap(model).named_modules() if isinstance(m, nn.Linear)]
+    return names[-1] if names else None
+
+
+def _copy(model: nn.Module, source: Mapping[str, torch.Tensor], modules: Sequence[str], what: str) -> int:
+    """Copy every parameter and buffer of ``modules`` from ``source`` (fitted by ``take``);
+    returns the number of tensors copied. A module the source lacks is refused in one line."""
+    own = unwrap(model).state_dict()
+    n = 0
+    with torch.no_grad():
+        for mod in modules:
+            keys = [k for k in own if k.rpartition(".")[0] == mod]
+            for k in keys:
+                if k not in source:
+                    raise UsageError(f"{what}: the source network has no {k!r} (is it the same architecture "
+                                     f"family?)")
+                if own[k].dim() != source[k].dim():
+                    raise UsageError(f"{what}: {k} is {tuple(source[k].shape)} in the source and "
+                                     f"{tuple(own[k].shape)} here: not the same architecture family")
+                if own[k].dtype in (torch.int64, torch.int32):      # BN's num_batches_tracked
+                    own[k].copy_(source[k].to(own[k].dtype).reshape(own[k].shape))
+                else:
+                    own[k].copy_(take(source[k], own[k]))
+                n += 1
+    return n
+
+
+def chain_init(model: nn.Module, sources: Sequence[Mapping[str, torch.Tensor]], layers: str | Sequence[str],
+               seed: int = 0, norms: bool = False) -> dict[str, object]:
+    """Initialize the chain of ``layers`` (a selector or names; ``chain_layers``) from source
+    network ``seed % len(sources)``: conv weights (and biases), and with ``norms`` the norm
+    layer after each conv (weights, biases, running statistics). Nothing is rescaled: with
+    the same widths, head and norms the model computes the source's function. Returns what
+    was copied: {"source": index, "convs": [...], "norms": [...]}."""
+    if not sources:
+        raise UsageError("chain init needs at least one source network")
+    if isinstance(layers, str):
+        layers = select_layers(model, layers)
+    src = sources[seed % len(sources)]
+    convs = chain_layers(model, layers)
+    after = norm_after(model)
+    bns = [after[c] for c in convs if c in after] if norms else []
+    _copy(model, src, convs + bns, "chain init")
+    return {"source": seed % len(sources), "convs": convs, "norms": bns}
+
+
+def finetune_init(model: nn.Module, sources: Sequence[Mapping[str, torch.Tensor]], seed: int = 0) -> dict[str, object]:
+    """Fine-tuning's start: every layer of source network ``seed % len(sources)`` but the
+    head (``head``), norms and projections included, fitted by ``take``."""
+    if not sources:
+        raise UsageError("fine-tuning needs at least one source network")
+    src = sources[seed % len(sources)]
+    skip = head(model)
+    mods = sorted({k.rpartition(".")[0] for k in unwrap(model).state_dict()} - {skip})
+    mods = [m for m in mods if any(k.rpartition(".")[0] == m for k in src)]
+    _copy(model, src, mods, "fine-tuning")
+    return {"source": seed % len(sources), "modules": mods, "head": skip}
+
+
+def load_sources(path: str | Path) -> tuple[list[dict[str, torch.Tensor]], dict]:
+    """Source networks and their description: a ``collect`` folder (its ``seed*/model.pt``, in
+    seed order), or a sources file (``.safetensors`` with ``seed{s}/…`` keys, written by
+    ``save_sources``). Never unpickles (weights-only / safetensors)."""
+    from .io_util import read_json, safe_torch_load
+    path = Path(path)
+    if path.is_dir():
+        seeds = sorted((d for d in path.glob("seed*") if (d / "model.pt").exists()),
+                       key=lambda d: int(d.name[4:]) if d.name[4:].isdigit() else 1 << 30)
+        if not seeds:
+            raise UsageError(f"{path}: no finished source models (seed*/model.pt) in this folder")
+        recipe = read_json(path / "recipe.json") if (path / "recipe.json").exists() else {}
+        return [safe_torch_load(d / "model.pt") for d in seeds], {"recipe": recipe, "seeds": [d.name for d in seeds]}
+    if not path.is_file():
+        raise UsageError(f"{path}: no such sources file or collect folder")
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+            flat = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # safetensors raises its own error types
+        raise UsageError(f"{path}: not a readable sources file ({str(e).splitlines()[0][:160]})") from None
+    groups: dict[str, dict[str, torch.Tensor]] = {}
+    for k, t in flat.items():
+        g, _, name = k.partition("/")
+        groups.setdefault(g, {})[name] = t.float() if t.is_floating_point() else t
+    order = sorted(groups, key=lambda g: int(g[4:]) if g[4:].isdigit() else 1 << 30)
+    return [groups[g] for g in order], {k: json.loads(v) if v[:1] in "[{" else v for k, v in meta.items()}
+
+
+def save_sources(models: Mapping[str, Mapping[str, torch.Tensor]], path: str | Path, meta: Mapping[str, str],
+                 dtype: torch.dtype = torch.float16) -> None:
+    """Bundle source networks' state_dicts (``seed{s}`` → state_dict) into one safetensors file,
+    floating tensors stored as ``dtype`` (half: chain and fine-tuning starts differ from the
+    fp32 ones by rounding only), written atomically."""
+    from safetensors.torch import save
+    from .io_util import atomic_write_bytes
+    flat = {f"{g}/{k}": (t.to(dtype) if t.is_floating_point() else t).contiguous().cpu()
+            for g, sd in models.items() for k, t in sd.items()}
+    atomic_write_bytes(path, save(flat, {k: str(v) for k, v in meta.items()}))
+
+
+class L2SP(nn.Module):
+    """L2-SP (Li, Grandvalet & Davoine, ICML 2018): ``α/2 · Σ ‖w − w₀‖²`` over the parameters
+    of ``modules``, ``w₀`` their values when this is built (the chain or fine-tuning start).
+    The training loop's regularizer interface (``prior.Terms``)."""
+
+    def __init__(self, model: nn.Module, modules: Sequence[str], alpha: float) -> None:
+        super().__init__()
+        if not alpha >= 0:
+            raise ValueError(f"L2-SP weight must be >= 0, got {alpha}")
+        self.alpha = float(alpha)
+        named = dict(unwrap(model).named_parameters())
+        self.names = [k for k in named if k.rpartition(".")[0] in set(modules)]
+        self.params = [named[k] for k in self.names]
+        for i, p in enumerate(self.params):
+            self.register_buffer(f"start_{i}", p.detach().clone())
+        self._stats = torch.zeros(2)
+
+    def generator_loss(self) -> torch.Tensor:
+        d = sum((p.float() - getattr(self, f"start_{i}").float()).square().sum() for i, p in enumerate(self.params))
+        self._stats = self._stats.to(d.device) + torch.stack([d.detach(), torch.ones_like(d)])
+        return 0.5 * self.alpha * d
+
+    def discriminator_step(self) -> None:
+        """Nothing to train."""
+
+    def pop_stats(self) -> dict[str, float]:
+        n = float(self._stats[1])
+        out = {"l2sp_dist2": float(self._stats[0]) / n} if n else {}
+        self._stats = torch.zeros(2)
+        return out
+
+    def checkpoint_state(self) -> dict:
+        return {"start": {k: getattr(self, f"start_{i}").cpu() for i, k in enumerate(self.names)}}
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        for i, k in enumerate(self.names):
+            getattr(self, f"start_{i}").copy_(state["start"][k])
