@@ -200,7 +200,7 @@ class KernelBank:
         if not prefix:
             return self
         rows = {prefix + n: self.filter_rows(n) for n in self.layers}
-        meta = {**self.meta, "filter_rows": json.dumps(rows)}
+        meta = {**self.meta, "filter_rows": json.dumps(rows), "prefix": prefix}
         if "rows_per_model" in meta:
             meta["rows_per_model"] = json.dumps({prefix + n: r for n, r in json.loads(meta["rows_per_model"]).items()})
         return KernelBank({prefix + n: t for n, t in self.layers.items()}, meta)

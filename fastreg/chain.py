@@ -16,6 +16,7 @@ into the first ``C`` positions and leaves the rest at the target's own init.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -35,8 +36,10 @@ PACKAGED_SOURCES = {
 
 
 def sources_file(name_or_path: str | Path) -> Path:
-    """A packaged source set's file by its name, else the path as given."""
-    return PACKAGED_SOURCES.get(str(name_or_path), Path(name_or_path))
+    """A packaged source set's file by its name (or a packaged bank's: its convs, per model),
+    else the path as given."""
+    from .bank import PACKAGED
+    return PACKAGED_SOURCES.get(str(name_or_path)) or PACKAGED.get(str(name_or_path)) or Path(name_or_path)
 
 
 def take(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
@@ -87,14 +90,19 @@ def head(model: nn.Module) -> str | None:
     return names[-1] if names else None
 
 
-def _copy(model: nn.Module, source: Mapping[str, torch.Tensor], modules: Sequence[str], what: str) -> int:
+def _copy(model: nn.Module, source: Mapping[str, torch.Tensor], modules: Sequence[str], what: str,
+          partial: bool = False) -> list[str]:
     """Copy every parameter and buffer of ``modules`` from ``source`` (fitted by ``take``);
-    returns the number of tensors copied. A module the source lacks is refused in one line."""
+    returns the modules copied. A module the source lacks is refused in one line, or, from a
+    ``partial`` source (a bank: convs only), left as it is."""
     own = unwrap(model).state_dict()
-    n = 0
+    done = []
     with torch.no_grad():
         for mod in modules:
             keys = [k for k in own if k.rpartition(".")[0] == mod]
+            if partial and not all(k in source for k in keys):
+                continue
+            done.append(mod)
             for k in keys:
                 if k not in source:
                     raise UsageError(f"{what}: the source network has no {k!r} (is it the same architecture "
@@ -106,12 +114,11 @@ def _copy(model: nn.Module, source: Mapping[str, torch.Tensor], modules: Sequenc
                     own[k].copy_(source[k].to(own[k].dtype).reshape(own[k].shape))
                 else:
                     own[k].copy_(take(source[k], own[k]))
-                n += 1
-    return n
+    return done
 
 
 def chain_init(model: nn.Module, sources: Sequence[Mapping[str, torch.Tensor]], layers: str | Sequence[str],
-               seed: int = 0, norms: bool = False) -> dict[str, object]:
+               seed: int = 0, norms: bool = False, partial: bool = False) -> dict[str, object]:
     """Initialize the chain of ``layers`` (a selector or names; ``chain_layers``) from source
     network ``seed % len(sources)``: conv weights (and biases), and with ``norms`` the norm
     layer after each conv (weights, biases, running statistics). Nothing is rescaled: with
@@ -124,9 +131,15 @@ def chain_init(model: nn.Module, sources: Sequence[Mapping[str, torch.Tensor]], 
     src = sources[seed % len(sources)]
     convs = chain_layers(model, layers)
     after = norm_after(model)
+    if norms and partial:
+        raise UsageError("chain init: these sources come from a bank, which holds no norm layers (--chain-norms)")
     bns = [after[c] for c in convs if c in after] if norms else []
-    _copy(model, src, convs + bns, "chain init")
-    return {"source": seed % len(sources), "convs": convs, "norms": bns}
+    copied = _copy(model, src, convs + bns, "chain init", partial)
+    if partial and len(copied) < len(convs):
+        missing = [c for c in convs if c not in copied]
+        sys.stderr.write(f"chain init: the bank holds no {', '.join(missing[:3])}{' …' if len(missing) > 3 else ''}"
+                         f" ({len(missing)} conv(s)): left at their own init\n")
+    return {"source": seed % len(sources), "convs": [c for c in convs if c in copied], "norms": bns}
 
 
 def finetune_init(model: nn.Module, sources: Sequence[Mapping[str, torch.Tensor]], seed: int = 0) -> dict[str, object]:
@@ -138,14 +151,41 @@ def finetune_init(model: nn.Module, sources: Sequence[Mapping[str, torch.Tensor]
     skip = head(model)
     mods = sorted({k.rpartition(".")[0] for k in unwrap(model).state_dict()} - {skip})
     mods = [m for m in mods if any(k.rpartition(".")[0] == m for k in src)]
-    _copy(model, src, mods, "fine-tuning")
-    return {"source": seed % len(sources), "modules": mods, "head": skip}
+    return {"source": seed % len(sources), "modules": _copy(model, src, mods, "fine-tuning"), "head": skip}
+
+
+def sources_from_bank(bank) -> list[dict[str, torch.Tensor]]:
+    """The conv weights of each source model a bank was collected from, rebuilt from its model
+    boundaries (``rows_per_model``, else its rows split evenly over ``seeds``) and rows per
+    filter: ``[{"conv1.weight": [O, I, k, k], …}, …]`` in seed order. A prefix the bank's
+    layers carry (``resnet20.``, so that they pool) is taken off. Convs the bank does not hold
+    (1×1 projections) and norms are not in it: a chain from a bank is partial."""
+    from .bank import BankError
+    seeds = json.loads(bank.meta.get("seeds", "[]"))
+    per = json.loads(bank.meta.get("rows_per_model", "{}"))
+    if not per and not seeds:
+        raise UsageError("this bank records no source models (no seeds, no rows_per_model): it cannot rebuild chains")
+    names = list(bank.layers)
+    arch = bank.meta.get("architecture", "").split("(")[0].lower()
+    prefix = bank.meta.get("prefix") or (arch + "." if arch and all(n.startswith(arch + ".") for n in names) else "")
+    n_models = len(seeds) or len(bank.layers[names[0]]) // per[names[0]]
+    out: list[dict[str, torch.Tensor]] = [{} for _ in range(n_models)]
+    for name in names:
+        t, rows = bank.layers[name], bank.filter_rows(name)
+        r = per.get(name, len(t) // n_models)
+        if r * n_models != len(t) or r % rows:
+            raise BankError(f"bank layer {name!r}: {len(t)} rows do not split into {n_models} models of whole filters")
+        for m in range(n_models):
+            w = t[m * r:(m + 1) * r]
+            out[m][name[len(prefix):] + ".weight"] = w.reshape(r // rows, rows, t.shape[-2], t.shape[-1]).clone()
+    return out
 
 
 def load_sources(path: str | Path) -> tuple[list[dict[str, torch.Tensor]], dict]:
     """Source networks and their description: a ``collect`` folder (its ``seed*/model.pt``, in
-    seed order), or a sources file (``.safetensors`` with ``seed{s}/…`` keys, written by
-    ``save_sources``). Never unpickles (weights-only / safetensors)."""
+    seed order), a sources file (``.safetensors`` with ``seed{s}/…`` keys, written by
+    ``save_sources``), or a bank (its convs only, ``sources_from_bank``; the description then
+    says ``"partial": True``). Never unpickles (weights-only / safetensors)."""
     from .io_util import read_json, safe_torch_load
     path = Path(path)
     if path.is_dir():
@@ -158,6 +198,12 @@ def load_sources(path: str | Path) -> tuple[list[dict[str, torch.Tensor]], dict]
     if not path.is_file():
         raise UsageError(f"{path}: no such sources file or collect folder")
     from safetensors import safe_open
+    with safe_open(str(path), framework="pt") if path.suffix == ".safetensors" else _nothing() as f:
+        is_bank = f is not None and (f.metadata() or {}).get("format") == "fastreg-bank/1"
+    if is_bank or path.suffix == ".npy":
+        from .bank import KernelBank
+        bank = KernelBank.load(path)
+        return sources_from_bank(bank), {**bank.meta, "partial": True}
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = dict(f.metadata() or {})
@@ -170,6 +216,14 @@ def load_sources(path: str | Path) -> tuple[list[dict[str, torch.Tensor]], dict]
         groups.setdefault(g, {})[name] = t.float() if t.is_floating_point() else t
     order = sorted(groups, key=lambda g: int(g[4:]) if g[4:].isdigit() else 1 << 30)
     return [groups[g] for g in order], {k: json.loads(v) if v[:1] in "[{" else v for k, v in meta.items()}
+
+
+class _nothing:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc) -> None:
+        return None
 
 
 def save_sources(models: Mapping[str, Mapping[str, torch.Tensor]], path: str | Path, meta: Mapping[str, str],

@@ -280,7 +280,10 @@ def prepare(a):
         if not a.sources:
             raise UsageError(f"--init {a.init} needs --sources: source networks of the same architecture (a "
                              f"collect folder, a sources file, or a packaged name: {', '.join(PACKAGED_SOURCES)})")
-        sources = load_sources(sources_file(a.sources))[0]
+        sources, about = load_sources(sources_file(a.sources))
+        if a.init == "finetune" and about.get("partial"):
+            raise UsageError("--init finetune needs whole source networks (a collect folder or a sources file), "
+                             "not a bank")
     elif a.prior == "l2sp":
         raise UsageError("--prior l2sp pulls toward a network's start: it needs --init chain or finetune")
     if a.arch == "dwpnet" and a.image_size != 32:
@@ -309,7 +312,7 @@ def prepare(a):
             terms["prior"] = GaussianPrior(model, bank, layers, a.prior_weight, a.prior_unit, a.shrink, bank_map,
                                            a.layer_weights)
     if a.init == "chain":
-        got = chain_init(model, sources, layers, a.seed, a.chain_norms)
+        got = chain_init(model, sources, layers, a.seed, a.chain_norms, partial=bool(about.get("partial")))
         copied = got["convs"] + got["norms"]
     elif a.init == "finetune":
         copied = finetune_init(model, sources, a.seed)["modules"]

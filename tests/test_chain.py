@@ -202,12 +202,21 @@ def test_collect_with_classes_then_chain_finetune_and_l2sp_runs(data, tmp_path):
     assert rows["conv2"] * 2 == len(bank.layers["conv2"])                 # model boundaries recorded
     sources, meta = load_sources(src / "sources.safetensors")
     assert len(sources) == 2 and meta["classes"] == [0, 1, 2, 3, 4]
+    from_bank, about = load_sources(src / "bank.safetensors")              # a bank: its convs, per model
+    assert about["partial"] and set(from_bank[1]) == {f"conv{i}.weight" for i in (1, 2, 3, 4)}
+    for k, w in from_bank[1].items():
+        assert torch.allclose(w, sources[1][k], rtol=1e-3, atol=1e-4), k    # the sources file is fp16
+    m = build_model("dwpnet", 5, 0.125)
+    with pytest.raises(UsageError, match="no norm layers"):
+        chain_init(m, from_bank, "all", norms=True, partial=True)
     out = tmp_path / "sw"
     assert run_main(sweep.main, ["--sizes", "10", "--methods", "baseline,chaininit,chaininit+l2sp,finetune",
                                  "--seeds", "0,1", "--width", "0.125", "--epochs", "2", "--classes", "5,6,7,8,9",
                                  "--reg-layers", "all", "--data-root", str(data), "--sources", str(src),
                                  "--bank", str(src / "bank.safetensors"), "--out", str(out),
                                  "--", "--eval-size", "20", "--batch-size", "10"]) == 0
+    assert run_main(train.main, ["--data-root", str(data), "--init", "finetune", "--sources", str(src / "bank.safetensors"),
+                                 "--out", str(tmp_path / "ft")]) == 2                # fine-tuning needs whole networks
     cfg = json.loads((out / "n10/chaininit+l2sp/s1/config.json").read_text())
     assert (cfg["init"], cfg["prior"], cfg["classes"]) == ("chain", "l2sp", [5, 6, 7, 8, 9])
     rows = [json.loads(l) for l in (out / "n10/chaininit+l2sp/s1/metrics.jsonl").read_text().splitlines()]
