@@ -63,11 +63,14 @@ def _setting(r: Run, key: str):
         return r.cfg.get("fake_max_used", r.cfg.get("fake_max"))
     if key == "bank":       # by name; None where the classifier never sees the bank
         return r.bank_name if uses_bank(r.cfg) else None
-    if key == "sources":         # the source networks of chain init and fine-tuning, by file or folder name
-        return Path(str(r.cfg["sources"])).name if r.cfg.get("init") in ("chain", "finetune") else None
+    if key == "sources":         # the source networks of chain init and fine-tuning: a name, a folder or folder/file
+        if r.cfg.get("init") not in ("chain", "finetune"):
+            return None
+        p = Path(str(r.cfg["sources"]))
+        return p.name if len(p.parts) == 1 or not p.suffix else f"{p.parent.name}/{p.name}"
     if key == "classes":         # the class-disjoint protocol: its classes, e.g. "5,6,7,8,9"
         v = r.cfg.get(key)
-        return ",".join(map(str, v)) if v else None
+        return ",".join(map(str, v)) if v else "all"
     if key == "layer_weights":   # None where a run weighs one layer, or none
         return r.cfg.get(key, "sum") if weighs_layers(r.cfg, r.final.get("reg_layers")) else None
     return r.cfg.get(key, EXTRA_DEFAULTS.get(key))

@@ -221,3 +221,27 @@ def test_collect_with_classes_then_chain_finetune_and_l2sp_runs(data, tmp_path):
     assert (cfg["init"], cfg["prior"], cfg["classes"]) == ("chain", "l2sp", [5, 6, 7, 8, 9])
     rows = [json.loads(l) for l in (out / "n10/chaininit+l2sp/s1/metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["l2sp_dist2"] > 0
+
+
+def test_report_never_pairs_across_protocols(data, tmp_path):
+    """A class-disjoint run pairs with the baseline of its own classes, never with the
+    ten-class one (and the cells are labelled by their classes)."""
+    from fastreg import report
+    common = ["--data-root", str(data), "--train-size", "10", "--width", "0.125", "--epochs", "1",
+              "--eval-size", "20", "--batch-size", "10", "--bank", str(_bank(tmp_path)), "--init", "default"]
+    for name, extra in (("all", []), ("c59", ["--classes", "5,6,7,8,9"])):
+        for lam in ("0", "1"):
+            argv = common + extra + ["--lambda", lam, "--out", str(tmp_path / "runs" / name / f"lam{lam}")]
+            assert run_main(train.main, argv) == 0
+    out = tmp_path / "r.md"
+    assert run_main(report.main, [str(tmp_path / "runs"), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "| 10 | adv1 [classes=5,6,7,8,9] | conv1 | 0 (1) |" in text         # paired with its own baseline
+    assert "| 10 | adv1 [classes=all] | conv1 | 0 (1) |" in text
+    assert "(vs baseline" not in text                                           # no cross-protocol pairing
+
+
+def _bank(tmp_path):
+    from helpers import make_bank_file
+    path = tmp_path / "bank.safetensors"
+    return path if path.exists() else make_bank_file(path)
