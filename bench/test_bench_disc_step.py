@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from fastreg import Discriminator
-from fastreg.ops.disc_step import max_rel_err
+from fastreg.ops.tolerance import max_rel_err
 from fastreg.ops.disc_step_eager import DiscStepOutput, d_loss, disc_step_eager, g_loss
 
 HAS_CUDA = torch.cuda.is_available()

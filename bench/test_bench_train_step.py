@@ -16,10 +16,10 @@ import pytest
 import torch
 
 from fastreg.bank import KernelBank
-from fastreg.device import amp_precision, cpu_has_native_bf16
+from fastreg.lab.device import amp_precision, cpu_has_native_bf16
 from fastreg.models import DWPNet
 from fastreg.ops import disc_step, resolve_backend
-from fastreg.ops.disc_step import max_rel_err
+from fastreg.ops.tolerance import max_rel_err
 from fastreg.ops.disc_step_eager import disc_step_eager
 from fastreg.regularizer import AdversarialRegularizer
 from step_helper import make_train_step

@@ -28,7 +28,7 @@ if not torch.cuda.is_available():
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fastreg import Discriminator  # noqa: E402
 from fastreg.ops.disc_step_eager import disc_step_eager  # noqa: E402
-from fastreg.ops.disc_step import max_rel_err  # noqa: E402
+from fastreg.ops.tolerance import max_rel_err  # noqa: E402
 from fastreg.ops.disc_step_triton import disc_step_triton  # noqa: E402
 
 SHAPES = {"T": (200, 5), "S1": (384, 7), "S2": (32768, 5), "S3": (1 << 20, 3)}

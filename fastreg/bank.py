@@ -45,52 +45,6 @@ def bank_file(name_or_path: str | Path) -> Path:
     return PACKAGED.get(str(name_or_path), Path(name_or_path))
 
 
-def load_bank(arg: str, arch: str) -> "KernelBank":
-    """The bank ``--bank ARG`` means for a model ``arch``: ``auto`` is the default 7x7/5x5
-    bank for DWPNet and ``packaged_bank()`` for any other model; else a packaged name or a file."""
-    if arg == "auto":
-        return KernelBank.load(DEFAULT_BANK) if arch == "dwpnet" else packaged_bank()
-    return KernelBank.load(bank_file(arg))
-
-
-def merged_parts(meta: Mapping[str, str]) -> list[dict] | None:
-    """A merged bank's part metadata (stored as a JSON string under ``merged``), or None when
-    the bank is not merged or that string is not a list of maps."""
-    try:
-        parts = json.loads(meta["merged"])
-    except (KeyError, TypeError, ValueError):
-        return None
-    return parts if isinstance(parts, list) and all(isinstance(m, dict) for m in parts) else None
-
-
-def bank_id(meta: Mapping[str, str] | None) -> str:
-    """A bank's identity from its metadata, comparable across files and runs (a merged bank's
-    parts, stored as a JSON string whose key order once followed the file's, are parsed)."""
-    meta = dict(meta or {})
-    parts = merged_parts(meta)
-    if parts is not None:
-        meta["merged"] = parts
-    return json.dumps(meta, sort_keys=True)
-
-
-def bank_label(meta: Mapping[str, str] | None) -> str:
-    """A short readable name for a bank from its metadata: source architecture and epochs
-    (``dwpnet-24ep``), parts joined by ``+`` for a merged bank; ``?`` when unknown."""
-    meta = dict(meta or {})
-    if "merged" in meta:
-        parts = merged_parts(meta)
-        return "+".join(map(bank_label, parts)) if parts is not None else "merged"
-    try:
-        recipe = json.loads(meta.get("recipe", "{}"))
-    except (TypeError, ValueError):
-        recipe = {}
-    recipe = recipe if isinstance(recipe, dict) else {}
-    arch = recipe.get("arch") or re.sub(r"\(.*", "", str(meta.get("architecture", ""))).lower()
-    if not arch:
-        return str(meta.get("source", "?"))
-    return f"{arch}-{recipe['epochs']}ep" if "epochs" in recipe else arch
-
-
 def _validate_layer(name: str, t: torch.Tensor, where: str) -> torch.Tensor:
     if not t.is_floating_point():
         raise BankError(f"{where}: layer {name!r} has non-float dtype {t.dtype}")
@@ -373,25 +327,6 @@ class KernelBank:
 
     def _sizes(self) -> str:
         return ", ".join(f"{n}: {self.kernel_size(n)}x{self.kernel_size(n)}" for n in self.layers)
-
-    def layer_for(self, name: str, kernel_size: int) -> str:
-        """The bank layer that serves classifier layer ``name``: same name, else the
-        single bank layer with that kernel size."""
-        if name in self.layers:
-            if self.kernel_size(name) != kernel_size:
-                raise BankError(f"bank layer {name!r} has {self.kernel_size(name)}x"
-                                f"{self.kernel_size(name)} kernels, the classifier layer has "
-                                f"{kernel_size}x{kernel_size}")
-            return name
-        same = [n for n in self.layers if self.kernel_size(n) == kernel_size]
-        if len(same) != 1:
-            raise BankError(f"bank has no layer {name!r} and {'no' if not same else 'several'} "
-                            f"{kernel_size}x{kernel_size} layers ({self._sizes()})")
-        return same[0]
-
-    def sample(self, name: str, n: int, seed: int, offset: int = 0) -> torch.Tensor:
-        from .ops import sample_kernels
-        return sample_kernels(self.layers[name], n, seed, offset)[0]
 
     def info(self) -> dict:
         return {"layers": {n: list(t.shape) for n, t in self.layers.items()}, "meta": self.meta}

@@ -241,7 +241,7 @@ def save_sources(models: Mapping[str, Mapping[str, torch.Tensor]], path: str | P
 class L2SP(nn.Module):
     """L2-SP (Li, Grandvalet & Davoine, ICML 2018): ``α/2 · Σ ‖w − w₀‖²`` over the parameters
     of ``modules``, ``w₀`` their values when this is built (the chain or fine-tuning start).
-    The training loop's regularizer interface (``prior.Terms``)."""
+    A ``fastreg.terms.Regularizer``."""
 
     def __init__(self, model: nn.Module, modules: Sequence[str], alpha: float) -> None:
         super().__init__()
@@ -268,6 +268,14 @@ class L2SP(nn.Module):
         out = {"l2sp_dist2": float(self._stats[0]) / n} if n else {}
         self._stats = torch.zeros(2)
         return out
+
+    def trained_parameters(self) -> list[nn.Parameter]:
+        """Nothing of its own is trained."""
+        return []
+
+    def distribute(self, dist) -> "L2SP":
+        """Nothing to share between data-parallel ranks: every rank holds the same start."""
+        return self
 
     def checkpoint_state(self) -> dict:
         return {"start": {k: getattr(self, f"start_{i}").cpu() for i, k in enumerate(self.names)}}

@@ -1,5 +1,5 @@
-"""The Gaussian filter prior as a penalty (SK-reg, Feinman & Lake 2019; DESIGN.md §8), and
-``Terms``, which lets it and the adversarial term share the training loop's interface.
+"""The Gaussian filter prior as a penalty (SK-reg, Feinman & Lake 2019; DESIGN.md §8), a
+``fastreg.terms.Regularizer`` like the adversarial term, so the two combine.
 
 Penalty on a layer: ``α · mean over its kernels of NLL(kernel) / D`` under the Gaussian
 fitted to its bank layer (slices or whole filters), with the bank scaled to the layer's
@@ -86,29 +86,10 @@ class GaussianPrior(nn.Module):
     def load_checkpoint_state(self, state: dict) -> None:
         pass
 
+    def trained_parameters(self) -> list[nn.Parameter]:
+        """Nothing of its own is trained."""
+        return []
 
-class Terms:
-    """Several regularizer terms behind the one interface the training loop calls:
-    ``generator_loss`` (summed), ``discriminator_step``, ``pop_stats``, checkpoints."""
-
-    def __init__(self, terms: Mapping[str, object]) -> None:
-        self.terms = dict(terms)
-
-    def generator_loss(self) -> torch.Tensor:
-        return sum(t.generator_loss() for t in self.terms.values())
-
-    def discriminator_step(self) -> None:
-        for t in self.terms.values():
-            t.discriminator_step()
-
-    def pop_stats(self) -> dict[str, float]:
-        return {k: v for t in self.terms.values() for k, v in t.pop_stats().items()}
-
-    def checkpoint_state(self) -> dict:
-        return {n: t.checkpoint_state() for n, t in self.terms.items()}
-
-    def load_checkpoint_state(self, state: dict) -> None:
-        if set(state) != set(self.terms):
-            raise ValueError(f"checkpoint has regularizer terms {sorted(state)}, the run {sorted(self.terms)}")
-        for n, t in self.terms.items():
-            t.load_checkpoint_state(state[n])
+    def distribute(self, dist) -> "GaussianPrior":
+        """Nothing to share between data-parallel ranks."""
+        return self

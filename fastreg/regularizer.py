@@ -140,6 +140,10 @@ class AdversarialRegularizer(nn.Module):
         self._stats: dict[str, torch.Tensor] = {}
         self.dist = Dist()
 
+    def trained_parameters(self) -> list[nn.Parameter]:
+        """The discriminators' parameters (data-parallel ranks keep them identical)."""
+        return list(self.discs.parameters())
+
     def distribute(self, dist: Dist) -> "AdversarialRegularizer":
         """Data-parallel training (DESIGN.md §10): every rank starts from rank 0's D, draws its
         own real kernels, and D's gradients are averaged over the ranks every step."""

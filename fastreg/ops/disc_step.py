@@ -6,11 +6,11 @@ reference) or ``disc_step_triton.py`` (the fused kernels, CUDA or the CPU interp
 from __future__ import annotations
 
 import copy
-import math
 
 import torch
 
 from .disc_step_eager import DiscStepOutput, check_target, disc_step_eager
+from .tolerance import max_rel_err  # noqa: F401  (re-exported: the self-test's metric)
 
 BACKENDS = ("auto", "eager", "triton")
 
@@ -25,21 +25,6 @@ def triton_available() -> bool:
 
 
 _SELF_TEST: dict[str, bool] = {}
-
-
-def max_rel_err(out: DiscStepOutput, ref: DiscStepOutput) -> float:
-    """Largest norm-wise relative error (DESIGN.md §6) over every output of a disc step against a
-    (float64) reference; inf where an output is not finite."""
-    pairs = [(out.logits, ref.logits), (out.d_loss, ref.d_loss), *zip(out.d_grads, ref.d_grads)]
-    if ref.g_grad is not None:
-        pairs += [(out.g_loss, ref.g_loss), (out.g_grad, ref.g_grad)]
-    errs = []
-    for a, b in pairs:
-        if not bool(torch.isfinite(a).all()):
-            return math.inf
-        b = b.double()
-        errs.append(float((a.double() - b).norm() / b.norm().clamp_min(1e-30)))
-    return max(errs)
 
 
 def triton_self_test(device: torch.device | str) -> bool:

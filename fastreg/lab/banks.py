@@ -1,0 +1,55 @@
+"""Banks as the lab names and labels them: ``--bank`` resolution, and the identity and short
+label of a bank from its metadata, which run folders record and the report groups by."""
+from __future__ import annotations
+
+import json
+import re
+from typing import Mapping
+
+from ..bank import DEFAULT_BANK, KernelBank, bank_file, packaged_bank
+
+
+def load_bank(arg: str, arch: str) -> "KernelBank":
+    """The bank ``--bank ARG`` means for a model ``arch``: ``auto`` is the default 7x7/5x5
+    bank for DWPNet and ``packaged_bank()`` for any other model; else a packaged name or a file."""
+    if arg == "auto":
+        return KernelBank.load(DEFAULT_BANK) if arch == "dwpnet" else packaged_bank()
+    return KernelBank.load(bank_file(arg))
+
+
+def merged_parts(meta: Mapping[str, str]) -> list[dict] | None:
+    """A merged bank's part metadata (stored as a JSON string under ``merged``), or None when
+    the bank is not merged or that string is not a list of maps."""
+    try:
+        parts = json.loads(meta["merged"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return parts if isinstance(parts, list) and all(isinstance(m, dict) for m in parts) else None
+
+
+def bank_id(meta: Mapping[str, str] | None) -> str:
+    """A bank's identity from its metadata, comparable across files and runs (a merged bank's
+    parts, stored as a JSON string whose key order once followed the file's, are parsed)."""
+    meta = dict(meta or {})
+    parts = merged_parts(meta)
+    if parts is not None:
+        meta["merged"] = parts
+    return json.dumps(meta, sort_keys=True)
+
+
+def bank_label(meta: Mapping[str, str] | None) -> str:
+    """A short readable name for a bank from its metadata: source architecture and epochs
+    (``dwpnet-24ep``), parts joined by ``+`` for a merged bank; ``?`` when unknown."""
+    meta = dict(meta or {})
+    if "merged" in meta:
+        parts = merged_parts(meta)
+        return "+".join(map(bank_label, parts)) if parts is not None else "merged"
+    try:
+        recipe = json.loads(meta.get("recipe", "{}"))
+    except (TypeError, ValueError):
+        recipe = {}
+    recipe = recipe if isinstance(recipe, dict) else {}
+    arch = recipe.get("arch") or re.sub(r"\(.*", "", str(meta.get("architecture", ""))).lower()
+    if not arch:
+        return str(meta.get("source", "?"))
+    return f"{arch}-{recipe['epochs']}ep" if "epochs" in recipe else arch

@@ -1,0 +1,196 @@
+"""The report's analysis: runs → cells (train size × method label × reg layers), labelled by
+the settings that vary between runs of a size, each paired seed by seed with its reference
+cell (the baseline, or bank init), and the records ``results.json`` keeps of them."""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .banks import bank_id, bank_label, merged_parts
+from ..errors import UsageError
+from .runs import Run, finite, precision_of
+from .settings import upgrade, weighs_layers
+
+# settings that, when they differ between runs of one train size, split cells
+EXTRA = ("arch", "bank", "width", "amp", "precision", "epochs", "batch_size", "lr", "weight_decay", "d_hidden", "d_norm", "d_loss",
+         "d_lr", "lecam", "eval_size", "d_share", "fake_max", "dataset", "image_size", "bank_map", "shrink",
+         "layer_weights", "classes", "sources", "loop")
+# cannot change the classifier of a reference cell (baseline, bankinit: λ = 0, no prior)
+D_ONLY = ("d_hidden", "d_norm", "d_loss", "d_lr", "lecam", "d_share", "fake_max", "layer_weights", "sources")
+OPTIONAL = ("bank", "layer_weights", "sources")   # None where they cannot matter; such runs do not make them vary
+def _setting(r: Run, key: str):
+    """A run's value of an EXTRA setting (precision: as trained, see ``precision_of``)."""
+    if key == "precision":
+        return precision_of(r.cfg)
+    if key == "fake_max":   # as resolved for the run ("auto" → a number, or None = all kernels)
+        return r.cfg.get("fake_max_used", r.cfg.get("fake_max"))
+    if key == "bank":       # by name; None where the classifier never sees the bank
+        return r.bank_name if uses_bank(r.cfg) else None
+    if key == "sources":         # the source networks of chain init and fine-tuning: a name, a folder or folder/file
+        if r.cfg.get("init") not in ("chain", "finetune"):
+            return None
+        p = Path(str(r.cfg["sources"]))
+        return p.name if len(p.parts) == 1 or not p.suffix else f"{p.parent.name}/{p.name}"
+    if key == "classes":         # the class-disjoint protocol: its classes, e.g. "5,6,7,8,9"
+        v = r.cfg.get(key)
+        return ",".join(map(str, v)) if v else "all"
+    if key == "layer_weights":   # None where a run weighs one layer, or none
+        return upgrade(r.cfg)[key] if weighs_layers(r.cfg, r.final.get("reg_layers")) else None
+    return upgrade(r.cfg).get(key)
+
+
+def _label(runs: list[Run]) -> None:
+    """Cell label = method, plus any EXTRA setting that differs between runs of one size,
+    shown for every size so a series keeps one label across sizes (settings that only
+    change with the size, like the per-size epochs, stay out). Runs of different precision
+    therefore never share a cell unlabelled; precision is shown where ``amp`` alone does not
+    explain it (the same ``--amp`` ran in bf16 on one machine and in fp32 on another)."""
+    def groups(key: str) -> dict:
+        g: dict = {}
+        for r in runs:
+            g.setdefault((r.size, r.cfg.get("amp")) if key == "precision" else r.size, []).append(r)
+        return g
+
+    _name_banks(runs)
+    def values(k: str, rs: list[Run]) -> set:   # a run without a bank does not make banks vary
+        return {json.dumps(_setting(r, k)) for r in rs if not (k in OPTIONAL and _setting(r, k) is None)}
+
+    vary = [k for k in EXTRA if any(len(values(k, rs)) > 1 for rs in groups(k).values())]
+    for r in runs:
+        r.extra = {k: _setting(r, k) for k in vary}
+        extra = ", ".join(f"{k}={v}" for k, v in r.extra.items() if not (k in OPTIONAL and v is None))
+        r.label = r.method + (f" [{extra}]" if extra else "")
+
+
+def uses_bank(cfg: dict) -> bool:
+    """Whether a run's classifier depends on its bank: the adversarial term, a bank init or
+    the Gaussian prior (a λ = 0 run's discriminator never touches the classifier)."""
+    return bool(cfg.get("lam")) or cfg.get("init", "default") in ("bank", "cov") or cfg.get("prior", "none") == "gauss"
+
+
+def _meta(r: Run) -> dict | None:
+    """A run's recorded bank metadata (a string map), or None."""
+    meta = r.cfg.get("bank_meta")
+    return meta if isinstance(meta, dict) and meta else None
+
+
+def _bank_id(r: Run) -> str:
+    """The bank a run trained with, by its metadata (``bank.bank_id``), else its path."""
+    meta = _meta(r)
+    return bank_id(meta) if meta else str(r.cfg.get("bank"))
+
+
+def _name_banks(runs: list[Run]) -> None:
+    """``r.bank_name``: the bank's short label (``bank.bank_label``), made unique across the
+    runs by a short hash where two different banks read alike."""
+    ids: dict[str, set] = {}
+    for r in runs:
+        r.bank_name = bank_label(_meta(r)) if _meta(r) else "?"
+        if r.bank_name == "?":
+            r.bank_name = Path(str(r.cfg.get("bank"))).stem
+        ids.setdefault(r.bank_name, set()).add(_bank_id(r))
+    for r in runs:
+        if len(ids[r.bank_name]) > 1:
+            r.bank_name += "#" + hashlib.sha1(_bank_id(r).encode()).hexdigest()[:6]
+
+
+def check_cells(cells: dict[tuple, list[Run]]) -> None:
+    """A cell's runs must be distinct seeds from one bank: a copied run folder, or a rerun
+    into the same sweep with another ``--bank``, would otherwise count as an extra seed."""
+    for c, rs in cells.items():
+        seen: dict[int, Run] = {}
+        for r in rs:
+            if r.seed in seen:
+                raise UsageError(f"cell n={c[0]} {c[1]} ({c[2]}) holds seed {r.seed} twice: {seen[r.seed].dir} "
+                                 f"and {r.dir}; report them from separate folders")
+            seen[r.seed] = r
+        if len({_bank_id(r) for r in rs}) > 1:
+            raise UsageError(f"cell n={c[0]} {c[1]} ({c[2]}) mixes runs with different banks; "
+                             f"report them from separate folders")
+
+
+def baseline_cell(c: tuple, cells: dict[tuple, list[Run]], ref: str = "baseline") -> tuple | None:
+    """The ``ref`` cell (a λ = 0 method: baseline, or bankinit) to pair cell ``c`` with: same
+    size and the same settings except those that cannot change a λ = 0 run (D settings);
+    preferring the same reg layers, then the same D settings."""
+    ex = cells[c][0].extra
+
+    def core(e: dict, bank: bool) -> dict:   # a ref cell that never saw its bank pairs with any bank
+        return {k: v for k, v in e.items() if k not in D_ONLY and (bank or k != "bank")}
+
+    cands = [k for k in cells if k[0] == c[0] and k[1].split(" [")[0] == ref
+             and core(cells[k][0].extra, cells[k][0].extra.get("bank") is not None)
+             == core(ex, cells[k][0].extra.get("bank") is not None)]
+    return min(cands, key=lambda k: (k[2] != c[2], cells[k][0].extra != ex, k)) if cands else None
+
+
+def paired(d: np.ndarray) -> tuple[float, float | None, float | None, float | None, str]:
+    """Mean paired difference, paired-t 95% CI and two-sided p (no CI from one pair).
+
+    Differences equal up to float noise (sd ≤ 1e-9 of their scale) have no t statistic;
+    they are reported as such rather than with an absurd p."""
+    from scipy import stats
+    d = np.asarray(d, np.float64)
+    n, m = len(d), float(np.mean(d))
+    if n < 2:
+        return m, None, None, None, "—"
+    sd = float(np.std(d, ddof=1))
+    if sd <= 1e-9 * max(1.0, float(np.abs(d).max())):
+        return m, m, m, None, "all differences equal"
+    h = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+    return m, m - h, m + h, float(stats.ttest_1samp(d, 0.0).pvalue), "paired t"
+
+
+def _cells(runs: list[Run]) -> dict[tuple, list[Run]]:
+    """(train size, label, reg layers) → its finished runs; labels are set here."""
+    _label(runs)
+    cells: dict[tuple, list[Run]] = {}
+    for r in runs:
+        if r.status == "ok":
+            cells.setdefault((r.size, r.label, r.layers), []).append(r)
+    check_cells(cells)
+    return cells
+
+
+def paired_cells(ref: list[Run], runs: list[Run]) -> dict | None:
+    """Test accuracy of ``runs`` − ``ref`` (pp), paired by seed and data seed: {"seeds", "mean",
+    "lo", "hi", "p", "test"} (CI bounds None from one pair); None without a shared seed."""
+    key = lambda r: (r.seed, r.cfg.get("data_seed", r.seed))  # noqa: E731
+    base = {key(r): r.final["test_acc"] for r in ref}
+    pairs = sorted((r.seed, 100 * (r.final["test_acc"] - base[key(r)])) for r in runs if key(r) in base)
+    if not pairs:
+        return None
+    mean, lo, hi, p, how = paired(np.array([d for _, d in pairs]))
+    return {"seeds": [s for s, _ in pairs], "mean": mean, "lo": lo, "hi": hi, "p": p, "test": how}
+
+
+def _created(r: Run) -> str:
+    """When a run's bank was made (the newest part of a merged bank): orders banks old → new."""
+    meta = _meta(r) or {}
+    parts = merged_parts(meta)
+    return max((str(m.get("created", "")) for m in (parts if parts is not None else [meta])), default="")
+
+
+def cell_records(cells: dict[tuple, list[Run]], keys: list[tuple], refs: tuple[str, ...] = ("baseline",)) -> list[dict]:
+    """results.json's cells: each cell's runs aggregated (test accuracy mean and std over seeds,
+    filter metrics' means) and its paired difference to each reference cell it has."""
+    out = []
+    for c in keys:
+        rs = sorted(cells[c], key=lambda r: r.seed)
+        acc = [100 * r.final["test_acc"] for r in rs]
+        rec = {"train_size": c[0], "label": c[1], "method": c[1].split(" [")[0], "reg_layers": c[2],
+               "extra": rs[0].extra, "seeds": [r.seed for r in rs], "acc_mean": float(np.mean(acc)),
+               "acc_std": float(np.std(acc, ddof=1)) if len(acc) > 1 else None,
+               "metrics": {k: float(np.mean(v)) for k in sorted({k for r in rs for k in r.metrics})
+                           if (v := [r.metrics[k] for r in rs if finite(r.metrics.get(k))])}, "paired": {}}
+        for ref in refs:
+            bc = baseline_cell(c, cells, ref) if c[1].split(" [")[0] not in ("baseline", ref) else None
+            d = paired_cells(cells[bc], cells[c]) if bc is not None else None
+            if d is not None:
+                rec["paired"][ref] = {"vs": bc[1], "vs_layers": bc[2], **d}
+        out.append(rec)
+    return out

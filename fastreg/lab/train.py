@@ -1,0 +1,271 @@
+"""``python -m fastreg.train``: one small-data classifier run with its filter priors.
+
+By default conv1 starts from whole bank filters and λ · G-loss from a kernel discriminator
+(trained against the bank) is added to the cross-entropy (DESIGN.md §2, §8); priors for a
+whole network come from source networks (``--init chain|finetune``, §12). The settings, their
+defaults and their record live in ``fastreg.lab.settings``; the run folder is DESIGN.md §11.
+"""
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from safetensors.torch import save as safetensors_save
+
+from .. import __version__
+from ..bank import PACKAGED, KernelBank
+from ..chain import L2SP, PACKAGED_SOURCES, chain_init, finetune_init, load_sources, sources_file
+from ..distributed import close_process_group, exit_process, from_env
+from ..errors import BankError, UsageError
+from ..init import init_from_bank
+from ..io_util import atomic_write_bytes, atomic_write_json, check_out_dir, read_json, safe_torch_load
+from ..layers import conv_layers, select_layers
+from ..models import build_model
+from ..prior import GaussianPrior
+from ..terms import Terms
+from ..regularizer import AdversarialRegularizer
+from .banks import bank_id, bank_label, load_bank
+from .cli import run_main
+from .data import data_root, target_sets
+from .device import amp_precision, pick_device
+from .loop import LoopConfig, Trainer
+from .methods import method_of
+from .run_summary import report_lines, summarize
+from .runs import FINAL_KERNELS, START_KERNELS
+from .settings import _bank_map, _hidden, build_parser, config_of, resolve_defaults, settings_diff
+
+__all__ = ["build_parser", "config_of", "main", "prepare", "settings_diff"]
+
+
+def _settings_of(ckpt: dict, out: Path, ckpt_path: Path) -> dict:
+    """The settings a checkpoint was trained with: saved in it, else (older checkpoints) the
+    run folder's config.json; a resume that cannot be checked is refused."""
+    if isinstance(ckpt.get("run_config"), dict):
+        return ckpt["run_config"]
+    for p in (out / "config.json", ckpt_path.parent / "config.json"):
+        if p.exists():
+            return read_json(p)
+    raise UsageError(f"{ckpt_path}: the checkpoint carries no settings and no config.json is beside it; "
+                     f"cannot check that --resume continues the same run")
+
+
+def _check_same_bank(out: Path, ckpt_path: Path, bank: KernelBank | None) -> None:
+    """A resumed run must draw from the bank it started with: ``--bank auto`` or a packaged
+    name can point at another bank after an upgrade (the default bank changed once)."""
+    for p in (out / "config.json", ckpt_path.parent / "config.json"):
+        if p.exists():
+            cfg = read_json(p)
+            if "bank_meta" in cfg and bank_id(cfg["bank_meta"]) != bank_id(bank.meta if bank else None):
+                was = bank_label(cfg["bank_meta"]) if cfg["bank_meta"] else "none"
+                now = bank_label(bank.meta) if bank else "none"
+                raise UsageError(f"--resume: the run started with bank {was}, this call gives {now}; "
+                                 f"pass the run's bank with --bank (packaged: {', '.join(PACKAGED)})")
+            return
+
+
+def set_deterministic() -> None:
+    """Deterministic kernels on CUDA: no cuDNN autotuning, deterministic cuBLAS workspace;
+    costs speed (cuDNN picks slower, deterministic convolution algorithms)."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True, warn_only=False)
+
+
+def prepare(a):
+    """Validate everything and build the pieces, before anything is written."""
+    hidden = _hidden(a.d_hidden)
+    bank_map = _bank_map(a.bank_map)
+    device = pick_device(a.device)
+    if a.backend == "triton" and device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+        raise UsageError("--backend triton needs a CUDA device (or TRITON_INTERPRET=1 on the CPU, slow)")
+    bank = None
+    if a.bank.lower() != "none":
+        bank = load_bank(a.bank, a.arch)
+    elif a.init in ("bank", "cov") or a.prior == "gauss":
+        raise UsageError(f"--{'init ' + a.init if a.init in ('bank', 'cov') else 'prior ' + a.prior} needs a bank")
+    sources = None
+    if a.init in ("chain", "finetune"):
+        if not a.sources:
+            raise UsageError(f"--init {a.init} needs --sources: source networks of the same architecture (a "
+                             f"collect folder, a sources file, or a packaged name: {', '.join(PACKAGED_SOURCES)})")
+        sources, about = load_sources(sources_file(a.sources))
+        if a.init == "finetune" and about.get("partial"):
+            raise UsageError("--init finetune needs whole source networks (a collect folder or a sources file), "
+                             "not a bank")
+    elif a.prior == "l2sp":
+        raise UsageError("--prior l2sp pulls toward a network's start: it needs --init chain or finetune")
+    if a.arch == "dwpnet" and a.image_size != 32:
+        raise UsageError("--arch dwpnet takes 32x32 images: use --image-size 32 or another --arch")
+    train, test, num_classes = target_sets(data_root(a.data_root), a.train_size, a.data_seed, device,
+                                           a.dataset, a.image_size, a.classes)
+    torch.manual_seed(a.seed)
+    model = build_model(a.arch, num_classes, a.width).to(device)
+    layers = select_layers(model, a.reg_layers)
+    adv, terms = None, {}
+    if bank is not None:
+        steps = a.epochs * math.ceil(a.train_size / a.batch_size)
+        try:
+            adv = AdversarialRegularizer(model, bank, layers, a.lam, hidden, a.d_norm, a.d_loss,
+                                         lr=a.d_lr, backend=a.backend, lecam=a.lecam, seed=a.seed,
+                                         unit=a.d_unit, share=a.d_share, fake_max=a.fake_max,
+                                         bank_map=bank_map, layer_weights=a.layer_weights,
+                                         lam_decay_steps=steps if a.lambda_schedule == "linear" else None)
+        except BankError as e:
+            raise UsageError(str(e)) from None
+        torch.manual_seed(a.seed + 1)   # D init must not shift the classifier's RNG stream
+        adv.to(device)
+        if a.init in ("bank", "cov"):
+            init_from_bank(model, bank.to(device), layers, a.init, a.init_unit, a.seed, a.shrink, bank_map)
+        if a.prior == "gauss":
+            terms["prior"] = GaussianPrior(model, bank, layers, a.prior_weight, a.prior_unit, a.shrink, bank_map,
+                                           a.layer_weights)
+    if a.init == "chain":
+        got = chain_init(model, sources, layers, a.seed, a.chain_norms, partial=bool(about.get("partial")))
+        copied = got["convs"] + got["norms"]
+    elif a.init == "finetune":
+        copied = finetune_init(model, sources, a.seed)["modules"]
+    if a.prior == "l2sp":
+        terms["prior"] = L2SP(model, copied, a.prior_weight).to(device)
+    reg = Terms({"adv": adv, **terms} if adv is not None else terms) if terms else adv
+    a.fake_max_used = adv.fake_max if adv is not None else None     # recorded, not a setting
+    return device, bank, train, test, model, reg, layers
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    finally:
+        close_process_group()
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    a = build_parser().parse_args(argv)
+    dist, a.device = from_env(a.device)          # torchrun: one rank of N, its device
+    if a.batch_size % dist.world:
+        raise UsageError(f"--batch-size {a.batch_size} (the global batch) does not split over {dist.world} ranks")
+    resolve_defaults(a)
+    out = Path(a.out or f"runs/train/n{a.train_size}-lam{a.lam:g}-s{a.seed}")
+    check_out_dir(out)
+    if (out / "final.json").exists():
+        if a.resume is None:
+            raise UsageError(f"{out} already holds a finished run; choose another --out (or --resume "
+                             f"to see its result)")
+        if not a.resume:
+            return _finished(a, out)
+    if a.resume is None and (out / "checkpoint.pt").exists():
+        raise UsageError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    if a.resume is not None and not a.resume and not (out / "checkpoint.pt").exists():
+        raise UsageError(f"--resume: no checkpoint in {out}")
+    settings = config_of(a)
+    ckpt_path = Path(a.resume or out / "checkpoint.pt")
+    ckpt = safe_torch_load(ckpt_path) if a.resume is not None else None
+    if ckpt is not None:
+        old = _settings_of(ckpt, out, ckpt_path)
+        diff = settings_diff(old, settings)
+        if diff:
+            raise UsageError(f"--resume with different settings than the checkpoint: {', '.join(diff)}")
+
+    if a.deterministic:
+        set_deterministic()
+    device, bank, train, test, model, reg, layers = prepare(a)
+    if ckpt is not None:
+        _check_same_bank(out, ckpt_path, bank)
+    net = model
+    if dist.active:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+        if reg is not None:
+            reg.distribute(dist)
+    precision = amp_precision(device, a.amp)
+    cfg = LoopConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, weight_decay=a.weight_decay,
+                     amp=precision == "bf16", eval_every=a.eval_every, eval_size=a.eval_size, seed=a.seed,
+                     **settings["loop"])
+    fresh = not out.exists()
+    try:
+        if dist.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+        trainer = Trainer(net, train, test, cfg, device, out, reg, desc=f"train n={a.train_size} λ={a.lam:g}",
+                          run_config=settings, dist=dist)
+        if ckpt is not None:
+            try:
+                trainer.load_state(ckpt)
+            except (KeyError, ValueError, RuntimeError) as e:
+                raise UsageError(f"checkpoint does not match this run ({str(e).splitlines()[0][:160]})") from None
+        if dist.is_main and (ckpt is None or not (out / "config.json").exists()):   # fresh, or into a new --out
+            atomic_write_json(out / "config.json", {**settings, "device": str(device),
+                                                    "precision": precision, "version": __version__,
+                                                    "fake_max_used": a.fake_max_used,
+                                                    "bank_meta": bank.meta if bank else None})
+        if ckpt is None and dist.is_main:    # the filters as training starts (after any bank init)
+            atomic_write_bytes(out / START_KERNELS, safetensors_save(_kernels(model, layers),
+                                                                     metadata={"format": "fastreg-kernels/1"}))
+    except BaseException:
+        if fresh and dist.is_main:   # this call made the folder: leave nothing half-written
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    t0 = time.time()
+    last = trainer.run()
+    if not dist.is_main:
+        return 0
+    kept = _kernels(model, layers)
+    start = _read_kernels(out / START_KERNELS)
+    judged = summarize(out, {n: start[n] for n in layers if n in start}, kept, bank, a.seed,
+                       f"{method_of(settings)}, n={a.train_size}, seed {a.seed}", bank_map=_bank_map(a.bank_map))
+    final = {"test_acc": last["test_acc"], "test_loss": last["test_loss"], "train_acc": last["train_acc"],
+             "train_ce": last["train_ce"], "train_size": a.train_size, "lambda": a.lam, "seed": a.seed,
+             "data_seed": a.data_seed, "init": a.init, "reg_layers": layers, "steps": trainer.step,
+             "epochs": a.epochs, "device": str(device),
+             **{k: last[k] for k in ("g_loss", "d_loss", "d_acc_real", "d_acc_fake") if k in last},
+             "judge_auc": {n: v for n, v in judged.items() if v["judge_auc_end"] is not None}}
+    # Small copy of the kernels the report measures (conv1 + the regularized layers), so
+    # finished runs can be shipped and reported without their checkpoints; before
+    # final.json, which marks the run finished.
+    atomic_write_bytes(out / FINAL_KERNELS, safetensors_save(kept, metadata={"format": "fastreg-kernels/1"}))
+    atomic_write_json(out / "timing.json", {"wall_time_s": round(trainer.wall_time(), 2),
+                                            "device": str(device)})
+    atomic_write_json(out / "final.json", final)
+    (out / "failed.json").unlink(missing_ok=True)   # left by an earlier attempt the sweep gave up on
+    if not a.keep_checkpoint:    # weights + optimizer state: 70 MB for the default job, not needed now
+        (out / "checkpoint.pt").unlink(missing_ok=True)
+    print(f"test accuracy {final['test_acc']:.4f} (n={a.train_size}, λ={a.lam:g}, seed {a.seed}) "
+          f"in {time.time() - t0:.0f}s → {out}")
+    for line in report_lines(judged, out):
+        print(line)
+    return 0
+
+
+def _finished(a, out: Path) -> int:
+    """``--resume`` of a finished run: the same checks as any resume (settings, bank), then its
+    result; nothing is trained or written."""
+    old = read_json(out / "config.json") if (out / "config.json").exists() else {}
+    diff = settings_diff(old, config_of(a))
+    if diff:
+        raise UsageError(f"--resume with different settings than the finished run in {out}: {', '.join(diff)}")
+    _check_same_bank(out, out / "checkpoint.pt", load_bank(a.bank, a.arch) if a.bank.lower() != "none" else None)
+    final = read_json(out / "final.json")
+    print(f"{out} is finished: test accuracy {final['test_acc']:.4f} (n={final['train_size']}, "
+          f"λ={final['lambda']:g}, seed {final['seed']})")
+    return 0
+
+
+def _kernels(model: torch.nn.Module, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+    """conv1's and the regularized layers' weights, float32 on the CPU (what the report reads)."""
+    convs = conv_layers(model)
+    return {n: convs[n].weight.detach().float().cpu().contiguous()
+            for n in dict.fromkeys(["conv1", *layers]) if n in convs}
+
+
+def _read_kernels(path: Path) -> dict[str, torch.Tensor]:
+    """A run's saved kernels (``{}`` when the file is missing: a run started before they were kept)."""
+    from safetensors.torch import load_file
+    return load_file(str(path)) if path.exists() else {}
+
+
+if __name__ == "__main__":
+    exit_process(run_main(main))
