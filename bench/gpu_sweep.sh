@@ -10,7 +10,7 @@
 #   device:  run(command="OUT=$OUT bash bench/gpu_sweep.sh --sizes 100 --seeds 0,1,2,3,4",
 #                carry=[".gpu-data"], timeout_s=600)
 #   here:    mkdir -p runs/gpu && tar xzf <files_at>/runs.tar.gz -C runs/gpu   (one folder per call)
-#            python -m fastreg.report runs/gpu --out docs/results.md
+#            python -m fastreg.report runs/gpu --out docs/reports/results.md
 #
 # Arguments go to python -m fastreg.sweep (default: full width, all methods).
 # For the conv1 + conv2 variant (--reg-layers conv1,conv2) leave `baseline` out of

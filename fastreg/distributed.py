@@ -107,11 +107,20 @@ def exit_process(code: int) -> NoReturn:
     """The exit of a ``python -m fastreg.…`` process. A torchrun worker (it left a process
     group) ends with ``os._exit`` once its output is flushed, skipping the interpreter's
     teardown: after DistributedDataParallel, gloo's threads outlive ``destroy_process_group``
-    and a worker aborted during that teardown (SIGABRT, "terminate called without an active
-    exception") with all its work done (here: 2 of 320 2-epoch runs, 1 of 15 40-epoch runs),
-    which torchrun reports as a failed run (DESIGN.md §10). Everything a run keeps is written, atomically, before this."""
+    and a worker could abort during that teardown (SIGABRT, "terminate called without an active
+    exception") with all its work done, which torchrun reports as a failed run (DESIGN.md §10,
+    with the rates measured). Everything a run keeps is written, atomically, before this."""
     if _left_group:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
     raise SystemExit(code)
+
+
+def wrap(model: torch.nn.Module, dist: Dist, device) -> torch.nn.Module:
+    """``model`` in DistributedDataParallel under torchrun (one device per rank on CUDA), else
+    as it is: what train and collect both train."""
+    if not dist.active:
+        return model
+    dev = torch.device(device)
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)

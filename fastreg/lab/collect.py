@@ -19,12 +19,12 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..bank import KernelBank
-from .cli import Parser, int_list, nonneg_float, positive_float, positive_int, run_main
+from .cli import Parser, int_list, nonneg_float, positive_float, positive_int
 from ..chain import save_sources
 from .classes import describe, parse_classes
 from .data import DATASETS, Split, data_root, source_sets
 from .device import amp_precision, pick_device
-from ..distributed import Dist, barrier, close_process_group, exit_process, from_env
+from ..distributed import Dist, barrier, close_process_group, from_env, wrap
 from ..errors import UsageError
 from ..io_util import atomic_torch_save, atomic_write_json, check_out_dir, read_json, safe_torch_load
 from .loop import LoopConfig, Trainer
@@ -38,7 +38,7 @@ PRESETS = {
     # 5 seeds within an hour on a 2-core CPU (bf16 autocast, half width, 4 epochs)
     "cpu": dict(width=0.5, epochs=4, batch_size=128, lr=0.05, amp=True),   # amp: where bf16 is native
     # the default bank's recipe (issue 16): converged half-width models, 82-83 % test accuracy;
-    # about 20 min per model on one CPU thread, 5 seeds in 1-2 h on 2 cores
+    # (its models' training times are recorded in the bank; docs/banks/dwpnet_e24.json)
     "converged": dict(width=0.5, epochs=24, batch_size=128, lr=0.05, amp=True),
     # the full-width DWP classifier, for a GPU
     "full": dict(width=1.0, epochs=30, batch_size=256, lr=0.1, amp=True),
@@ -114,8 +114,7 @@ def train_seed(seed: int, recipe: dict, sets, num_classes: int, device,
                      ckpt_every=1, eval_size=len(test), seed=seed, label_smoothing=0.1,
                      schedule=recipe.get("schedule", RECIPE_DEFAULTS["schedule"]),
                      augment=recipe.get("augment", RECIPE_DEFAULTS["augment"]))
-    net = model if not dist.active else torch.nn.parallel.DistributedDataParallel(
-        model, device_ids=[torch.device(device).index] if torch.device(device).type == "cuda" else None)
+    net = wrap(model, dist, device)
     tr = Trainer(net, train, test, cfg, device, folder, desc=f"seed {seed}", dist=dist)
     if (folder / "checkpoint.pt").exists():
         tr.load_state(safe_torch_load(folder / "checkpoint.pt", device))
@@ -288,6 +287,3 @@ def from_checkpoint(a) -> int:
     _write_bank(bank, out)
     return 0
 
-
-if __name__ == "__main__":
-    exit_process(run_main(main))

@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .cli import Parser, int_list, run_main
+from .cli import Parser, int_list
 from .data import DATASETS, data_root, load_arrays, npz_path, split_target_source, stratified_subset
 from ..errors import UsageError
 from ..io_util import atomic_write_bytes, check_out_dir
@@ -69,6 +69,3 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"seeds {seeds}) + the test set, {mb:.1f} MiB")
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(run_main(main))

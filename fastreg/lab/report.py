@@ -28,7 +28,7 @@ from ..filter_metrics import group_halves, judge_auc, low_freq_energy, mmd_rbf
 from ..io_util import atomic_write_bytes, atomic_write_json, check_out_dir
 from .bank_refs import BankRefs, References, _bank_filters, filter_metrics, judge_rows, metric_keys
 from .cells import _cells, _created, baseline_cell, cell_records, paired_cells, uses_bank
-from .cli import Parser, run_main
+from .cli import Parser
 from .methods import DEFAULT_METHODS, method_order
 from .runs import Run, discover, finite, read_jsonl
 
@@ -378,6 +378,3 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{len(figs)} figures in {fig_dir}")
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(run_main(main))

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from . import train
 from ..bank import DEFAULT_BANK_NAME
 from .banks import load_bank
-from .cli import Parser, int_list, name_list, nonneg_float, positive_float, positive_int, run_main
+from .cli import Parser, int_list, name_list, nonneg_float, positive_float, positive_int
 from ..chain import load_sources, sources_file
 from .classes import keep, parse_classes, relabel
 from .data import DATASETS, data_root, load_arrays, split_target_source, stratified_subset
@@ -227,6 +227,3 @@ def _results(a, todo: list) -> Iterator[tuple[tuple, object, float]]:
             atomic_write_json(run[1] / "failed.json", {"error": str(e), "argv": run[2]})
             status = "failed"
         yield run, status, time.time() - t0
-
-if __name__ == "__main__":
-    raise SystemExit(run_main(main))

@@ -20,7 +20,7 @@ from safetensors.torch import save as safetensors_save
 from .. import __version__
 from ..bank import PACKAGED, KernelBank
 from ..chain import L2SP, PACKAGED_SOURCES, chain_init, finetune_init, load_sources, sources_file
-from ..distributed import close_process_group, exit_process, from_env
+from ..distributed import close_process_group, from_env, wrap
 from ..errors import BankError, UsageError
 from ..init import init_from_bank
 from ..io_util import atomic_write_bytes, atomic_write_json, check_out_dir, read_json, safe_torch_load
@@ -30,7 +30,6 @@ from ..prior import GaussianPrior
 from ..terms import Terms
 from ..regularizer import AdversarialRegularizer
 from .banks import bank_id, bank_label, load_bank
-from .cli import run_main
 from .data import data_root, target_sets
 from .device import amp_precision, pick_device
 from .loop import LoopConfig, Trainer
@@ -176,12 +175,9 @@ def _main(argv: Sequence[str] | None) -> int:
     device, bank, train, test, model, reg, layers = prepare(a)
     if ckpt is not None:
         _check_same_bank(out, ckpt_path, bank)
-    net = model
-    if dist.active:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
-        if reg is not None:
-            reg.distribute(dist)
+    net = wrap(model, dist, device)
+    if dist.active and reg is not None:
+        reg.distribute(dist)
     precision = amp_precision(device, a.amp)
     cfg = LoopConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, weight_decay=a.weight_decay,
                      amp=precision == "bf16", eval_every=a.eval_every, eval_size=a.eval_size, seed=a.seed,
@@ -266,6 +262,3 @@ def _read_kernels(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
     return load_file(str(path)) if path.exists() else {}
 
-
-if __name__ == "__main__":
-    exit_process(run_main(main))

@@ -2,7 +2,7 @@
 
 ``KernelBank.load`` validates format, shapes, dtypes and finiteness; these tests add what a
 user needs to trust a shipped bank: where it came from, how good its source models were,
-and that its recipe in ``docs/`` is the one recorded inside it."""
+and that its recipe in ``docs/banks/`` is the one recorded inside it."""
 import json
 from pathlib import Path
 
@@ -29,7 +29,7 @@ def test_packaged_bank_is_valid_and_says_where_it_came_from(name):
         assert t.dtype == torch.float32 and torch.isfinite(t).all() and t.abs().max() > 0
         assert t.std() > 0                                # not a constant fill
     recipe = json.loads(meta["recipe"])
-    doc = json.loads((DOCS / f"bank_recipe_{name}.json").read_text())
+    doc = json.loads((DOCS / "banks" / f"{name}.json").read_text())
     for k in ("width", "epochs", "batch_size", "lr", "weight_decay", "arch"):
         if k in recipe:
             assert doc[k] == recipe[k], (name, k)

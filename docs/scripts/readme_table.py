@@ -1,10 +1,10 @@
-"""Print the README's summary table from docs/results_adversarial.md, so no number is copied by hand.
+"""Print the README's summary table from docs/reports/results_adversarial.md, so no number is copied by hand.
 
-    python docs/readme_table.py            # paste the output under "Results so far"
-    python docs/readme_table.py --all      # every method and the conv1 + conv2 rows too
+    python docs/scripts/readme_table.py            # paste the output under "Results so far"
+    python docs/scripts/readme_table.py --all      # every method and the conv1 + conv2 rows too
 
 Cells: paired Δ test accuracy to the baseline (pp) with its 95 % CI, bold where the CI
-excludes 0, the seed count when it is not 5; "not run" where docs/results_adversarial.md has no cell.
+excludes 0, the seed count when it is not 5; "not run" where docs/reports/results_adversarial.md has no cell.
 The judge AUC column is conv1's, and conv2's too for the conv1 + conv2 rows.
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ def _rows(section: str, ncols: int) -> list[list[str]]:
 
 def main(*args: str) -> None:
     full = "--all" in args
-    path = next((a for a in args if a != "--all"), "docs/results_adversarial.md")
+    path = next((a for a in args if a != "--all"), "docs/reports/results_adversarial.md")
     methods, rows = (METHODS, ROWS) if full else (SUMMARY_METHODS, SUMMARY_ROWS)
     txt = Path(path).read_text()
     acc, auc, pair = {}, {}, {}

@@ -1,7 +1,7 @@
 """The bank-recipe study: source test accuracy and conv1 filter quality against training time,
 per collection folder (``python -m fastreg.collect ... --out FOLDER``), beside the old bank.
 
-    python docs/bank_study.py runs/study/* --out docs/bank_study.md
+    python docs/scripts/bank_study.py runs/study/* --out docs/reports/bank_study.md
 
 Writes the Markdown table and ``figures/bank_study_conv1.png`` (each recipe's seed-0 conv1
 filters in colour, and the old bank's) next to it. conv1 metrics (``fastreg.filter_metrics``):
@@ -52,13 +52,13 @@ def study_rows(folders: list[Path]) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folders", nargs="+", type=Path)
-    ap.add_argument("--out", type=Path, default=Path("docs/bank_study.md"))
+    ap.add_argument("--out", type=Path, default=Path("docs/reports/bank_study.md"))
     a = ap.parse_args()
     rows = study_rows(a.folders)
     old = KernelBank.load(bank_file("dwpnet_e4"))
     old_w = old.filters("conv1")[:64]                 # seed 0's conv1 filters, in colour
     old_m = conv1_metrics(old.filters("conv1"))
-    L = ["# Bank-recipe study", "", f"Made by `python docs/bank_study.py {' '.join(map(str, a.folders))}`. "
+    L = ["# Bank-recipe study", "", f"Made by `python docs/scripts/bank_study.py {' '.join(map(str, a.folders))}`. "
          "One row per trained source model (DWPNet on the CIFAR-10 source split, SGD with nesterov "
          "momentum, batch 128, 5 % linear warm-up, label smoothing 0.1, bf16 autocast on this CPU; "
          "schedule after the warm-up and crop + flip augmentation as listed). Train time: one CPU "

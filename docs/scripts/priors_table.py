@@ -1,9 +1,9 @@
-"""Print the README's table of filter priors from docs/results.md (and, for the cost column,
+"""Print the README's table of filter priors from docs/reports/results.md (and, for the cost column,
 a pytest-benchmark JSON of bench/test_bench_priors.py), so no number is copied by hand.
 
-    python docs/priors_table.py docs/results.md [bench.json]
-    python docs/priors_table.py docs/results.md "" resnet20      (another architecture's runs)
-    python docs/priors_table.py docs/results.md --banks          (one method, two banks)
+    python docs/scripts/priors_table.py docs/reports/results.md [bench.json]
+    python docs/scripts/priors_table.py docs/reports/results.md "" resnet20      (another architecture's runs)
+    python docs/scripts/priors_table.py docs/reports/results.md --banks          (one method, two banks)
 
 The priors table reads the cells of the bank the priors were compared with (``--bank``,
 default ``dwpnet-4ep``, the first packaged bank); ``--banks`` compares the first bank with
@@ -118,7 +118,7 @@ def resnet_table(txt: str, arch: str) -> None:
                                                    else "not run" for n in sizes) + " |")
 
 
-def main(path: str = "docs/results.md", bench_json: str | None = None, arch: str = "dwpnet",
+def main(path: str = "docs/reports/results.md", bench_json: str | None = None, arch: str = "dwpnet",
          bank: str = "dwpnet-4ep") -> None:
     txt, bench_json = Path(path).read_text(), bench_json or None
     if arch != "dwpnet":
@@ -153,7 +153,7 @@ def main(path: str = "docs/results.md", bench_json: str | None = None, arch: str
 if __name__ == "__main__":
     args = sys.argv[1:]
     if "--banks" in args:
-        bank_table(Path(next((a for a in args if a != "--banks"), "docs/results.md")).read_text())
+        bank_table(Path(next((a for a in args if a != "--banks"), "docs/reports/results.md")).read_text())
     elif "--bank" in args:
         i = args.index("--bank")
         main(*args[:i], *args[i + 2:], **{"bank": args[i + 1]})
