@@ -7,6 +7,7 @@ import hashlib
 import json
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -14,6 +15,23 @@ from .banks import bank_id, bank_label, merged_parts
 from ..errors import UsageError
 from .runs import Run, finite, precision_of
 from .settings import upgrade, weighs_layers
+
+class Cell(NamedTuple):
+    """One cell of a report: its runs share the train size, the label (the method plus the
+    settings that vary, ``adv1 [bank=dwpnet-24ep]``) and the reg layers."""
+    size: int
+    label: str
+    layers: str
+
+    @property
+    def method(self) -> str:
+        return base_method(self.label)
+
+
+def base_method(label: str) -> str:
+    """The method name of a cell label (``adv1`` of ``adv1 [width=0.5]``)."""
+    return label.split(" [")[0]
+
 
 # settings that, when they differ between runs of one train size, split cells
 EXTRA = ("arch", "bank", "width", "amp", "precision", "epochs", "batch_size", "lr", "weight_decay", "d_hidden", "d_norm", "d_loss",
@@ -105,11 +123,11 @@ def check_cells(cells: dict[tuple, list[Run]]) -> None:
         seen: dict[int, Run] = {}
         for r in rs:
             if r.seed in seen:
-                raise UsageError(f"cell n={c[0]} {c[1]} ({c[2]}) holds seed {r.seed} twice: {seen[r.seed].dir} "
+                raise UsageError(f"cell n={c.size} {c.label} ({c.layers}) holds seed {r.seed} twice: {seen[r.seed].dir} "
                                  f"and {r.dir}; report them from separate folders")
             seen[r.seed] = r
         if len({_bank_id(r) for r in rs}) > 1:
-            raise UsageError(f"cell n={c[0]} {c[1]} ({c[2]}) mixes runs with different banks; "
+            raise UsageError(f"cell n={c.size} {c.label} ({c.layers}) mixes runs with different banks; "
                              f"report them from separate folders")
 
 
@@ -122,10 +140,10 @@ def baseline_cell(c: tuple, cells: dict[tuple, list[Run]], ref: str = "baseline"
     def core(e: dict, bank: bool) -> dict:   # a ref cell that never saw its bank pairs with any bank
         return {k: v for k, v in e.items() if k not in D_ONLY and (bank or k != "bank")}
 
-    cands = [k for k in cells if k[0] == c[0] and k[1].split(" [")[0] == ref
+    cands = [k for k in cells if k.size == c.size and k.method == ref
              and core(cells[k][0].extra, cells[k][0].extra.get("bank") is not None)
              == core(ex, cells[k][0].extra.get("bank") is not None)]
-    return min(cands, key=lambda k: (k[2] != c[2], cells[k][0].extra != ex, k)) if cands else None
+    return min(cands, key=lambda k: (k.layers != c.layers, cells[k][0].extra != ex, k)) if cands else None
 
 
 def paired(d: np.ndarray) -> tuple[float, float | None, float | None, float | None, str]:
@@ -151,7 +169,7 @@ def _cells(runs: list[Run]) -> dict[tuple, list[Run]]:
     cells: dict[tuple, list[Run]] = {}
     for r in runs:
         if r.status == "ok":
-            cells.setdefault((r.size, r.label, r.layers), []).append(r)
+            cells.setdefault(Cell(r.size, r.label, r.layers), []).append(r)
     check_cells(cells)
     return cells
 
@@ -182,15 +200,15 @@ def cell_records(cells: dict[tuple, list[Run]], keys: list[tuple], refs: tuple[s
     for c in keys:
         rs = sorted(cells[c], key=lambda r: r.seed)
         acc = [100 * r.final["test_acc"] for r in rs]
-        rec = {"train_size": c[0], "label": c[1], "method": c[1].split(" [")[0], "reg_layers": c[2],
+        rec = {"train_size": c.size, "label": c.label, "method": c.method, "reg_layers": c.layers,
                "extra": rs[0].extra, "seeds": [r.seed for r in rs], "acc_mean": float(np.mean(acc)),
                "acc_std": float(np.std(acc, ddof=1)) if len(acc) > 1 else None,
                "metrics": {k: float(np.mean(v)) for k in sorted({k for r in rs for k in r.metrics})
                            if (v := [r.metrics[k] for r in rs if finite(r.metrics.get(k))])}, "paired": {}}
         for ref in refs:
-            bc = baseline_cell(c, cells, ref) if c[1].split(" [")[0] not in ("baseline", ref) else None
+            bc = baseline_cell(c, cells, ref) if c.method not in ("baseline", ref) else None
             d = paired_cells(cells[bc], cells[c]) if bc is not None else None
             if d is not None:
-                rec["paired"][ref] = {"vs": bc[1], "vs_layers": bc[2], **d}
+                rec["paired"][ref] = {"vs": bc.label, "vs_layers": bc.layers, **d}
         out.append(rec)
     return out

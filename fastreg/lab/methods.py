@@ -97,7 +97,7 @@ def method_of(cfg: dict) -> str:
 
 def method_order(label: str) -> tuple:
     """Sort key of a cell label: the METHODS order first, then the label."""
-    base = label.split(" [")[0]
+    base = label.split(" [")[0]     # the method of a cell label (cells.base_method)
     return (list(METHODS).index(base) if base in METHODS else len(METHODS), label)
 
 

@@ -192,7 +192,7 @@ def accuracy_section(cells: dict[tuple, list[Run]], keys: list[tuple]) -> list[s
          "|---:|---|---|---:|---|---:|---:|---:|---:|"]
     for c in keys:
         rs = sorted(cells[c], key=lambda r: r.seed)
-        L.append(f"| {c[0]} | {c[1]} | {c[2]} | {len(rs)} | {','.join(str(r.seed) for r in rs)} | "
+        L.append(f"| {c.size} | {c.label} | {c.layers} | {len(rs)} | {','.join(str(r.seed) for r in rs)} | "
                  f"{_ms([r.final['test_acc'] for r in rs], '.2f', 100)} | {_metric_cells(rs)} |")
     return L
 
@@ -222,7 +222,7 @@ def paired_section(cells: dict[tuple, list[Run]], keys: list[tuple], ref: str = 
          "|---:|---|---|---|---:|---|---:|---|"]
     deltas: dict[tuple, tuple[float, float | None, float | None]] = {}
     for c in keys:
-        if c[1].split(" [")[0] in ("baseline", ref):
+        if c.method in ("baseline", ref):
             continue
         bc = baseline_cell(c, cells, ref)
         if bc is None:
@@ -231,9 +231,9 @@ def paired_section(cells: dict[tuple, list[Run]], keys: list[tuple], ref: str = 
         if d is None:
             continue
         deltas[c] = d[0]
-        own = bc[1] == c[1].replace(c[1].split(" [")[0], ref, 1) and bc[2] == c[2]
-        vs = "" if own else f" (vs {bc[1]}{'' if bc[2] == c[2] else ', ' + bc[2]})"
-        L.append(f"| {c[0]} | {c[1]} | {c[2]}{vs} | {d[1]} |")
+        own = bc.label == c.label.replace(c.method, ref, 1) and bc.layers == c.layers
+        vs = "" if own else f" (vs {bc.label}{'' if bc.layers == c.layers else ', ' + bc.layers})"
+        L.append(f"| {c.size} | {c.label} | {c.layers}{vs} | {d[1]} |")
     return L, deltas
 
 
@@ -245,7 +245,7 @@ def bank_section(cells: dict[tuple, list[Run]], keys: list[tuple]) -> list[str]:
         ex = cells[c][0].extra
         if ex.get("bank") is not None:
             rest = json.dumps({k: v for k, v in ex.items() if k != "bank"}, sort_keys=True, default=str)
-            groups.setdefault((c[1].split(" [")[0], c[2], rest, c[0]), []).append(c)
+            groups.setdefault((c.method, c.layers, rest, c.size), []).append(c)
     L = ["", "## The same method with another bank", "",
          "Δ = test accuracy with the newer bank − with the older one (percentage points), same "
          "method, train size, settings, seed and data seed; paired t over seeds.", "",
@@ -277,7 +277,7 @@ def deeper_layer_sections(cells: dict[tuple, list[Run]], keys: list[tuple], refs
               "per set, split by whole filter).", "",
               "| train size | method | reg layers | n | judge AUC | MMD² | low-freq energy |",
               "|---:|---|---|---:|---:|---:|---:|"]
-        L += [f"| {c[0]} | {c[1]} | {c[2]} | {len(cells[c])} | {_metric_cells(cells[c], layer)} |" for c in lk]
+        L += [f"| {c.size} | {c.label} | {c.layers} | {len(cells[c])} | {_metric_cells(cells[c], layer)} |" for c in lk]
     return L
 
 
@@ -350,9 +350,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.time()
     for r in tqdm(ok, desc="filter metrics", unit="run", leave=False):
         filter_metrics(r, refs.of_run(r))
-    keys = sorted(cells, key=lambda c: (c[0], method_order(c[1]), c[2]))
+    keys = sorted(cells, key=lambda c: (c.size, method_order(c.label), c.layers))
     paired_lines, deltas = paired_section(cells, keys)
-    if any(k[1].split(" [")[0] not in DEFAULT_METHODS for k in keys):   # new priors: vs bank init too
+    if any(k.method not in DEFAULT_METHODS for k in keys):   # new priors: vs bank init too
         vs_init = paired_section(cells, keys, "bankinit")[0]
         paired_lines += vs_init if vs_init[-1].startswith("| ") and not vs_init[-1].startswith("|---") else []
     L = [*header_section(argv, roots, runs, refs.describe()), *included, *accuracy_section(cells, keys), *paired_lines,
@@ -371,7 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     fig_dir = out.parent / "figures"
     for name, data in figs.items():
         atomic_write_bytes(fig_dir / name, data)
-    refs_used = ("baseline", "bankinit") if any(k[1].split(" [")[0] not in DEFAULT_METHODS for k in keys) else ("baseline",)
+    refs_used = ("baseline", "bankinit") if any(k.method not in DEFAULT_METHODS for k in keys) else ("baseline",)
     atomic_write_json(out.with_suffix(".json"), {"cells": cell_records(cells, keys, refs_used), "runs": per_run_rows(runs)})
     atomic_write_bytes(out, text.encode())
     print(f"wrote {out} ({len(keys)} cells, {len(ok)} runs, {len(runs) - len(ok)} not counted) and "

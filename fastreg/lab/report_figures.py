@@ -46,23 +46,23 @@ def figures(cells: dict, deltas: dict, ok: list[Run], bank: torch.Tensor | None,
     import matplotlib.pyplot as plt
     import matplotlib.ticker
     out = {}
-    banked = {_sans_bank(_variant(c[1])[1]) for c in cells if "bank=" in c[1]}
-    variants = sorted({(_variant(c[1])[1], c[2]) for c in cells
-                       if "bank=" in c[1] or _variant(c[1])[1] not in banked}, key=lambda v: (v[1], v[0]))
-    methods = sorted({_variant(c[1])[0] for c in cells}, key=method_order)
-    sizes = sorted({c[0] for c in cells})
+    banked = {_sans_bank(_variant(c.label)[1]) for c in cells if "bank=" in c.label}
+    variants = sorted({(_variant(c.label)[1], c.layers) for c in cells
+                       if "bank=" in c.label or _variant(c.label)[1] not in banked}, key=lambda v: (v[1], v[0]))
+    methods = sorted({_variant(c.label)[0] for c in cells}, key=method_order)
+    sizes = sorted({c.size for c in cells})
     fig, axes = plt.subplots(2, len(variants), figsize=(4.4 * len(variants), 7.5), squeeze=False,
                              sharex=True, sharey="row", layout="constrained")
     for j, (ex, ly) in enumerate(variants):
         top, bot = axes[0, j], axes[1, j]
         for i, m in enumerate(methods):
-            keys = sorted(c for c in cells if c[2] == ly and _variant(c[1])[0] == m and (
-                _variant(c[1])[1] == ex or ("bank=" not in c[1] and _variant(c[1])[1] == _sans_bank(ex))))
+            keys = sorted(c for c in cells if c.layers == ly and _variant(c.label)[0] == m and (
+                _variant(c.label)[1] == ex or ("bank=" not in c.label and _variant(c.label)[1] == _sans_bank(ex))))
             if not keys:
                 continue
             style = dict(marker="osD^v<>ph*"[i % 10], capsize=3, color=plt.get_cmap("tab20")(i % 20), label=m)
             accs = [[r.final["test_acc"] * 100 for r in cells[c]] for c in keys]
-            top.errorbar([c[0] for c in keys], [np.mean(a) for a in accs],
+            top.errorbar([c.size for c in keys], [np.mean(a) for a in accs],
                          yerr=[np.std(a, ddof=1) if len(a) > 1 else 0 for a in accs], **style)
             dk = [c for c in keys if c in deltas]
             if dk:
@@ -70,7 +70,7 @@ def figures(cells: dict, deltas: dict, ok: list[Run], bank: torch.Tensor | None,
                 mean = np.array([deltas[c][0] for c in dk])
                 lo = np.array([deltas[c][1] if deltas[c][1] is not None else deltas[c][0] for c in dk])
                 hi = np.array([deltas[c][2] if deltas[c][2] is not None else deltas[c][0] for c in dk])
-                bot.errorbar([c[0] * shift for c in dk], mean, yerr=[mean - lo, hi - mean], **style)
+                bot.errorbar([c.size * shift for c in dk], mean, yerr=[mean - lo, hi - mean], **style)
         top.set_title(f"{ex + chr(10) if ex else ''}reg {ly}", fontsize=8)
         bot.axhline(0, color="k", lw=0.8)
         for ax in (top, bot):
