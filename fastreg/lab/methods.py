@@ -10,6 +10,9 @@ METHOD_KEYS = {"lam": 0.0, "init": "default", "init_unit": "slice", "d_unit": "s
                "chain_norms": False}
 GAUSS_WEIGHT = 1e4   # --prior-weight of the sweep's gauss methods: the best of 0.1 ... 1e5 in a pilot (n = 100, seeds 0-2)
 L2SP_WEIGHT = 0.01   # --prior-weight of the sweep's l2sp methods: α of Li et al. (2018)
+# --prior-weight of the sweep's vae methods: the Gaussian's. Both penalties are a negative log-density
+# (a bound on one, for the VAE) in nats per weight of the same kernels, so one weight means the same.
+VAE_WEIGHT = GAUSS_WEIGHT
 
 
 def _m(**kw) -> dict:
@@ -38,6 +41,11 @@ METHODS: dict[str, dict] = {
     "chaininit+gauss": _m(init="chain", prior="gauss", prior_weight=GAUSS_WEIGHT),
     "chaininit+l2sp": _m(init="chain", prior="l2sp", prior_weight=L2SP_WEIGHT),
     "finetune": _m(init="finetune"),
+    # the Deep Weight Prior's learned prior: a VAE fitted to the bank, for init and as a penalty (§13)
+    "vaeinit": _m(init="vae", init_unit="filter"),
+    "vaeinit-slice": _m(init="vae"),
+    "vae": _m(prior="vae", prior_weight=VAE_WEIGHT),
+    "filterinit+vae": _m(init="bank", init_unit="filter", prior="vae", prior_weight=VAE_WEIGHT),
 }
 DEFAULT_METHODS = ("baseline", "adv0.1", "adv1", "adv10", "bankinit", "bankinit+adv1")
 
@@ -52,12 +60,13 @@ def describe(settings: dict) -> str:
     elif c["init"] == "finetune":
         parts.append("fine-tune a source network (every layer but the head)")
     elif c["init"] != "default":
-        what = "bank kernels" if c["init"] == "bank" else "draws from a Gaussian fitted to the bank"
+        what = {"bank": "bank kernels", "cov": "draws from a Gaussian fitted to the bank",
+                "vae": "draws from a VAE fitted to the bank"}[c["init"]]
         parts.append(f"start from {what} ({'whole filters' if c['init_unit'] == 'filter' else '2-D kernels'})")
     if c["prior"] == "l2sp":
         parts.append(f"L2-SP toward the start, weight {float(c['prior_weight']):g}")
     elif c["prior"] != "none":
-        parts.append(f"Gaussian penalty, weight {float(c['prior_weight']):g} "
+        parts.append(f"{'VAE (-ELBO)' if c['prior'] == 'vae' else 'Gaussian'} penalty, weight {float(c['prior_weight']):g} "
                      f"({'whole filters' if c['prior_unit'] == 'filter' else '2-D kernels'})")
     if float(c["lam"]) > 0:
         parts.append(f"adversarial term λ = {float(c['lam']):g}, D on "
@@ -77,14 +86,15 @@ def method_of(cfg: dict) -> str:
         parts.append("finetune")
     elif c["init"] != "default":
         parts.append({("bank", "slice"): "bankinit", ("bank", "filter"): "filterinit",
-                      ("cov", "filter"): "covinit", ("cov", "slice"): "covinit-slice"}
+                      ("cov", "filter"): "covinit", ("cov", "slice"): "covinit-slice",
+                      ("vae", "filter"): "vaeinit", ("vae", "slice"): "vaeinit-slice"}
                      .get((c["init"], c["init_unit"]), f"{c['init']}init-{c['init_unit']}"))
     if c["prior"] == "l2sp":
         w = float(c["prior_weight"])
         parts.append("l2sp" + ("" if w == L2SP_WEIGHT else f"{w:g}"))
     elif c["prior"] != "none":
         w = float(c["prior_weight"])
-        parts.append(c["prior"] + ("" if w == GAUSS_WEIGHT else f"{w:g}")
+        parts.append(c["prior"] + ("" if w == (VAE_WEIGHT if c["prior"] == "vae" else GAUSS_WEIGHT) else f"{w:g}")
                      + ("" if c["prior_unit"] == "filter" else "-slice"))
     lam = float(c["lam"])
     if lam > 0:

@@ -30,7 +30,7 @@ VERSION = 2
 # the training loop's own settings, as every run so far has used them (recorded as "loop")
 LOOP = {"optimizer": "adam", "warmup": 0.05, "schedule": "cosine", "label_smoothing": 0.0, "augment": True}
 # what a setting meant in runs made before it was recorded (version 1 configs)
-UPGRADE = {**METHOD_KEYS, "layer_weights": "sum", "classes": None, "sources": None, "arch": "dwpnet",
+UPGRADE = {**METHOD_KEYS, "layer_weights": "sum", "classes": None, "sources": None, "vae_epochs": 300, "arch": "dwpnet",
            "d_share": "layer", "dataset": "cifar10", "image_size": 32, "bank_map": None, "shrink": 0.1,
            "loop": LOOP}
 
@@ -105,7 +105,8 @@ def build_parser() -> Parser:
                         "(default: the same name, else every bank layer of its kernel size)")
     p.add_argument("--init", choices=INITS, default=None,
                    help="how the regularized layers start: bank (bank filters, the prior that helps most on a "
-                        "first layer; the default), cov (draws from a Gaussian fitted to the bank), chain (the "
+                        "first layer; the default), cov (draws from a Gaussian fitted to the bank), vae (draws from a "
+                        "VAE fitted to the bank, as the Deep Weight Prior initializes), chain (the "
                         "layers of one source network, channels kept coherent: see --sources), finetune (every "
                         "layer of a source network but the head) or default (the model's own random init; the "
                         "default with --bank none)")
@@ -117,10 +118,16 @@ def build_parser() -> Parser:
                         "sources file, or a packaged name; run seed s starts from source s mod their number")
     p.add_argument("--chain-norms", action="store_true",
                    help="--init chain: copy the norm layer after each chain conv too (weights and statistics)")
-    p.add_argument("--prior", choices=("none", "gauss", "l2sp"), default="none",
+    p.add_argument("--prior", choices=("none", "gauss", "vae", "l2sp"), default="none",
                    help="gauss: penalty = --prior-weight x the Gaussian NLL per weight of the regularized layers' "
-                        "kernels (SK-reg); l2sp: --prior-weight/2 x the squared distance of the copied layers' "
-                        "parameters to their start (L2-SP; with --init chain or finetune)")
+                        "kernels (SK-reg); vae: x their -ELBO per weight under a VAE fitted to the bank (the Deep "
+                        "Weight Prior's learned prior); l2sp: --prior-weight/2 x the squared distance of the copied "
+                        "layers' parameters to their start (L2-SP; with --init chain or finetune)")
+    p.add_argument("--vae-epochs", type=positive_int, default=300,
+                   help="--init vae / --prior vae: epochs of the VAE fit to each layer's bank kernels")
+    p.add_argument("--vae-cache", default="runs/vae",
+                   help="folder where fitted VAEs are kept (keyed by the kernels, sizes, epochs and seed) and "
+                        "found again")
     p.add_argument("--prior-weight", type=nonneg_float, default=1.0, help="weight of --prior")
     p.add_argument("--prior-unit", choices=UNITS, default="filter",
                    help="Gaussian over whole filters or over 2-D slices (--prior gauss)")
@@ -175,7 +182,7 @@ def _bank_map(s: str | None) -> dict[str, list[str]] | None:
 def config_of(a) -> dict:
     """The run's settings as they go into config.json (and are checked on resume): every
     option but where it runs and what it keeps, the loop's own settings, the version."""
-    own = {k: v for k, v in vars(a).items() if k not in ("resume", "out", "device", "keep_checkpoint")}
+    own = {k: v for k, v in vars(a).items() if k not in ("resume", "out", "device", "keep_checkpoint", "vae_cache")}
     return {**own, "loop": dict(LOOP), "settings_version": VERSION}
 
 

@@ -28,6 +28,7 @@ from ..layers import conv_layers, select_layers
 from ..models import build_model
 from ..prior import GaussianPrior
 from ..terms import Terms
+from ..vae import VAEPrior, vae_for
 from ..regularizer import AdversarialRegularizer
 from .banks import bank_id, bank_label, load_bank
 from .data import data_root, target_sets
@@ -86,8 +87,9 @@ def prepare(a):
     bank = None
     if a.bank.lower() != "none":
         bank = load_bank(a.bank, a.arch)
-    elif a.init in ("bank", "cov") or a.prior == "gauss":
-        raise UsageError(f"--{'init ' + a.init if a.init in ('bank', 'cov') else 'prior ' + a.prior} needs a bank")
+    elif a.init in ("bank", "cov", "vae") or a.prior in ("gauss", "vae"):
+        raise UsageError(f"--{'init ' + a.init if a.init in ('bank', 'cov', 'vae') else 'prior ' + a.prior} "
+                         f"needs a bank")
     sources = None
     if a.init in ("chain", "finetune"):
         if not a.sources:
@@ -119,11 +121,19 @@ def prepare(a):
             raise UsageError(str(e)) from None
         torch.manual_seed(a.seed + 1)   # D init must not shift the classifier's RNG stream
         adv.to(device)
-        if a.init in ("bank", "cov"):
-            init_from_bank(model, bank.to(device), layers, a.init, a.init_unit, a.seed, a.shrink, bank_map)
+        if a.init in ("bank", "cov", "vae"):
+            vaes = _vaes(a, bank, model, layers, a.init_unit, bank_map)[0] if a.init == "vae" else None
+            init_from_bank(model, bank.to(device), layers, a.init, a.init_unit, a.seed, a.shrink, bank_map, vaes)
         if a.prior == "gauss":
             terms["prior"] = GaussianPrior(model, bank, layers, a.prior_weight, a.prior_unit, a.shrink, bank_map,
                                            a.layer_weights)
+        elif a.prior == "vae":
+            vaes, units = _vaes(a, bank, model, layers, a.prior_unit, bank_map)
+            convs = conv_layers(model)
+            scales = {n: float(convs[n].weight.detach().std()) /
+                      float(bank.units(bank.plan(n, convs[n].weight.shape, "slice", bank_map).src, "slice").std())
+                      for n in layers}
+            terms["prior"] = VAEPrior(model, vaes, a.prior_weight, units, scales, a.layer_weights, a.seed).to(device)
     if a.init == "chain":
         got = chain_init(model, sources, layers, a.seed, a.chain_norms, partial=bool(about.get("partial")))
         copied = got["convs"] + got["norms"]
@@ -134,6 +144,23 @@ def prepare(a):
     reg = Terms({"adv": adv, **terms} if adv is not None else terms) if terms else adv
     a.fake_max_used = adv.fake_max if adv is not None else None     # recorded, not a setting
     return device, bank, train, test, model, reg, layers
+
+
+def _vaes(a, bank: KernelBank, model, layers, unit: str, bank_map) -> tuple[dict, dict]:
+    """Each layer's VAE of its bank kernels in ``unit`` (fitted once, then kept in --vae-cache)
+    and the unit it models; the fit's progress on stderr."""
+    import sys
+    convs, vaes, units = conv_layers(model), {}, {}
+    for n in layers:
+        def progress(epoch, elbo, n=n):
+            if epoch % 50 == 0 or epoch == a.vae_epochs:
+                sys.stderr.write(f"VAE for {n}: epoch {epoch}/{a.vae_epochs}, ELBO {elbo:.3f} nats per number\n")
+        try:
+            vaes[n], units[n], _ = vae_for(bank, n, convs[n].weight.shape, unit, a.vae_cache, bank_map,
+                                           a.vae_epochs, seed=0, progress=progress)
+        except BankError as e:
+            raise UsageError(f"{n}: {e}") from None
+    return vaes, units
 
 
 def main(argv: Sequence[str] | None = None) -> int:
