@@ -30,8 +30,7 @@ NORMS = (nn.BatchNorm2d, nn.GroupNorm, nn.InstanceNorm2d)
 ASSETS = Path(__file__).parent / "assets"
 # source networks shipped with fastreg, by the name --sources takes (DESIGN.md §12)
 PACKAGED_SOURCES = {
-    "dwpnet_c04": ASSETS / "sources_cifar10c04_dwpnet.safetensors",    # 5 half-width DWPNets, classes 0-4
-    "resnet20_c04": ASSETS / "sources_cifar10c04_resnet20.safetensors",  # 5 ResNet-20s, classes 0-4
+    "resnet20_c04": ASSETS / "sources_cifar10c04_resnet20.safetensors",  # 5 ResNet-20s, classes 0-4 (fp16)
 }
 
 

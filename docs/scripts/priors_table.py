@@ -1,4 +1,5 @@
-"""Print the README's table of filter priors from docs/reports/results.md (and, for the cost column,
+"""Print the table of filter priors from a report (docs/reports/results.md: its JSON cells, else its
+Markdown, ``report_rows``) (and, for the cost column,
 a pytest-benchmark JSON of bench/test_bench_priors.py), so no number is copied by hand.
 
     python docs/scripts/priors_table.py docs/reports/results.md [bench.json]
@@ -19,7 +20,7 @@ import json
 import sys
 from pathlib import Path
 
-from readme_table import _rows   # the report's table rows (this folder)
+from report_rows import _md_rows as _rows, rows   # a report's table rows: its JSON cells, else Markdown
 
 SIZES = ("100", "500", "1000", "5000")
 # (method, reg layers, what it is) in the order of the table
@@ -102,10 +103,10 @@ def bank_table(txt: str, old: str = "dwpnet-4ep", new: str = "dwpnet-24ep") -> N
             print(f"| {f'{what}: `{m}`' if i == 0 else ''} | {n} | " + " | ".join(parts) + " |")
 
 
-def resnet_table(txt: str, arch: str) -> None:
+def resnet_table(path: str, arch: str) -> None:
     """Δ to the baseline for the runs of another architecture (every method, size, layers)."""
-    acc = _arch_cells(_rows(_section(txt, "## Test accuracy"), 9), arch)
-    vs_base = _arch_cells(_rows(_section(txt, "## Paired difference to the baseline"), 8), arch)
+    acc = _arch_cells(rows(path, "## Test accuracy"), arch)
+    vs_base = _arch_cells(rows(path, "## Paired difference to the baseline"), arch)
     sizes = [n for n in SIZES if any(k[0] == n for k in acc)]
     print("| method (reg layers) | " + " | ".join(f"n = {n}: Δ acc vs baseline" for n in sizes) + " |")
     print("|---" * (len(sizes) + 1) + "|")
@@ -122,10 +123,10 @@ def main(path: str = "docs/reports/results.md", bench_json: str | None = None, a
          bank: str = "dwpnet-4ep") -> None:
     txt, bench_json = Path(path).read_text(), bench_json or None
     if arch != "dwpnet":
-        return resnet_table(txt, arch)
-    acc = _arch_cells(_rows(_section(txt, "## Test accuracy"), 9), arch, bank)
-    vs_base = _arch_cells(_rows(_section(txt, "## Paired difference to the baseline"), 8), arch, bank)
-    vs_bank = _arch_cells(_rows(_section(txt, "## Paired difference to bank init"), 8), arch, bank)
+        return resnet_table(path, arch)
+    acc = _arch_cells(rows(path, "## Test accuracy"), arch, bank)
+    vs_base = _arch_cells(rows(path, "## Paired difference to the baseline"), arch, bank)
+    vs_bank = _arch_cells(rows(path, "## Paired difference to bank init"), arch, bank)
     bench = {}
     if bench_json:
         for b in json.loads(Path(bench_json).read_text())["benchmarks"]:

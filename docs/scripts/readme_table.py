@@ -25,13 +25,7 @@ ROWS = [("100", "0.5", "conv1", ""), ("100", "1.0", "conv1", ", full width"),
         ("5000", "1.0", "conv1", ", full width"), ("5000", "0.5", "conv1,conv2", ", conv1 + conv2")]
 
 
-def _rows(section: str, ncols: int) -> list[list[str]]:
-    out = []
-    for line in section.splitlines():
-        c = [x.strip() for x in line.strip().strip("|").split("|")]
-        if len(c) == ncols and c[0].isdigit():
-            out.append(c)
-    return out
+from report_rows import _md_rows as _rows, rows as report_rows   # JSON cells, else Markdown
 
 
 def main(*args: str) -> None:
@@ -40,13 +34,13 @@ def main(*args: str) -> None:
     methods, rows = (METHODS, ROWS) if full else (SUMMARY_METHODS, SUMMARY_ROWS)
     txt = Path(path).read_text()
     acc, auc, pair = {}, {}, {}
-    for c in _rows(txt.split("## Test accuracy")[1].split("## Paired")[0], 9):
+    for c in report_rows(path, "## Test accuracy"):
         acc[(c[0], c[1], c[2])], auc[(c[0], c[1], c[2])] = c[5], c[6]
     auc2 = {}                                  # conv2's judge AUC, for the conv1 + conv2 rows
     if "## Filter metrics on conv2" in txt:
         for c in _rows(txt.split("## Filter metrics on conv2")[1].split("\n## ")[0], 7):
             auc2[(c[0], c[1], c[2])] = c[4].split(" ±")[0]
-    for c in _rows(txt.split("## Paired difference")[1].split("\n## ")[0], 8):
+    for c in report_rows(path, "## Paired difference to the baseline"):
         n_seeds = int(re.search(r"\((\d+)\)", c[3]).group(1))
         if c[5] == "—":                       # one seed: no CI
             cell = f"{c[4]} (1 seed)".replace("-", "−")

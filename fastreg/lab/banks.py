@@ -39,7 +39,8 @@ def bank_id(meta: Mapping[str, str] | None) -> str:
 
 def bank_label(meta: Mapping[str, str] | None) -> str:
     """A short readable name for a bank from its metadata: source architecture and epochs
-    (``dwpnet-24ep``), parts joined by ``+`` for a merged bank; ``?`` when unknown."""
+    (``dwpnet-24ep``), and the source classes when not all (``dwpnet-24ep-c01234``); parts
+    joined by ``+`` for a merged bank; ``?`` when unknown."""
     meta = dict(meta or {})
     if "merged" in meta:
         parts = merged_parts(meta)
@@ -52,4 +53,6 @@ def bank_label(meta: Mapping[str, str] | None) -> str:
     arch = recipe.get("arch") or re.sub(r"\(.*", "", str(meta.get("architecture", ""))).lower()
     if not arch:
         return str(meta.get("source", "?"))
-    return f"{arch}-{recipe['epochs']}ep" if "epochs" in recipe else arch
+    label = f"{arch}-{recipe['epochs']}ep" if "epochs" in recipe else arch
+    classes = recipe.get("classes")
+    return label + (f"-c{''.join(map(str, classes))}" if isinstance(classes, list) and classes else "")

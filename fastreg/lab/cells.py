@@ -204,7 +204,10 @@ def cell_records(cells: dict[tuple, list[Run]], keys: list[tuple], refs: tuple[s
                "extra": rs[0].extra, "seeds": [r.seed for r in rs], "acc_mean": float(np.mean(acc)),
                "acc_std": float(np.std(acc, ddof=1)) if len(acc) > 1 else None,
                "metrics": {k: float(np.mean(v)) for k in sorted({k for r in rs for k in r.metrics})
-                           if (v := [r.metrics[k] for r in rs if finite(r.metrics.get(k))])}, "paired": {}}
+                           if (v := [r.metrics[k] for r in rs if finite(r.metrics.get(k))])},
+               "metrics_std": {k: float(np.std(v, ddof=1)) for k in sorted({k for r in rs for k in r.metrics})
+                               if len(v := [r.metrics[k] for r in rs if finite(r.metrics.get(k))]) > 1},
+               "paired": {}}
         for ref in refs:
             bc = baseline_cell(c, cells, ref) if c.method not in ("baseline", ref) else None
             d = paired_cells(cells[bc], cells[c]) if bc is not None else None
