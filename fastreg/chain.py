@@ -196,33 +196,24 @@ def load_sources(path: str | Path) -> tuple[list[dict[str, torch.Tensor]], dict]
         return [safe_torch_load(d / "model.pt") for d in seeds], {"recipe": recipe, "seeds": [d.name for d in seeds]}
     if not path.is_file():
         raise UsageError(f"{path}: no such sources file or collect folder")
-    from safetensors import safe_open
-    with safe_open(str(path), framework="pt") if path.suffix == ".safetensors" else _nothing() as f:
-        is_bank = f is not None and (f.metadata() or {}).get("format") == "fastreg-bank/1"
-    if is_bank or path.suffix == ".npy":
+    from .io_util import read_safetensors
+    if path.suffix == ".npy":
+        flat, meta = {}, {"format": "fastreg-bank/1"}
+    else:
+        try:
+            flat, meta = read_safetensors(path)
+        except ValueError as e:
+            raise UsageError(f"{e} (expected a sources file, a bank or a collect folder)") from None
+    if meta.get("format") == "fastreg-bank/1":
         from .bank import KernelBank
         bank = KernelBank.load(path)
         return sources_from_bank(bank), {**bank.meta, "partial": True}
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = dict(f.metadata() or {})
-            flat = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:  # safetensors raises its own error types
-        raise UsageError(f"{path}: not a readable sources file ({str(e).splitlines()[0][:160]})") from None
     groups: dict[str, dict[str, torch.Tensor]] = {}
     for k, t in flat.items():
         g, _, name = k.partition("/")
         groups.setdefault(g, {})[name] = t.float() if t.is_floating_point() else t
     order = sorted(groups, key=lambda g: int(g[4:]) if g[4:].isdigit() else 1 << 30)
     return [groups[g] for g in order], {k: json.loads(v) if v[:1] in "[{" else v for k, v in meta.items()}
-
-
-class _nothing:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc) -> None:
-        return None
 
 
 def save_sources(models: Mapping[str, Mapping[str, torch.Tensor]], path: str | Path, meta: Mapping[str, str],

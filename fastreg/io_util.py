@@ -109,3 +109,14 @@ def safe_torch_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         raise UnsafeCheckpoint(f"{path}: cannot read checkpoint "
                                f"({str(e).splitlines()[0][:200]})") from None
+
+
+def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, metadata) of a safetensors file; ``ValueError`` with one readable line when it
+    is not one (safetensors raises its own error types)."""
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+    except Exception as e:  # noqa: BLE001
+        raise ValueError(f"{path}: not a readable safetensors file ({str(e).splitlines()[0][:160]})") from None

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .errors import BankError
@@ -144,16 +143,14 @@ def save(vae: KernelVAE, path: str | Path, meta: Mapping[str, str]) -> None:
 def load(path: str | Path) -> tuple[KernelVAE, dict]:
     """A saved ``KernelVAE`` and its metadata; a file that is not one, or whose tensors do not
     have the shapes its sizes say, is refused in one line (``BankError``)."""
-    from safetensors import safe_open
+    from .io_util import read_safetensors
     path = Path(path)
     if not path.is_file():
         raise BankError(f"{path}: no such VAE file")
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = dict(f.metadata() or {})
-            state = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:  # safetensors raises its own error types
-        raise BankError(f"{path}: not a readable safetensors file ({str(e).splitlines()[0][:160]})") from None
+        state, meta = read_safetensors(path)
+    except ValueError as e:
+        raise BankError(str(e)) from None
     if meta.get("format") != FORMAT:
         raise BankError(f"{path}: not a fastreg kernel VAE (format {meta.get('format')!r}, expected {FORMAT!r})")
     try:
