@@ -57,3 +57,21 @@ def test_default_bank_is_the_converged_one():
 def test_a_path_is_not_mistaken_for_a_packaged_name(tmp_path):
     assert bank_file(tmp_path / "x.safetensors") == tmp_path / "x.safetensors"
     assert bank_file("dwpnet_e4").is_file() and bank_file("dwpnet_e4").parent.name == "assets"
+
+
+def test_packaged_sources_match_their_bank():
+    """The shipped ResNet-20 source networks (for --init chain / finetune) are the models the
+    class-disjoint bank was collected from: same seeds, same classes, same conv weights."""
+    from fastreg.chain import load_sources, sources_file, sources_from_bank
+    from fastreg.models import build_model
+    models, meta = load_sources(sources_file("resnet20_c04"))
+    bank = KernelBank.load(bank_file("resnet20_c04"))
+    assert meta["seeds"] == json.loads(bank.meta["seeds"]) == [0, 1, 2, 3, 4]
+    assert meta["classes"] == json.loads(bank.meta["classes"]) == [0, 1, 2, 3, 4]
+    keys = set(build_model("resnet20", 5).state_dict())
+    from_bank = sources_from_bank(bank)
+    for sd, convs in zip(models, from_bank, strict=True):
+        assert set(sd) == keys                              # whole networks: shortcuts, norms, head
+        assert sd["layer2.0.shortcut.0.weight"].shape == (32, 16, 1, 1)    # the 1×1 projections
+        for k, w in convs.items():
+            assert torch.allclose(sd[k], w, rtol=1e-3, atol=1e-4), k    # fp16 rounding only
