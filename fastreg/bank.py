@@ -28,6 +28,9 @@ PACKAGED = {
     "dwpnet_e24": ASSETS / "bank_cifar10_dwpnet_e24.safetensors",  # 7×7, 5×5: converged DWPNets (default)
     "dwpnet_e4": ASSETS / "bank_cifar10_dwpnet_e4.safetensors",    # 7×7, 5×5: the first, 4-epoch bank
     "resnet20": ASSETS / "bank_cifar10_resnet20.safetensors",      # 3×3: ResNet-20 (layers "resnet20.*")
+    # class-disjoint protocol (DESIGN.md §12): source models trained on CIFAR-10 classes 0-4 only
+    "dwpnet_c04": ASSETS / "bank_cifar10c04_dwpnet.safetensors",      # 7×7, 5×5: converged DWPNets
+    "resnet20_c04": ASSETS / "bank_cifar10c04_resnet20.safetensors",  # 3×3: ResNet-20
 }
 DEFAULT_BANK_NAME = "dwpnet_e24"
 DEFAULT_BANK = PACKAGED[DEFAULT_BANK_NAME]
