@@ -92,7 +92,7 @@ class References(dict):
                 src = None
             self.sources[layer] = src
             if src is not None:
-                self[layer] = (self.bank.units(src, "slice"), self.bank.rows_of(src))
+                self[layer] = (self.bank.units(src, "slice"), self.bank.rows_of(src) or 1)   # pooled rows differ: slices
         ref = self.get(layer)
         return ref if ref is not None and ref[0].shape[-1] == k else None
 

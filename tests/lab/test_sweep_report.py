@@ -299,3 +299,19 @@ def test_report_compares_one_method_across_two_banks(setup, tmp_path):
         assert rows[("adv1 [bank=dwpnet-24ep]", s)]["mmd"] != rows[("adv1 [bank=bank]", s)]["mmd"]
     refs = text.split("## Filter-metric reference points", 1)[1]
     assert "newer.safetensors, one half vs the other" in refs and "bank.safetensors, one half vs the other" in refs
+
+
+def test_reference_pooled_from_layers_of_different_filter_rows_is_judged_as_slices():
+    """A layer no bank layer serves by name is measured against every bank layer of its size,
+    pooled; when their filters have different row counts the pool is 2-D slices (group 1), not
+    a crash (ResNet-20 runs against the prefixed ``resnet20.*`` banks)."""
+    from fastreg.bank import KernelBank
+    g = torch.Generator().manual_seed(3)
+    bank = KernelBank({"net.a": torch.randn(30, 3, 3, generator=g), "net.b": torch.randn(48, 3, 3, generator=g)},
+                      {"filter_rows": json.dumps({"net.a": 3, "net.b": 4})})
+    refs = bank_refs.References(bank, "test")
+    kernels, group = refs.of("conv1", 3)
+    assert group == 1 and kernels.shape == (78, 3, 3)
+    from fastreg.filter_metrics import judge_auc
+    auc = judge_auc(torch.randn(24, 3, 3, generator=g), kernels, group_learned=3, group_bank=group)
+    assert 0.0 <= auc <= 1.0
