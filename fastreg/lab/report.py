@@ -208,11 +208,21 @@ def _paired_cells(ref: list[Run], runs: list[Run]) -> tuple[tuple, str] | None:
                                            f"{_f(d['mean'], '+.2f')} | {ci} | {_f(d['p'], '.3g')} | {d['test']}")
 
 
+def comparison_refs(keys: list[tuple]) -> list[str]:
+    """Reference cells beside the baseline: bank init once new priors are in the runs (as
+    before), and whole-filter init, chain init and fine-tuning wherever they were run, so a
+    whole-network grid says where each prior stands against the others (issue 26)."""
+    methods = {k.method for k in keys}
+    refs = ["bankinit"] if methods - set(DEFAULT_METHODS) else []
+    return refs + [m for m in ("filterinit", "chaininit", "finetune") if m in methods and len(methods) > 2]
+
+
 def paired_section(cells: dict[tuple, list[Run]], keys: list[tuple], ref: str = "baseline"
                    ) -> tuple[list[str], dict[tuple, tuple[float, float | None, float | None]]]:
     """Paired differences to each cell's ``ref`` cell (the baseline, or bank init); also
     returns them (mean, CI) for the figures."""
-    name = {"baseline": "the baseline", "bankinit": "bank init (2-D slices)"}.get(ref, ref)
+    name = {"baseline": "the baseline", "bankinit": "bank init (2-D slices)", "filterinit": "whole-filter init",
+            "chaininit": "chain init", "finetune": "fine-tuning"}.get(ref, ref)
     L = ["", f"## Paired difference to {name}", "",
          f"Δ = method − {ref} test accuracy (percentage points), same train size, same seed and "
          f"data seed, paired t over seeds. The {ref if ref == 'baseline' else ref + ' cell'} has the same "
@@ -352,9 +362,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         filter_metrics(r, refs.of_run(r))
     keys = sorted(cells, key=lambda c: (c.size, method_order(c.label), c.layers))
     paired_lines, deltas = paired_section(cells, keys)
-    if any(k.method not in DEFAULT_METHODS for k in keys):   # new priors: vs bank init too
-        vs_init = paired_section(cells, keys, "bankinit")[0]
-        paired_lines += vs_init if vs_init[-1].startswith("| ") and not vs_init[-1].startswith("|---") else []
+    refs_used = ["baseline"]
+    for ref in comparison_refs(keys):        # the priors beside each other, not only vs the baseline
+        vs = paired_section(cells, keys, ref)[0]
+        if vs[-1].startswith("| ") and not vs[-1].startswith("|---"):
+            paired_lines += vs
+            refs_used.append(ref)
     L = [*header_section(argv, roots, runs, refs.describe()), *included, *accuracy_section(cells, keys), *paired_lines,
          *bank_section(cells, keys), *deeper_layer_sections(cells, keys, refs), *reference_section(refs),
          *flagged_section(runs), *external_section()]
@@ -371,8 +384,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     fig_dir = out.parent / "figures"
     for name, data in figs.items():
         atomic_write_bytes(fig_dir / name, data)
-    refs_used = ("baseline", "bankinit") if any(k.method not in DEFAULT_METHODS for k in keys) else ("baseline",)
-    atomic_write_json(out.with_suffix(".json"), {"cells": cell_records(cells, keys, refs_used), "runs": per_run_rows(runs)})
+    atomic_write_json(out.with_suffix(".json"), {"cells": cell_records(cells, keys, tuple(refs_used)),
+                                                 "runs": per_run_rows(runs)})
     atomic_write_bytes(out, text.encode())
     print(f"wrote {out} ({len(keys)} cells, {len(ok)} runs, {len(runs) - len(ok)} not counted) and "
           f"{len(figs)} figures in {fig_dir}")

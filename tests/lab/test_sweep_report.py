@@ -315,3 +315,12 @@ def test_reference_pooled_from_layers_of_different_filter_rows_is_judged_as_slic
     from fastreg.filter_metrics import judge_auc
     auc = judge_auc(torch.randn(24, 3, 3, generator=g), kernels, group_learned=3, group_bank=group)
     assert 0.0 <= auc <= 1.0
+
+
+def test_whole_network_grids_are_paired_against_each_prior_not_only_the_baseline():
+    from types import SimpleNamespace as K
+    keys = lambda *ms: [K(method=m) for m in ms]  # noqa: E731
+    assert report.comparison_refs(keys("baseline", "adv1", "bankinit")) == []       # the seed's grid, as before
+    assert report.comparison_refs(keys("baseline", "filterinit", "chaininit", "finetune", "chaininit+l2sp")) == \
+        ["bankinit", "filterinit", "chaininit", "finetune"]
+    assert report.comparison_refs(keys("baseline", "chaininit")) == ["bankinit"]   # nothing else to stand beside
