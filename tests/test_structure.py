@@ -139,3 +139,14 @@ def test_nothing_refers_to_files_outside_the_repository():
     hits = [f"{f.relative_to(ROOT)}:{i}" for f in files
             for i, line in enumerate(f.read_text(errors="replace").splitlines(), 1) if pat.search(line)]
     assert not hits, hits
+
+
+def test_docs_name_no_path_of_a_machine():
+    """README, docs (generated reports included) and bench results quote commands with repository-
+    relative paths and DATA, never a folder of the machine they ran on."""
+    pat = re.compile(r"(?<![\w.])/(tmp|work|root|home|Users)/")
+    files = [ROOT / "README.md", ROOT / "bench" / "RESULTS.md"] + [
+        f for f in (ROOT / "docs").rglob("*") if f.is_file() and f.suffix in (".md", ".json", ".py")]
+    hits = [f"{f.relative_to(ROOT)}:{i}" for f in files
+            for i, line in enumerate(f.read_text(errors="replace").splitlines(), 1) if pat.search(line)]
+    assert not hits, hits
