@@ -134,7 +134,8 @@ def check_cells(cells: dict[tuple, list[Run]]) -> None:
 def baseline_cell(c: tuple, cells: dict[tuple, list[Run]], ref: str = "baseline") -> tuple | None:
     """The ``ref`` cell (a λ = 0 method: baseline, or bankinit) to pair cell ``c`` with: same
     size and the same settings except those that cannot change a λ = 0 run (D settings);
-    preferring the same reg layers, then the same D settings."""
+    preferring the same reg layers, then the same D settings, then a cell of the same sweep
+    folder (of several chains from other sources, the one run beside ``c``)."""
     ex = cells[c][0].extra
 
     def core(e: dict, bank: bool) -> dict:   # a ref cell that never saw its bank pairs with any bank
@@ -143,7 +144,9 @@ def baseline_cell(c: tuple, cells: dict[tuple, list[Run]], ref: str = "baseline"
     cands = [k for k in cells if k.size == c.size and k.method == ref
              and core(cells[k][0].extra, cells[k][0].extra.get("bank") is not None)
              == core(ex, cells[k][0].extra.get("bank") is not None)]
-    return min(cands, key=lambda k: (k.layers != c.layers, cells[k][0].extra != ex, k)) if cands else None
+    sweep = {r.dir.parent.parent.parent for r in cells[c]}      # SWEEP/nSIZE/METHOD/sSEED
+    return min(cands, key=lambda k: (k.layers != c.layers, cells[k][0].extra != ex,
+                                     not sweep & {r.dir.parent.parent.parent for r in cells[k]}, k)) if cands else None
 
 
 def paired(d: np.ndarray) -> tuple[float, float | None, float | None, float | None, str]:

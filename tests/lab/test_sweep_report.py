@@ -129,6 +129,29 @@ def test_pairing_ignores_discriminator_settings_for_the_baseline():
     assert cells_mod.baseline_cell(by_label["adv1 [width=0.5, d_lr=0.0002]"], cells) is None
 
 
+def test_a_reference_from_several_sources_is_the_one_of_the_same_sweep():
+    """Chains from two sources are two chaininit cells that differ only in ``sources`` (a
+    D-only setting for pairing); a cell pairs with the chain run in its own sweep folder, not
+    with whichever label sorts first."""
+    from pathlib import Path
+
+    def run(sweep, method_init, seed, **cfg):
+        return Run(Path(sweep) / "n100" / method_init / f"s{seed}",
+                   {"train_size": 100, "lam": 0.0, "seed": seed, "init": method_init, "bank": "b", **cfg}, "ok")
+    runs = [run("main", "chain", s, sources="zz_main") for s in (0, 1)] + \
+           [run("other", "chain", s, sources="aa_other") for s in (0, 1)] + \
+           [run("main", "bank", s) for s in (0, 1)] + [run("other", "bank", s, bank="b2") for s in (0, 1)]
+    cells_mod._label(runs)
+    cells = {}
+    for r in runs:
+        cells.setdefault(cells_mod.Cell(r.size, r.label, r.layers), []).append(r)
+    chain_of = {r.dir.parts[0]: c for c in cells for r in cells[c] if c.method == "chaininit"}
+    inits = [c for c in cells if c.method == "bankinit"]
+    assert len(inits) == 2 and len(chain_of) == 2
+    for c in inits:
+        assert cells_mod.baseline_cell(c, cells, "chaininit") == chain_of[cells[c][0].dir.parts[0]]
+
+
 def test_runs_of_different_precision_never_share_an_unlabelled_cell():
     """``--amp`` is bf16 on one machine and fp32 on another: same settings, different cells.
     Runs from before precision was recorded count as bf16 under --amp, and are labelled as
