@@ -2,9 +2,10 @@
 __version__ = "0.1.0"
 
 from .bank import DEFAULT_BANK, KernelBank, packaged_bank  # noqa: E402
+from .chain import L2SP, chain_init, finetune_init, load_sources  # noqa: E402
 from .discriminator import Discriminator  # noqa: E402
 from .init import init_from_bank  # noqa: E402
 from .regularizer import AdversarialRegularizer  # noqa: E402
 
-__all__ = ["AdversarialRegularizer", "DEFAULT_BANK", "Discriminator", "KernelBank", "init_from_bank",
-           "packaged_bank", "__version__"]
+__all__ = ["AdversarialRegularizer", "DEFAULT_BANK", "Discriminator", "KernelBank", "L2SP", "chain_init",
+           "finetune_init", "init_from_bank", "load_sources", "packaged_bank", "__version__"]

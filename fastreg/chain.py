@@ -184,9 +184,10 @@ def load_sources(path: str | Path) -> tuple[list[dict[str, torch.Tensor]], dict]
     """Source networks and their description: a ``collect`` folder (its ``seed*/model.pt``, in
     seed order), a sources file (``.safetensors`` with ``seed{s}/…`` keys, written by
     ``save_sources``), or a bank (its convs only, ``sources_from_bank``; the description then
-    says ``"partial": True``). Never unpickles (weights-only / safetensors)."""
+    says ``"partial": True``); a packaged name (``resnet20_c04``) is its file. Never unpickles
+    (weights-only / safetensors)."""
     from .io_util import read_json, safe_torch_load
-    path = Path(path)
+    path = sources_file(path)
     if path.is_dir():
         seeds = sorted((d for d in path.glob("seed*") if (d / "model.pt").exists()),
                        key=lambda d: int(d.name[4:]) if d.name[4:].isdigit() else 1 << 30)

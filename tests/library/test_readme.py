@@ -129,3 +129,30 @@ def test_readme_example_on_models_with_depthwise_and_grouped_convs(name):
         w, w0 = conv_layers(model)[n].weight.detach(), fresh[n]
         assert (w - w0).norm() / w0.norm() > 0.5, n                  # replaced by bank draws
         assert abs(float(w.std() / w0.std()) - 1) < 0.1, n
+
+
+def readme_chain_example() -> str:
+    """The ```python block under '## What helps, measured': chain init for a whole network."""
+    section = README.read_text().split("## What helps, measured", 1)[1].split("\n## ", 1)[0]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_readme_chain_example_copies_one_source_network():
+    """As written, on the ResNet-20 the packaged sources come from: every conv (the 1×1
+    shortcut projections included) is source 0's, and the L2-SP term is 0 at the start and grows as the weights leave it."""
+    from fastreg import load_sources
+    from fastreg.models import build_model
+    torch.manual_seed(0)
+    model = build_model("resnet20", 5)
+    ns = {"model": model}
+    exec(compile(readme_chain_example(), str(README), "exec"), ns)
+    src = load_sources("resnet20_c04")[0][0]
+    convs = conv_layers(model)
+    assert sorted(ns["copied"]["convs"]) == sorted(convs) and any("shortcut" in n for n in convs)
+    for name in ns["copied"]["convs"]:
+        assert torch.equal(convs[name].weight.detach(), src[name + ".weight"].float()), name
+    assert float(ns["l2sp"].generator_loss()) == 0.0
+    with torch.no_grad():
+        convs["conv1"].weight.add_(0.1)
+    expect = 0.5 * 0.01 * 0.01 * convs["conv1"].weight.numel()
+    assert abs(float(ns["l2sp"].generator_loss()) - expect) < 1e-6 * max(expect, 1)
