@@ -17,20 +17,17 @@ from .runs import Run, finite, precision_of
 from .settings import upgrade, weighs_layers
 
 class Cell(NamedTuple):
-    """One cell of a report: its runs share the train size, the label (the method plus the
-    settings that vary, ``adv1 [bank=dwpnet-24ep]``) and the reg layers."""
+    """One cell of a report: its runs share the train size, the method, the variant (the
+    settings that vary between runs of a size, in words: ``bank=dwpnet-24ep``) and the reg
+    layers. The label is rendered from the method and the variant, never parsed back."""
     size: int
-    label: str
+    method: str
+    variant: str
     layers: str
 
     @property
-    def method(self) -> str:
-        return base_method(self.label)
-
-
-def base_method(label: str) -> str:
-    """The method name of a cell label (``adv1`` of ``adv1 [width=0.5]``)."""
-    return label.split(" [")[0]
+    def label(self) -> str:
+        return self.method + (f" [{self.variant}]" if self.variant else "")
 
 
 # settings that, when they differ between runs of one train size, split cells
@@ -80,8 +77,7 @@ def _label(runs: list[Run]) -> None:
     vary = [k for k in EXTRA if any(len(values(k, rs)) > 1 for rs in groups(k).values())]
     for r in runs:
         r.extra = {k: _setting(r, k) for k in vary}
-        extra = ", ".join(f"{k}={v}" for k, v in r.extra.items() if not (k in OPTIONAL and v is None))
-        r.label = r.method + (f" [{extra}]" if extra else "")
+        r.variant = ", ".join(f"{k}={v}" for k, v in r.extra.items() if not (k in OPTIONAL and v is None))
 
 
 def uses_bank(cfg: dict) -> bool:
@@ -167,12 +163,12 @@ def paired(d: np.ndarray) -> tuple[float, float | None, float | None, float | No
 
 
 def _cells(runs: list[Run]) -> dict[tuple, list[Run]]:
-    """(train size, label, reg layers) → its finished runs; labels are set here."""
+    """(train size, method, variant, reg layers) → its finished runs; variants are set here."""
     _label(runs)
     cells: dict[tuple, list[Run]] = {}
     for r in runs:
         if r.status == "ok":
-            cells.setdefault(Cell(r.size, r.label, r.layers), []).append(r)
+            cells.setdefault(Cell(r.size, r.method, r.variant, r.layers), []).append(r)
     check_cells(cells)
     return cells
 

@@ -105,10 +105,9 @@ def method_of(cfg: dict) -> str:
     return name + (" (no D)" if bank is not None and str(bank).lower() == "none" else "")
 
 
-def method_order(label: str) -> tuple:
-    """Sort key of a cell label: the METHODS order first, then the label."""
-    base = label.split(" [")[0]     # the method of a cell label (cells.base_method)
-    return (list(METHODS).index(base) if base in METHODS else len(METHODS), label)
+def method_order(method: str, variant: str = "") -> tuple:
+    """Sort key of a method (and a cell's variant): the METHODS order first, then the names."""
+    return (list(METHODS).index(method) if method in METHODS else len(METHODS), method, variant)
 
 
 def method_argv(name: str) -> list[str]:

@@ -241,7 +241,7 @@ def paired_section(cells: dict[tuple, list[Run]], keys: list[tuple], ref: str = 
         if d is None:
             continue
         deltas[c] = d[0]
-        own = bc.label == c.label.replace(c.method, ref, 1) and bc.layers == c.layers
+        own = bc.variant == c.variant and bc.layers == c.layers
         vs = "" if own else f" (vs {bc.label}{'' if bc.layers == c.layers else ', ' + bc.layers})"
         L.append(f"| {c.size} | {c.label} | {c.layers}{vs} | {d[1]} |")
     return L, deltas
@@ -360,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.time()
     for r in tqdm(ok, desc="filter metrics", unit="run", leave=False):
         filter_metrics(r, refs.of_run(r))
-    keys = sorted(cells, key=lambda c: (c.size, method_order(c.label), c.layers))
+    keys = sorted(cells, key=lambda c: (c.size, method_order(c.method, c.variant), c.layers))
     paired_lines, deltas = paired_section(cells, keys)
     refs_used = ["baseline"]
     for ref in comparison_refs(keys):        # the priors beside each other, not only vs the baseline

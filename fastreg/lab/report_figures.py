@@ -21,12 +21,6 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def _variant(label: str) -> tuple[str, str]:
-    """(method, the EXTRA settings part) of a cell label, e.g. ``adv1 [width=0.5]``."""
-    m, _, ex = label.partition(" [")
-    return m, ex.rstrip("]")
-
-
 def _sans_bank(ex: str) -> str:
     """The EXTRA part without its ``bank=…`` entry (cells that never saw a bank have none)."""
     return ", ".join(p for p in ex.split(", ") if p and not p.startswith("bank="))
@@ -46,18 +40,18 @@ def figures(cells: dict, deltas: dict, ok: list[Run], bank: torch.Tensor | None,
     import matplotlib.pyplot as plt
     import matplotlib.ticker
     out = {}
-    banked = {_sans_bank(_variant(c.label)[1]) for c in cells if "bank=" in c.label}
-    variants = sorted({(_variant(c.label)[1], c.layers) for c in cells
-                       if "bank=" in c.label or _variant(c.label)[1] not in banked}, key=lambda v: (v[1], v[0]))
-    methods = sorted({_variant(c.label)[0] for c in cells}, key=method_order)
+    banked = {_sans_bank(c.variant) for c in cells if "bank=" in c.variant}
+    variants = sorted({(c.variant, c.layers) for c in cells
+                       if "bank=" in c.variant or c.variant not in banked}, key=lambda v: (v[1], v[0]))
+    methods = sorted({c.method for c in cells}, key=method_order)
     sizes = sorted({c.size for c in cells})
     fig, axes = plt.subplots(2, len(variants), figsize=(4.4 * len(variants), 7.5), squeeze=False,
                              sharex=True, sharey="row", layout="constrained")
     for j, (ex, ly) in enumerate(variants):
         top, bot = axes[0, j], axes[1, j]
         for i, m in enumerate(methods):
-            keys = sorted(c for c in cells if c.layers == ly and _variant(c.label)[0] == m and (
-                _variant(c.label)[1] == ex or ("bank=" not in c.label and _variant(c.label)[1] == _sans_bank(ex))))
+            keys = sorted(c for c in cells if c.layers == ly and c.method == m and (
+                c.variant == ex or ("bank=" not in c.variant and c.variant == _sans_bank(ex))))
             if not keys:
                 continue
             style = dict(marker="osD^v<>ph*"[i % 10], capsize=3, color=plt.get_cmap("tab20")(i % 20), label=m)
@@ -99,7 +93,7 @@ def figures(cells: dict, deltas: dict, ok: list[Run], bank: torch.Tensor | None,
 
     def first(pred, prefer: str) -> Run | None:
         c = sorted((r for r in at if pred(r.method)),
-                   key=lambda r: (r.layers != "conv1", r.method != prefer, method_order(r.label)))
+                   key=lambda r: (r.layers != "conv1", r.method != prefer, method_order(r.method, r.variant)))
         return c[0] if c else None
 
     pick = {"baseline": first(lambda m: m == "baseline", "baseline"),
@@ -123,7 +117,7 @@ def figures(cells: dict, deltas: dict, ok: list[Run], bank: torch.Tensor | None,
         out[f"{stem}_filters.png"] = panels_png(panels, f"conv1 filters, n={n}, seed {seed}")
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
-    for r in sorted(at, key=lambda r: method_order(r.label)):
+    for r in sorted(at, key=lambda r: method_order(r.method, r.variant)):
         rows = [m for m in read_jsonl(r.dir / "metrics.jsonl") if "d_acc_real" in m]
         for ax, key in zip(axes, ("d_acc_real", "d_acc_fake", "g_loss")):
             pts = [(m["step"], m[key]) for m in rows if finite(m.get(key))]

@@ -49,8 +49,8 @@ class Run:
     reason: str = ""
     final: dict = field(default_factory=dict)
     wall: float | None = None
-    label: str = ""
-    extra: dict = field(default_factory=dict)   # the settings that distinguish its cell
+    variant: str = ""                # the settings that distinguish its cell, in words (set by the report)
+    extra: dict = field(default_factory=dict)   # the same settings, as values
     bank_name: str = ""                          # its bank's short label (set by the report)
     metrics: dict = field(default_factory=dict)
 
@@ -69,6 +69,11 @@ class Run:
     @property
     def method(self) -> str:
         return method_of(self.cfg)
+
+    @property
+    def label(self) -> str:
+        """Its cell's label: the method, then the settings that vary (``adv1 [width=0.5]``)."""
+        return self.method + (f" [{self.variant}]" if self.variant else "")
 
 
 def discover(root: Path) -> list[Run]:

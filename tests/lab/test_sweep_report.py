@@ -122,8 +122,8 @@ def test_pairing_ignores_discriminator_settings_for_the_baseline():
     cells_mod._label(runs)
     cells = {}
     for r in runs:
-        cells.setdefault(cells_mod.Cell(r.size, r.label, r.layers), []).append(r)
-    by_label = {c[1]: c for c in cells}
+        cells.setdefault(cells_mod.Cell(r.size, r.method, r.variant, r.layers), []).append(r)
+    by_label = {c.label: c for c in cells}
     base = by_label["baseline [width=1.0, d_lr=0.0002]"]
     assert cells_mod.baseline_cell(by_label["adv1 [width=1.0, d_lr=0.0001]"], cells) == base
     assert cells_mod.baseline_cell(by_label["adv1 [width=0.5, d_lr=0.0002]"], cells) is None
@@ -144,7 +144,7 @@ def test_a_reference_from_several_sources_is_the_one_of_the_same_sweep():
     cells_mod._label(runs)
     cells = {}
     for r in runs:
-        cells.setdefault(cells_mod.Cell(r.size, r.label, r.layers), []).append(r)
+        cells.setdefault(cells_mod.Cell(r.size, r.method, r.variant, r.layers), []).append(r)
     chain_of = {r.dir.parts[0]: c for c in cells for r in cells[c] if c.method == "chaininit"}
     inits = [c for c in cells if c.method == "bankinit"]
     assert len(inits) == 2 and len(chain_of) == 2
@@ -285,10 +285,10 @@ def test_a_cell_mixing_banks_is_refused_but_not_a_merged_bank_read_in_another_ke
     b = {"format": "fastreg-bank/1", "merged": json.dumps([dict(reversed(list(part.items())))])}
     assert a["merged"] != b["merged"]
     run = lambda seed, meta: SimpleNamespace(seed=seed, dir=f"s{seed}", cfg={"bank_meta": meta})  # noqa: E731
-    cells_mod.check_cells({cells_mod.Cell(100, "adv1", "conv1"): [run(0, a), run(1, b)]})            # the same bank
+    cells_mod.check_cells({cells_mod.Cell(100, "adv1", "", "conv1"): [run(0, a), run(1, b)]})            # the same bank
     other = {"format": "fastreg-bank/1", "merged": json.dumps([{**part, "seeds": "[2]"}])}
     with pytest.raises(UsageError, match="different banks"):
-        cells_mod.check_cells({cells_mod.Cell(100, "adv1", "conv1"): [run(0, a), run(1, other)]})
+        cells_mod.check_cells({cells_mod.Cell(100, "adv1", "", "conv1"): [run(0, a), run(1, other)]})
 
 
 def test_report_compares_one_method_across_two_banks(setup, tmp_path):
