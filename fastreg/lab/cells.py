@@ -81,9 +81,11 @@ def _label(runs: list[Run]) -> None:
 
 
 def uses_bank(cfg: dict) -> bool:
-    """Whether a run's classifier depends on its bank: the adversarial term, a bank init or
-    the Gaussian prior (a λ = 0 run's discriminator never touches the classifier)."""
-    return bool(cfg.get("lam")) or cfg.get("init", "default") in ("bank", "cov") or cfg.get("prior", "none") == "gauss"
+    """Whether a run's classifier depends on its bank: the adversarial term, an init drawn from
+    it or from a fit to it (bank, covariance, VAE), or a prior fitted to it (Gaussian, VAE); a
+    λ = 0 run's discriminator never touches the classifier."""
+    return bool(cfg.get("lam")) or cfg.get("init", "default") in ("bank", "cov", "vae") \
+        or cfg.get("prior", "none") in ("gauss", "vae")
 
 
 def _meta(r: Run) -> dict | None:

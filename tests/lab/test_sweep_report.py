@@ -347,3 +347,22 @@ def test_whole_network_grids_are_paired_against_each_prior_not_only_the_baseline
     assert report.comparison_refs(keys("baseline", "filterinit", "chaininit", "finetune", "chaininit+l2sp")) == \
         ["bankinit", "filterinit", "chaininit", "finetune"]
     assert report.comparison_refs(keys("baseline", "chaininit")) == ["bankinit"]   # nothing else to stand beside
+
+
+def test_runs_drawn_from_or_judged_by_a_fit_to_the_bank_are_labelled_by_it():
+    """A VAE (or Gaussian) fitted to a bank depends on it: VAE init and the VAE penalty with two
+    banks make two cells, as bank init does; the baseline never sees a bank."""
+    assert not cells_mod.uses_bank({"lam": 0.0, "init": "default", "prior": "none"})
+    for cfg in ({"init": "vae"}, {"prior": "vae"}, {"prior": "gauss"}, {"init": "cov"}, {"init": "bank"}, {"lam": 1.0}):
+        assert cells_mod.uses_bank(cfg), cfg
+    from pathlib import Path
+    from fastreg.lab.methods import VAE_WEIGHT
+    runs = [Run(Path(f"r{m}{b}"), {"train_size": 100, "lam": 0.0, "seed": 0, "init": init, "prior": prior,
+                                   "prior_weight": VAE_WEIGHT, "bank": b}, "ok")
+            for m, init, prior in (("v", "vae", "none"), ("p", "default", "vae"), ("b", "default", "none"))
+            for b in ("b1", "b2")]
+    for r in runs:
+        r.bank_name = r.cfg["bank"]
+    cells_mod._label(runs)
+    assert [r.label for r in runs] == ["vaeinit-slice [bank=b1]", "vaeinit-slice [bank=b2]", "vae [bank=b1]",
+                                       "vae [bank=b2]", "baseline", "baseline"]
