@@ -48,3 +48,38 @@ def test_whole_network_table_refuses_a_missing_report_in_one_line(tmp_path):
     r = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "none.md"), "resnet20", "all"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and r.stdout == ""
+
+
+DWP = SCRIPT.parent / "dwp_table.py"
+
+
+def _runs(method: str, accs: list[float], size: int = 100) -> list[dict]:
+    return [{"run": f"{method}/s{s}", "train_size": size, "method": method, "reg_layers": "conv1", "seed": s,
+             "status": "ok", "test_acc": a / 100} for s, a in enumerate(accs)]
+
+
+def test_dwp_table_pairs_each_learned_prior_with_the_bank_and_the_gaussian(tmp_path):
+    runs = (_runs("baseline", [30, 31, 29]) + _runs("filterinit", [36, 37, 35]) + _runs("covinit", [33, 33, 32])
+            + _runs("gauss", [30, 32, 29]) + _runs("vaeinit", [31, 32.5, 29.5]) + _runs("vaeinit", [50, 51], 500))
+    runs.append({**runs[0], "run": "x", "status": "failed", "test_acc": None})      # a failed run is not counted
+    cells = [{"train_size": 100, "label": "filterinit", "metrics": {"auc": 0.4321, "mmd": 0.0012}}]
+    (tmp_path / "r.json").write_text(json.dumps({"cells": cells, "runs": runs}))
+    out = subprocess.run([sys.executable, str(DWP), str(tmp_path / "r.md")], capture_output=True, text=True,
+                         check=True).stdout
+    line = lambda m: next(x for x in out.splitlines() if f"`{m}`" in x)  # noqa: E731
+    assert "| 30.00 % | not run |" in line("baseline")
+    assert "+6.00 (the same every seed)" in line("filterinit") and "0.432" in line("filterinit")
+    vae = line("vaeinit")                    # vs baseline: +1, +1.5, +0.5 → +1.00, CI from the t-interval
+    assert "+1.00 [" in vae and "(1 seed)" not in vae
+    second = out.split("\n\n")[1]
+    row = next(x for x in second.splitlines() if "`vaeinit`" in x).split("|")
+    assert row[2].strip() == "100" and row[3].strip().startswith("**−5.00 [")   # −5, −4.5, −5.5 vs whole filters
+    assert row[5].strip().startswith("+0.67 [")                                    # +1, +0.5, +0.5 vs Gaussian penalty
+    assert "| 500 | not run | not run | not run |" in second
+
+
+def test_dwp_table_refuses_two_protocols_in_one_report(tmp_path):
+    runs = _runs("baseline", [30, 31]) + _runs("baseline", [40])
+    (tmp_path / "r.json").write_text(json.dumps({"cells": [], "runs": runs}))
+    r = subprocess.run([sys.executable, str(DWP), str(tmp_path / "r.md")], capture_output=True, text=True)
+    assert r.returncode == 2 and "twice" in r.stderr and len(r.stderr.strip().splitlines()) == 1
