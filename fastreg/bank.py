@@ -188,8 +188,11 @@ class KernelBank:
 
     @classmethod
     def load(cls, path: str | Path) -> "KernelBank":
-        """Load and validate a bank (``.safetensors``, or ``.npy`` import)."""
+        """Load and validate a bank (``.safetensors``, or ``.npy`` import), by path or by a
+        packaged bank's name (``dwpnet_e24``) when no file of that name exists."""
         path = Path(path)
+        if not path.is_file() and str(path) in PACKAGED:
+            path = PACKAGED[str(path)]
         if not path.is_file():
             hint = ""
             if not path.suffix and len(path.parts) == 1:     # meant as a packaged bank's name

@@ -85,6 +85,17 @@ def test_corrupt_and_missing(tmp_path):
         KernelBank.load(tmp_path / "missing.safetensors")
 
 
+def test_load_takes_a_packaged_name_and_a_file_of_that_name_wins(tmp_path, monkeypatch):
+    from fastreg.bank import PACKAGED
+    by_name = KernelBank.load("dwpnet_e4")
+    assert by_name.layers.keys() == KernelBank.load(PACKAGED["dwpnet_e4"]).layers.keys()
+    monkeypatch.chdir(tmp_path)
+    KernelBank({"only": torch.randn(10, 3, 3)}).save(tmp_path / "dwpnet_e4")
+    assert list(KernelBank.load("dwpnet_e4").layers) == ["only"]
+    with pytest.raises(BankError, match="did you mean dwpnet_e4"):
+        KernelBank.load("dwpnet_e5")
+
+
 def test_source_mismatch():
     b = KernelBank({"conv1": torch.randn(10, 7, 7)})
     with pytest.raises(BankError, match="5x5"):
