@@ -87,6 +87,9 @@ def _metric_cells(rs: list[Run], layer: str = "conv1") -> str:
     return f"{_ms(m(auc))} | {_ms(m(mmd), '.4f')} | {_ms(m(lfe))}"
 
 
+TITLE = "Results of fastreg runs"
+
+
 def build_parser() -> Parser:
     p = Parser(prog="python -m fastreg.report", description=__doc__.splitlines()[0].split(": ", 1)[-1])
     p.add_argument("runs_dir", nargs="+", help="folders with run directories (searched recursively)")
@@ -99,6 +102,7 @@ def build_parser() -> Parser:
     p.add_argument("--include", action="append", default=[], metavar="MD",
                    help="a Markdown file to include after the header, headings one level down (e.g. the "
                         "study the runs rest on); repeatable")
+    p.add_argument("--title", default=TITLE, help="the report's heading (default: %(default)s)")
     p.add_argument("--bank", default=None, help="reference kernels for the filter metrics of every run (.safetensors, "
                                                 "DWP .npy or a packaged bank's name; default: each run's own bank)")
     return p
@@ -146,11 +150,12 @@ def _check_out(roots: list[Path], out: Path) -> None:
     check_out_dir(out.parent / "figures")   # walks up: covers the Markdown file's folder too
 
 
-def portable(cmd: str) -> str:
-    """A command as a report shows it: no path of the machine it ran on. ``--data-root`` becomes
-    ``DATA``; absolute paths under the current folder become relative; others keep their name."""
+def portable_tokens(tokens: Sequence[str]) -> list[str]:
+    """Command tokens as a report shows them: no path of the machine they ran on. ``--data-root``'s
+    value becomes ``DATA``; absolute paths under the current folder become relative; others keep
+    their name."""
     out, after_root = [], False
-    for tok in shlex.split(cmd):
+    for tok in tokens:
         if after_root or tok.startswith("--data-root="):
             tok = "DATA" if after_root else "--data-root=DATA"
         elif tok.startswith("/"):
@@ -161,18 +166,23 @@ def portable(cmd: str) -> str:
                 tok = f"…/{p.name}"
         after_root = tok == "--data-root"
         out.append(tok)
-    return shlex.join(out)
+    return out
 
 
-def header_section(argv: Sequence[str], roots: list[Path], runs: list[Run], bank_desc: str) -> list[str]:
+def portable(cmd: str) -> str:
+    """A shell command as a report shows it (``portable_tokens``), quoted once."""
+    return shlex.join(portable_tokens(shlex.split(cmd)))
+
+
+def header_section(argv: Sequence[str], roots: list[Path], runs: list[Run], bank_desc: str,
+                   title: str = TITLE) -> list[str]:
     """Title, the commands that made the runs, device, total training time, reference bank."""
     cmds, devs, wall, known = _sweep_info(roots, runs)
     cmds = list(dict.fromkeys(portable(c) for c in cmds))
-    argv = [portable(a) if a.startswith("/") else a for a in argv]
     n_ok = sum(r.status == "ok" for r in runs)
-    return ["# Results: adversarial filter regularization", "",
+    return [f"# {title}", "",
             f"Generated {time.strftime('%Y-%m-%d %H:%M')} by "
-            f"`python -m fastreg.report {shlex.join(argv)}` "
+            f"`python -m fastreg.report {shlex.join(portable_tokens(argv))}` "
             f"from {len(runs)} run folders under {', '.join(f'`{r}`' for r in roots)}.", "", "**Commands**", "", "```bash",
             *(cmds or ["# (no sweep_log.jsonl found: runs were not started by fastreg.sweep)"]), "```", "",
             f"**Device**: {', '.join(devs)}  ", f"**Total training wall time**: {wall / 3600:.2f} h "
@@ -368,7 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if vs[-1].startswith("| ") and not vs[-1].startswith("|---"):
             paired_lines += vs
             refs_used.append(ref)
-    L = [*header_section(argv, roots, runs, refs.describe()), *included, *accuracy_section(cells, keys), *paired_lines,
+    L = [*header_section(argv, roots, runs, refs.describe(), a.title), *included, *accuracy_section(cells, keys), *paired_lines,
          *bank_section(cells, keys), *deeper_layer_sections(cells, keys, refs), *reference_section(refs),
          *flagged_section(runs), *external_section()]
     from .report_figures import figures   # matplotlib only when writing

@@ -71,8 +71,11 @@ def test_report(setup, tmp_path):
     (root / "n20/adv1/s2/final.json").unlink()
     (root / "n20/adv1/s2/failed.json").write_text("{}")          # a failed run: listed, not averaged
     md = tmp_path / "docs" / "results.md"
-    assert run_main(report.main, [str(root), "--out", str(md)]) == 0
+    assert run_main(report.main, [str(root), "--out", str(md), "--title", "Two seeds of adv1"]) == 0
     text = md.read_text()
+    assert text.startswith("# Two seeds of adv1\n")
+    # a path of this machine shows its name only, quoted once (shell quoting: … is not plain ASCII)
+    assert "--out '…/results.md' --title 'Two seeds of adv1'`" in text and "'\"'\"'" not in text
     assert "| 20 | baseline | conv1 | 2 | 0,1 |" in text and "| 20 | adv1 | conv1 | 2 | 0,1 |" in text
     assert "| 20 | adv1 | conv1 | 0,1 (2) |" in text                # paired difference row
     assert "failed" in text and "python -m fastreg.sweep" in text and "External reference" in text
