@@ -121,7 +121,7 @@ def resnet_table(path: str, arch: str) -> None:
 
 def main(path: str = "docs/reports/results.md", bench_json: str | None = None, arch: str = "dwpnet",
          bank: str = "dwpnet-4ep") -> None:
-    txt, bench_json = Path(path).read_text(), bench_json or None
+    bench_json = bench_json or None
     if arch != "dwpnet":
         return resnet_table(path, arch)
     acc = _arch_cells(rows(path, "## Test accuracy"), arch, bank)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -30,7 +29,8 @@ from .bank_refs import BankRefs, References, _bank_filters, filter_metrics, judg
 from .cells import _cells, _created, baseline_cell, cell_records, paired_cells, uses_bank
 from .cli import Parser
 from .methods import DEFAULT_METHODS, method_order
-from .runs import Run, discover, finite, read_jsonl
+from .report_header import TITLE, header_section
+from .runs import Run, discover, finite
 
 EXTERNAL = [  # (source, setting, labelled images, test accuracy %)
     ("Deep Weight Prior (Atanov et al., ICLR 2019), Bayesian CNN", "CIFAR-10", 50, 23.7),
@@ -39,34 +39,6 @@ EXTERNAL = [  # (source, setting, labelled images, test accuracy %)
     ("Supervised-only WRN-28-2 (FixMatch paper baselines)", "CIFAR-10", 40, 22.4),
     ("Supervised-only WRN-28-2 (FixMatch paper baselines)", "CIFAR-10", 250, 44.0),
 ]
-
-
-def _sweep_info(roots: list[Path], runs: list[Run]) -> tuple[list[str], list[str], float, int]:
-    """(commands, devices, total wall seconds, runs with a known time) from logs and timing files."""
-    cmds, devs, secs = [], [], {}
-    for log in [f for root in roots for f in sorted(root.rglob("sweep_log.jsonl"))]:
-        for row in read_jsonl(log):
-            if row.get("cmd") and row["cmd"] not in cmds:
-                cmds.append(row["cmd"])
-            dev = row.get("device_name") or row.get("device")
-            if dev and dev not in devs:
-                devs.append(dev)
-            if finite(row.get("seconds")):
-                key = (log.parent / row["run"]).resolve()
-                secs[key] = secs.get(key, 0.0) + float(row["seconds"])
-    total, known = 0.0, 0
-    for r in runs:
-        if r.status != "ok":
-            continue
-        t = r.wall if r.wall is not None else secs.get(r.dir.resolve())
-        if t is None:
-            times = [m["time"] for m in read_jsonl(r.dir / "metrics.jsonl") if finite(m.get("time"))]
-            t = max(times) - min(times) if len(times) > 1 else None
-        if t is not None:
-            total, known = total + t, known + 1
-    if not devs:
-        devs = sorted({str(r.cfg.get("device", "?")) for r in runs})
-    return cmds, devs, total, known
 
 
 def _f(x, spec: str = ".3f") -> str:
@@ -86,8 +58,6 @@ def _metric_cells(rs: list[Run], layer: str = "conv1") -> str:
     m = lambda k: [r.metrics.get(k) for r in rs]  # noqa: E731
     return f"{_ms(m(auc))} | {_ms(m(mmd), '.4f')} | {_ms(m(lfe))}"
 
-
-TITLE = "Results of fastreg runs"
 
 
 def build_parser() -> Parser:
@@ -148,46 +118,6 @@ def _check_out(roots: list[Path], out: Path) -> None:
     if out.is_dir():
         raise UsageError(f"--out {out} is a folder; give the Markdown file's name")
     check_out_dir(out.parent / "figures")   # walks up: covers the Markdown file's folder too
-
-
-def portable_tokens(tokens: Sequence[str]) -> list[str]:
-    """Command tokens as a report shows them: no path of the machine they ran on. ``--data-root``'s
-    value becomes ``DATA``; absolute paths under the current folder become relative; others keep
-    their name."""
-    out, after_root = [], False
-    for tok in tokens:
-        if after_root or tok.startswith("--data-root="):
-            tok = "DATA" if after_root else "--data-root=DATA"
-        elif tok.startswith("/"):
-            p = Path(tok)
-            try:
-                tok = p.relative_to(Path.cwd()).as_posix()
-            except ValueError:
-                tok = f"…/{p.name}"
-        after_root = tok == "--data-root"
-        out.append(tok)
-    return out
-
-
-def portable(cmd: str) -> str:
-    """A shell command as a report shows it (``portable_tokens``), quoted once."""
-    return shlex.join(portable_tokens(shlex.split(cmd)))
-
-
-def header_section(argv: Sequence[str], roots: list[Path], runs: list[Run], bank_desc: str,
-                   title: str = TITLE) -> list[str]:
-    """Title, the commands that made the runs, device, total training time, reference bank."""
-    cmds, devs, wall, known = _sweep_info(roots, runs)
-    cmds = list(dict.fromkeys(portable(c) for c in cmds))
-    n_ok = sum(r.status == "ok" for r in runs)
-    return [f"# {title}", "",
-            f"Generated {time.strftime('%Y-%m-%d %H:%M')} by "
-            f"`python -m fastreg.report {shlex.join(portable_tokens(argv))}` "
-            f"from {len(runs)} run folders under {', '.join(f'`{r}`' for r in roots)}.", "", "**Commands**", "", "```bash",
-            *(cmds or ["# (no sweep_log.jsonl found: runs were not started by fastreg.sweep)"]), "```", "",
-            f"**Device**: {', '.join(devs)}  ", f"**Total training wall time**: {wall / 3600:.2f} h "
-            f"({wall:.0f} s, summed over the {known} of {n_ok} finished runs with a recorded time)  ",
-            f"**Reference kernels for filter metrics**: {bank_desc}", ""]
 
 
 def accuracy_section(cells: dict[tuple, list[Run]], keys: list[tuple]) -> list[str]:

@@ -170,7 +170,7 @@ def test_gaussian_penalty_value_and_gradient_against_float64(unit):
     got.backward()
     assert abs(got.item() - ref.item()) <= 1e-4 * abs(ref.item())
     assert float((w.grad.double() - ref_grad).norm() / ref_grad.norm()) < 1e-4
-    assert prior.pop_stats()[f"prior_nll/conv1"] == pytest.approx(got.item() / alpha, rel=1e-6)
+    assert prior.pop_stats()["prior_nll/conv1"] == pytest.approx(got.item() / alpha, rel=1e-6)
 
 
 def test_terms_sum_the_penalty_and_the_adversarial_term():
