@@ -1,7 +1,8 @@
-"""Print the README's summary table from docs/reports/results_adversarial.md, so no number is copied by hand.
+"""Print the table of the adversarial term alone in docs/results.md from
+docs/reports/results_adversarial.md, so no number is copied by hand.
 
-    python docs/scripts/readme_table.py            # paste the output under "Results so far"
-    python docs/scripts/readme_table.py --all      # every method and the conv1 + conv2 rows too
+    python docs/scripts/adversarial_table.py            # the table in docs/results.md
+    python docs/scripts/adversarial_table.py --all      # every method and the conv1 + conv2 rows too
 
 Cells: paired Δ test accuracy to the baseline (pp) with its 95 % CI, bold where the CI
 excludes 0, the seed count when it is not 5; "not run" where docs/reports/results_adversarial.md has no cell.

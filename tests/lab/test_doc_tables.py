@@ -78,6 +78,16 @@ def test_dwp_table_pairs_each_learned_prior_with_the_bank_and_the_gaussian(tmp_p
     assert "| 500 | not run | not run | not run |" in second
 
 
+def test_dwp_table_leaves_out_a_reference_that_was_not_run(tmp_path):
+    runs = _runs("baseline", [30, 31, 29]) + _runs("filterinit", [36, 37, 35]) + _runs("vae", [31, 32, 30])
+    (tmp_path / "r.json").write_text(json.dumps({"cells": [], "runs": runs}))
+    out = subprocess.run([sys.executable, str(DWP), str(tmp_path / "r.md")], capture_output=True, text=True,
+                         check=True).stdout
+    second = out.split("\n\n")[1].splitlines()
+    assert second[0] == "| learned prior | n | Δ vs whole-filter init |"
+    assert second[2].split("|")[3].strip() == "−5.00 (the same every seed)"      # −5 on every seed
+
+
 def test_dwp_table_refuses_two_protocols_in_one_report(tmp_path):
     runs = _runs("baseline", [30, 31]) + _runs("baseline", [40])
     (tmp_path / "r.json").write_text(json.dumps({"cells": [], "runs": runs}))
