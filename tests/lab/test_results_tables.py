@@ -20,6 +20,7 @@ TABLES = [  # (doc, printer command): the commands the doc itself names
     ("docs/results.md", f"{S}adversarial_table.py"),
     ("docs/results.md", f"{S}dwp_table.py {R}dwp_prior.md"),
     ("docs/results.md", f"{S}dwp_table.py {R}dwp_prior_conv12.md"),
+    ("docs/results.md", f"{S}dwp_table.py {R}dwp_prior_conv1234.md"),
     ("docs/results.md", f"{S}whole_network_table.py {R}whole_network.md resnet20 all"),
     ("docs/results.md", f"{S}whole_network_table.py {R}whole_network.md dwpnet conv1,conv2"),
     ("docs/results.md", f"{S}whole_network_table.py {R}whole_network.md dwpnet conv1,conv2,conv3,conv4"),
