@@ -44,8 +44,10 @@ def packaged_bank() -> "KernelBank":
 
 
 def bank_file(name_or_path: str | Path) -> Path:
-    """A packaged bank's file by its name (``dwpnet_e4``), else the path as given."""
-    return PACKAGED.get(str(name_or_path), Path(name_or_path))
+    """The path as given when it is a file, else a packaged bank's file by its name (``dwpnet_e4``),
+    else the path as given. The one place a bank argument is resolved."""
+    path = Path(name_or_path)
+    return path if path.is_file() else PACKAGED.get(str(name_or_path), path)
 
 
 def _validate_layer(name: str, t: torch.Tensor, where: str) -> torch.Tensor:
@@ -190,9 +192,7 @@ class KernelBank:
     def load(cls, path: str | Path) -> "KernelBank":
         """Load and validate a bank (``.safetensors``, or ``.npy`` import), by path or by a
         packaged bank's name (``dwpnet_e24``) when no file of that name exists."""
-        path = Path(path)
-        if not path.is_file() and str(path) in PACKAGED:
-            path = PACKAGED[str(path)]
+        path = bank_file(path)
         if not path.is_file():
             hint = ""
             if not path.suffix and len(path.parts) == 1:     # meant as a packaged bank's name

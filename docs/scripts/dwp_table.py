@@ -6,8 +6,8 @@ rows), so no number is copied by hand.
 Table 1: every prior's test accuracy and paired Δ to the baseline at each train size, with the
 filter metrics of the final conv1 kernels at n = 100. Table 2: each learned-density row against
 the bank itself (whole-filter init) and against the Gaussian fitted to the bank (as an init and
-as a penalty; a reference that was not run has no column), paired seed by seed at each size. Δ in pp with its 95 % CI over the seeds (paired
-t), bold where the CI excludes 0. One protocol per report: a label met twice at one size is
+as a penalty; a reference that was not run has no column), paired seed by seed at each size.
+Δ in pp with its 95 % CI over the seeds (paired t), bold where the CI excludes 0. One protocol per report: a label met twice at one size is
 refused.
 """
 from __future__ import annotations

@@ -59,7 +59,6 @@ def _metric_cells(rs: list[Run], layer: str = "conv1") -> str:
     return f"{_ms(m(auc))} | {_ms(m(mmd), '.4f')} | {_ms(m(lfe))}"
 
 
-
 def build_parser() -> Parser:
     p = Parser(prog="python -m fastreg.report", description=__doc__.splitlines()[0].split(": ", 1)[-1])
     p.add_argument("runs_dir", nargs="+", help="folders with run directories (searched recursively)")
