@@ -10,6 +10,10 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:          # torch is imported late, after the build settings set CUDA_HOME
+    import torch
 
 _op = False  # False = not tried yet
 _KERNELS = Path(__file__).resolve().parents[2] / "kernels"
@@ -61,7 +65,7 @@ def _register_python_rules() -> None:
                                     setup_context=setup_context)
 
 
-def supports(device: "torch.device") -> bool:
+def supports(device: torch.device) -> bool:
     """Whether the loaded op has a kernel for this device (a CPU-only build has no CUDA one)."""
     import torch
     if load() is None:
