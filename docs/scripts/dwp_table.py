@@ -12,13 +12,13 @@ refused.
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from fastreg.lab.cells import paired
+from report_cells import delta, load
 
 ROWS = [("baseline", "the model's own init"), ("filterinit", "the bank's own whole filters"),
         ("covinit", "a Gaussian fitted to the bank: init"), ("gauss", "a Gaussian fitted to the bank: penalty"),
@@ -33,16 +33,11 @@ def _fmt(d: list[float] | None, seeds: int = 5) -> str:
     if not d:
         return "not run"
     m, lo, hi, _, test = paired(np.array(d))
-    if test == "all differences equal":
-        return f"{m:+.2f} (the same every seed)".replace("-", "−")
-    if lo is None:
-        return f"{m:+.2f} (1 seed)".replace("-", "−")
-    cell = f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]".replace("-", "−")
-    return (f"**{cell}**" if lo > 0 or hi < 0 else cell) + ("" if len(d) == seeds else f" ({len(d)} seeds)")
+    return delta({"mean": m, "lo": lo, "hi": hi, "test": test, "seeds": d}, seeds)
 
 
 def main(report: str) -> None:
-    data = json.loads(Path(report).with_suffix(".json").read_text())
+    data = load(report)
     acc: dict[tuple[int, str], dict[int, float]] = {}
     for r in data["runs"]:
         if r["status"] == "ok":

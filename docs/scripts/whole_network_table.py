@@ -14,9 +14,10 @@ its sources, so the two protocols' banks sit side by side without being mixed.
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
+
+from report_cells import delta as _delta, load
 
 ORDER = ["baseline", "filterinit", "vaeinit", "vae", "filterinit+vae", "chaininit", "chaininit-norms", "chaininit+l2sp", "chaininit+advf1",
          "chaininit+gauss", "finetune"]
@@ -27,18 +28,6 @@ WHAT = {"baseline": "the model's own init", "filterinit": "whole filters, drawn 
         "vaeinit": "draws from a VAE fitted to the bank (DWP)", "vae": "VAE penalty (−ELBO, DWP)",
         "filterinit+vae": "whole filters + VAE penalty"}
 REFS = ("baseline", "chaininit", "finetune")
-
-
-def _delta(d: dict | None, seeds: int) -> str:
-    if d is None:
-        return ""
-    if d["test"].startswith("all differences equal"):
-        return f"{d['mean']:+.2f} (the same every seed)".replace("-", "−")
-    if d["lo"] is None:
-        return f"{d['mean']:+.2f} (1 seed)".replace("-", "−")
-    cell = f"{d['mean']:+.2f} [{d['lo']:+.2f}, {d['hi']:+.2f}]".replace("-", "−")
-    cell = f"**{cell}**" if d["lo"] > 0 or d["hi"] < 0 else cell
-    return cell + ("" if len(d["seeds"]) == seeds else f" ({len(d['seeds'])} seeds)")
 
 
 def _origin(c: dict) -> str:
@@ -54,7 +43,7 @@ def _origin(c: dict) -> str:
 
 
 def main(report: str, arch: str, layers: str, sizes: str = "", methods: str = "") -> None:
-    cells = [c for c in json.loads(Path(report).with_suffix(".json").read_text())["cells"]
+    cells = [c for c in load(report)["cells"]
              if c["extra"].get("arch", "dwpnet") == arch and c["reg_layers"] == layers
              and (not sizes or str(c["train_size"]) in sizes.split(","))
              and (not methods or c["method"] in methods.split(","))]

@@ -7,10 +7,11 @@ import hashlib
 import json
 import math
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
+from .methods import DEFAULT_METHODS, method_order
 from .banks import bank_id, bank_label, merged_parts
 from ..errors import UsageError
 from .runs import Run, finite, precision_of
@@ -194,14 +195,14 @@ def _created(r: Run) -> str:
     return max((str(m.get("created", "")) for m in (parts if parts is not None else [meta])), default="")
 
 
-def cell_records(cells: dict[tuple, list[Run]], keys: list[tuple], refs: tuple[str, ...] = ("baseline",)) -> list[dict]:
+def cell_records(cells: dict[tuple, list[Run]], keys: list[tuple], refs: Sequence[str] = ("baseline",)) -> list[dict]:
     """results.json's cells: each cell's runs aggregated (test accuracy mean and std over seeds,
     filter metrics' means) and its paired difference to each reference cell it has."""
     out = []
     for c in keys:
         rs = sorted(cells[c], key=lambda r: r.seed)
         acc = [100 * r.final["test_acc"] for r in rs]
-        rec = {"train_size": c.size, "label": c.label, "method": c.method, "reg_layers": c.layers,
+        rec = {"train_size": c.size, "label": c.label, "method": c.method, "variant": c.variant, "reg_layers": c.layers,
                "extra": rs[0].extra, "seeds": [r.seed for r in rs], "acc_mean": float(np.mean(acc)),
                "acc_std": float(np.std(acc, ddof=1)) if len(acc) > 1 else None,
                "metrics": {k: float(np.mean(v)) for k in sorted({k for r in rs for k in r.metrics})
@@ -213,6 +214,50 @@ def cell_records(cells: dict[tuple, list[Run]], keys: list[tuple], refs: tuple[s
             bc = baseline_cell(c, cells, ref) if c.method not in ("baseline", ref) else None
             d = paired_cells(cells[bc], cells[c]) if bc is not None else None
             if d is not None:
-                rec["paired"][ref] = {"vs": bc.label, "vs_layers": bc.layers, **d}
+                rec["paired"][ref] = {"vs": bc.label, "vs_variant": bc.variant, "vs_layers": bc.layers, **d}
         out.append(rec)
     return out
+
+
+def comparison_refs(keys: list[tuple]) -> list[str]:
+    """Reference cells beside the baseline: bank init once new priors are in the runs (as
+    before), and whole-filter init, chain init and fine-tuning wherever they were run, so a
+    whole-network grid says where each prior stands against the others (issue 26)."""
+    methods = {k.method for k in keys}
+    refs = ["bankinit"] if methods - set(DEFAULT_METHODS) else []
+    return refs + [m for m in ("filterinit", "chaininit", "finetune") if m in methods and len(methods) > 2]
+
+
+def bank_pairs(cells: dict[tuple, list[Run]], keys: list[tuple], created=_created) -> list[dict]:
+    """The same method (same size, layers and other settings) trained with two banks, each newer
+    bank paired seed by seed with the oldest (``created``: a run → a sortable bank age):
+    {"train_size", "method", "reg_layers", "newer", "older", **paired_cells}."""
+    groups: dict[tuple, list[tuple]] = {}
+    for c in keys:
+        ex = cells[c][0].extra
+        if ex.get("bank") is not None:
+            rest = json.dumps({k: v for k, v in ex.items() if k != "bank"}, sort_keys=True, default=str)
+            groups.setdefault((c.method, c.layers, rest, c.size), []).append(c)
+    out = []
+    for (m, layers, _, size), cs in groups.items():
+        if len(cs) < 2:
+            continue
+        cs = sorted(cs, key=lambda c: (created(cells[c][0]), c))
+        for new in cs[1:]:
+            d = paired_cells(cells[cs[0]], cells[new])
+            if d is not None:
+                out.append({"train_size": size, "method": m, "reg_layers": layers, "newer": cells[new][0].extra["bank"],
+                            "older": cells[cs[0]][0].extra["bank"], **d})
+    return sorted(out, key=lambda p: (method_order(p["method"]), p["train_size"]))
+
+
+def report_records(cells: dict[tuple, list[Run]], keys: list[tuple], refs: Sequence[str], layers: list[dict],
+                   created=_created) -> dict:
+    """What ``results.json`` keeps of a report's analysis, and all its tables are rendered from
+    (``report_tables``): the cells, the references they are paired with (of ``refs``, the
+    baseline and those some cell pairs with), the same method across banks, and the deeper layers measured
+    (``{"layer", "judge_rows"}``)."""
+    recs = cell_records(cells, keys, refs)
+    refs = [r for r in refs if r == "baseline" or any(r in c["paired"] for c in recs)]
+    return {"format": 2, "refs": refs, "cells": recs,
+            "bank_pairs": bank_pairs(cells, keys, created), "layers": layers}

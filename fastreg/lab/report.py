@@ -8,17 +8,19 @@ both cells share. Filter metrics (``fastreg.filter_metrics``) are computed from 
 conv1 weights, and from each deeper layer it regularizes or bank-initializes, against the bank
 the run trained with. Figures go to ``figures/`` next to the Markdown file. Unfinished or
 non-finite runs are listed, never averaged.
+
+Two steps: the analysis turns runs into records (``cells.report_records``), written to the
+JSON beside the Markdown; the cell tables are rendered from those records alone
+(``report_tables``), as the docs' table printers read them.
 """
 from __future__ import annotations
 
-import json
 import re
 import sys
 import time
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -26,10 +28,11 @@ from ..errors import UsageError
 from ..filter_metrics import group_halves, judge_auc, low_freq_energy, mmd_rbf
 from ..io_util import atomic_write_bytes, atomic_write_json, check_out_dir
 from .bank_refs import BankRefs, References, _bank_filters, filter_metrics, judge_rows, metric_keys
-from .cells import _cells, _created, baseline_cell, cell_records, paired_cells, uses_bank
+from .cells import _cells, _created, comparison_refs, report_records, uses_bank
 from .cli import Parser
-from .methods import DEFAULT_METHODS, method_order
+from .methods import method_order
 from .report_header import TITLE, header_section
+from .report_tables import _f, cell_tables
 from .runs import Run, discover, finite
 
 EXTERNAL = [  # (source, setting, labelled images, test accuracy %)
@@ -39,24 +42,6 @@ EXTERNAL = [  # (source, setting, labelled images, test accuracy %)
     ("Supervised-only WRN-28-2 (FixMatch paper baselines)", "CIFAR-10", 40, 22.4),
     ("Supervised-only WRN-28-2 (FixMatch paper baselines)", "CIFAR-10", 250, 44.0),
 ]
-
-
-def _f(x, spec: str = ".3f") -> str:
-    return format(x, spec) if finite(x) else "—"
-
-
-def _ms(vals: list[float], spec: str = ".3f", scale: float = 1.0) -> str:
-    v = [x * scale for x in vals if finite(x)]
-    if not v:
-        return "—"
-    return _f(float(np.mean(v)), spec) + (f" ± {_f(float(np.std(v, ddof=1)), spec)}" if len(v) > 1 else "")
-
-
-def _metric_cells(rs: list[Run], layer: str = "conv1") -> str:
-    """``judge AUC | MMD² | low-freq energy`` cells (mean ± std over the runs) of one layer."""
-    auc, mmd, lfe = metric_keys(layer)
-    m = lambda k: [r.metrics.get(k) for r in rs]  # noqa: E731
-    return f"{_ms(m(auc))} | {_ms(m(mmd), '.4f')} | {_ms(m(lfe))}"
 
 
 def build_parser() -> Parser:
@@ -119,115 +104,12 @@ def _check_out(roots: list[Path], out: Path) -> None:
     check_out_dir(out.parent / "figures")   # walks up: covers the Markdown file's folder too
 
 
-def accuracy_section(cells: dict[tuple, list[Run]], keys: list[tuple]) -> list[str]:
-    """Test accuracy and conv1 filter metrics per cell."""
-    L = ["## Test accuracy", "",
-         "Cells that were run, only. Test accuracy on the full test set after the last epoch; mean ± std "
-         "(ddof 1) over seeds. Filter metrics on the final conv1 kernels: judge AUC (fresh MLP, held-out "
-         "halves split by whole filter; 0.5 = indistinguishable from the bank, below 0.5 = more typical "
-         "of the bank than the bank's own held-out filters), MMD² (RBF, median bandwidth; ≈ 0 = same "
-         "distribution), low-freq energy (share of non-DC spectral energy at ≤ 0.25 cycles/px).", "",
-         "| train size | method | reg layers | n | seeds | test acc (%) | judge AUC | MMD² | low-freq energy |",
-         "|---:|---|---|---:|---|---:|---:|---:|---:|"]
-    for c in keys:
-        rs = sorted(cells[c], key=lambda r: r.seed)
-        L.append(f"| {c.size} | {c.label} | {c.layers} | {len(rs)} | {','.join(str(r.seed) for r in rs)} | "
-                 f"{_ms([r.final['test_acc'] for r in rs], '.2f', 100)} | {_metric_cells(rs)} |")
-    return L
-
-
-def _paired_cells(ref: list[Run], runs: list[Run]) -> tuple[tuple, str] | None:
-    """``cells.paired_cells`` as ((mean, CI low, CI high), the table cells ``seeds (n) | Δ | CI |
-    p | test``); None without a shared seed."""
-    d = paired_cells(ref, runs)
-    if d is None:
-        return None
-    ci = f"[{_f(d['lo'], '+.2f')}, {_f(d['hi'], '+.2f')}]" if d["lo"] is not None else "—"
-    return (d["mean"], d["lo"], d["hi"]), (f"{','.join(map(str, d['seeds']))} ({len(d['seeds'])}) | "
-                                           f"{_f(d['mean'], '+.2f')} | {ci} | {_f(d['p'], '.3g')} | {d['test']}")
-
-
-def comparison_refs(keys: list[tuple]) -> list[str]:
-    """Reference cells beside the baseline: bank init once new priors are in the runs (as
-    before), and whole-filter init, chain init and fine-tuning wherever they were run, so a
-    whole-network grid says where each prior stands against the others (issue 26)."""
-    methods = {k.method for k in keys}
-    refs = ["bankinit"] if methods - set(DEFAULT_METHODS) else []
-    return refs + [m for m in ("filterinit", "chaininit", "finetune") if m in methods and len(methods) > 2]
-
-
-def paired_section(cells: dict[tuple, list[Run]], keys: list[tuple], ref: str = "baseline"
-                   ) -> tuple[list[str], dict[tuple, tuple[float, float | None, float | None]]]:
-    """Paired differences to each cell's ``ref`` cell (the baseline, or bank init); also
-    returns them (mean, CI) for the figures."""
-    name = {"baseline": "the baseline", "bankinit": "bank init (2-D slices)", "filterinit": "whole-filter init",
-            "chaininit": "chain init", "finetune": "fine-tuning"}.get(ref, ref)
-    L = ["", f"## Paired difference to {name}", "",
-         f"Δ = method − {ref} test accuracy (percentage points), same train size, same seed and "
-         f"data seed, paired t over seeds. The {ref if ref == 'baseline' else ref + ' cell'} has the same "
-         "settings, reg layers when run "
-         "(a λ = 0 run does not depend on them), and discriminator settings likewise.", "",
-         "| train size | method | reg layers | paired seeds (n) | Δ acc (pp) | 95% CI | p | test |",
-         "|---:|---|---|---|---:|---|---:|---|"]
-    deltas: dict[tuple, tuple[float, float | None, float | None]] = {}
-    for c in keys:
-        if c.method in ("baseline", ref):
-            continue
-        bc = baseline_cell(c, cells, ref)
-        if bc is None:
-            continue
-        d = _paired_cells(cells[bc], cells[c])
-        if d is None:
-            continue
-        deltas[c] = d[0]
-        own = bc.variant == c.variant and bc.layers == c.layers
-        vs = "" if own else f" (vs {bc.label}{'' if bc.layers == c.layers else ', ' + bc.layers})"
-        L.append(f"| {c.size} | {c.label} | {c.layers}{vs} | {d[1]} |")
-    return L, deltas
-
-
-def bank_section(cells: dict[tuple, list[Run]], keys: list[tuple]) -> list[str]:
-    """The same method (same size, layers and other settings) trained with two banks:
-    Δ = newer bank − older bank, paired by seed and data seed."""
-    groups: dict[tuple, list[tuple]] = {}
-    for c in keys:
-        ex = cells[c][0].extra
-        if ex.get("bank") is not None:
-            rest = json.dumps({k: v for k, v in ex.items() if k != "bank"}, sort_keys=True, default=str)
-            groups.setdefault((c.method, c.layers, rest, c.size), []).append(c)
-    L = ["", "## The same method with another bank", "",
-         "Δ = test accuracy with the newer bank − with the older one (percentage points), same "
-         "method, train size, settings, seed and data seed; paired t over seeds.", "",
-         "| train size | method | reg layers | banks (newer vs older) | paired seeds (n) | Δ acc (pp) | 95% CI | p | test |",
-         "|---:|---|---|---|---|---:|---|---:|---|"]
-    rows = []
-    for (m, layers, _, size), cs in groups.items():
-        cs = sorted(cs, key=lambda c: (_created(cells[c][0]), c))
-        for new in cs[1:]:
-            d = _paired_cells(cells[cs[0]], cells[new])
-            if d is not None:
-                rows.append((m, size, f"| {size} | {m} | {layers} | {cells[new][0].extra['bank']} vs "
-                                      f"{cells[cs[0]][0].extra['bank']} | {d[1]} |"))
-    return L + [r for *_, r in sorted(rows, key=lambda x: (method_order(x[0]), x[1]))] if rows else []
-
-
-def deeper_layer_sections(cells: dict[tuple, list[Run]], keys: list[tuple], refs: "BankRefs") -> list[str]:
-    """One table per deeper reference layer (conv2) for the cells that regularize it."""
-    L: list[str] = []
-    for layer in [n for n in dict.fromkeys(n for x in refs.all() for n in x) if n != "conv1"]:
-        lfe = metric_keys(layer)[2]
-        lk = [c for c in keys if any(lfe in r.metrics for r in cells[c])]
-        if not lk:
-            continue
-        L += ["", f"## Filter metrics on {layer}", "",
-              f"Cells whose runs regularize or bank-initialize {layer}: the same metrics on its final "
-              f"kernels, against the bank kernels that serve {layer} in the run's own bank (the judge "
-              f"subsamples up to {judge_rows(layer)} kernels "
-              "per set, split by whole filter).", "",
-              "| train size | method | reg layers | n | judge AUC | MMD² | low-freq energy |",
-              "|---:|---|---|---:|---:|---:|---:|"]
-        L += [f"| {c.size} | {c.label} | {c.layers} | {len(cells[c])} | {_metric_cells(cells[c], layer)} |" for c in lk]
-    return L
+def deeper_layers(cells: dict[tuple, list[Run]], refs: BankRefs) -> list[dict]:
+    """The deeper reference layers (conv2, …) some cell was measured on, with the judge's
+    subsample size: the report has a table for each."""
+    names = [n for n in dict.fromkeys(n for x in refs.all() for n in x) if n != "conv1"]
+    return [{"layer": n, "judge_rows": judge_rows(n)} for n in names
+            if any(metric_keys(n)[2] in r.metrics for rs in cells.values() for r in rs)]
 
 
 def reference_section(refs: "BankRefs") -> list[str]:
@@ -271,7 +153,7 @@ def external_section() -> list[str]:
 
 def figures_section(names: Sequence[str], out: Path, seconds: float) -> list[str]:
     return ["", "## Figures", "", *(f"![{name}](figures/{name})" for name in names),
-            "", f"Per-run values: `{out.with_suffix('.json').name}`.",
+            "", f"The cells' records and per-run values: `{out.with_suffix('.json').name}`.",
             "", f"_Report computed in {seconds:.0f} s._", ""]
 
 
@@ -300,16 +182,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for r in tqdm(ok, desc="filter metrics", unit="run", leave=False):
         filter_metrics(r, refs.of_run(r))
     keys = sorted(cells, key=lambda c: (c.size, method_order(c.method, c.variant), c.layers))
-    paired_lines, deltas = paired_section(cells, keys)
-    refs_used = ["baseline"]
-    for ref in comparison_refs(keys):        # the priors beside each other, not only vs the baseline
-        vs = paired_section(cells, keys, ref)[0]
-        if vs[-1].startswith("| ") and not vs[-1].startswith("|---"):
-            paired_lines += vs
-            refs_used.append(ref)
-    L = [*header_section(argv, roots, runs, refs.describe(), a.title), *included, *accuracy_section(cells, keys), *paired_lines,
-         *bank_section(cells, keys), *deeper_layer_sections(cells, keys, refs), *reference_section(refs),
-         *flagged_section(runs), *external_section()]
+    records = report_records(cells, keys, ["baseline", *comparison_refs(keys)], deeper_layers(cells, refs))
+    L = [*header_section(argv, roots, runs, refs.describe(), a.title), *included, *cell_tables(records),
+         *reference_section(refs), *flagged_section(runs), *external_section()]
+    deltas = {c: (r["paired"]["baseline"]["mean"], r["paired"]["baseline"]["lo"], r["paired"]["baseline"]["hi"])
+              for c, r in zip(keys, records["cells"]) if "baseline" in r["paired"]}
     from .report_figures import figures   # matplotlib only when writing
     newest = max((r for r in ok if uses_bank(r.cfg) and refs.of_run(r).bank is not None), key=_created,
                  default=None)
@@ -323,8 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     fig_dir = out.parent / "figures"
     for name, data in figs.items():
         atomic_write_bytes(fig_dir / name, data)
-    atomic_write_json(out.with_suffix(".json"), {"cells": cell_records(cells, keys, tuple(refs_used)),
-                                                 "runs": per_run_rows(runs)})
+    atomic_write_json(out.with_suffix(".json"), {**records, "runs": per_run_rows(runs)})
     atomic_write_bytes(out, text.encode())
     print(f"wrote {out} ({len(keys)} cells, {len(ok)} runs, {len(runs) - len(ok)} not counted) and "
           f"{len(figs)} figures in {fig_dir}")

@@ -30,7 +30,7 @@ def test_whole_network_table_reads_cells(tmp_path):
         _cell("filterinit", 49.0, {"baseline": _d(-1.0, -3.0, 1.0)}, bank="resnet20-15ep"),
         _cell("chaininit", 60.0, {"baseline": _d(10.0, 9.0, 11.0)}, arch="dwpnet", layers="conv1,conv2"),
     ]
-    (tmp_path / "r.json").write_text(json.dumps({"cells": cells, "runs": []}))
+    (tmp_path / "r.json").write_text(json.dumps({"format": 2, "cells": cells, "runs": []}))
     out = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "r.md"), "resnet20", "all"],
                          capture_output=True, text=True, check=True).stdout
     rows = [line for line in out.splitlines() if line.startswith("| 100 ")]
@@ -63,7 +63,7 @@ def test_dwp_table_pairs_each_learned_prior_with_the_bank_and_the_gaussian(tmp_p
             + _runs("gauss", [30, 32, 29]) + _runs("vaeinit", [31, 32.5, 29.5]) + _runs("vaeinit", [50, 51], 500))
     runs.append({**runs[0], "run": "x", "status": "failed", "test_acc": None})      # a failed run is not counted
     cells = [{"train_size": 100, "label": "filterinit", "metrics": {"auc": 0.4321, "mmd": 0.0012}}]
-    (tmp_path / "r.json").write_text(json.dumps({"cells": cells, "runs": runs}))
+    (tmp_path / "r.json").write_text(json.dumps({"format": 2, "cells": cells, "runs": runs}))
     out = subprocess.run([sys.executable, str(DWP), str(tmp_path / "r.md")], capture_output=True, text=True,
                          check=True).stdout
     line = lambda m: next(x for x in out.splitlines() if f"`{m}`" in x)  # noqa: E731
@@ -80,7 +80,7 @@ def test_dwp_table_pairs_each_learned_prior_with_the_bank_and_the_gaussian(tmp_p
 
 def test_dwp_table_leaves_out_a_reference_that_was_not_run(tmp_path):
     runs = _runs("baseline", [30, 31, 29]) + _runs("filterinit", [36, 37, 35]) + _runs("vae", [31, 32, 30])
-    (tmp_path / "r.json").write_text(json.dumps({"cells": [], "runs": runs}))
+    (tmp_path / "r.json").write_text(json.dumps({"format": 2, "cells": [], "runs": runs}))
     out = subprocess.run([sys.executable, str(DWP), str(tmp_path / "r.md")], capture_output=True, text=True,
                          check=True).stdout
     second = out.split("\n\n")[1].splitlines()
@@ -90,6 +90,6 @@ def test_dwp_table_leaves_out_a_reference_that_was_not_run(tmp_path):
 
 def test_dwp_table_refuses_two_protocols_in_one_report(tmp_path):
     runs = _runs("baseline", [30, 31]) + _runs("baseline", [40])
-    (tmp_path / "r.json").write_text(json.dumps({"cells": [], "runs": runs}))
+    (tmp_path / "r.json").write_text(json.dumps({"format": 2, "cells": [], "runs": runs}))
     r = subprocess.run([sys.executable, str(DWP), str(tmp_path / "r.md")], capture_output=True, text=True)
     assert r.returncode == 2 and "twice" in r.stderr and len(r.stderr.strip().splitlines()) == 1

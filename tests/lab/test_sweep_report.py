@@ -80,9 +80,24 @@ def test_report(setup, tmp_path):
     assert "| 20 | adv1 | conv1 | 0,1 (2) |" in text                # paired difference row
     assert "failed" in text and "python -m fastreg.sweep" in text and "External reference" in text
     assert "nan" not in text.lower().replace("nanogpt", "")
-    assert json.loads((md.parent / "results.json").read_text())["runs"][0]["status"] in ("ok", "failed")
+    data = json.loads((md.parent / "results.json").read_text())
+    assert data["runs"][0]["status"] in ("ok", "failed")
+    _rendered_from_records_and_rebuilt_from_rows(data, text)
     for f in ("results_acc_vs_size.png", "results_filters.png", "results_training.png"):
         assert (md.parent / "figures" / f).stat().st_size > 1000
+
+
+def _rendered_from_records_and_rebuilt_from_rows(data: dict, text: str, banks: list[str] = ()) -> None:
+    """A report's cell tables are its JSON records rendered (the docs' printers read the same
+    records), and the records come back from its per-run rows alone (``report_archive``: how the
+    archived reports, whose runs are gone, got theirs)."""
+    from fastreg.lab.report_archive import rebuild
+    from fastreg.lab.report_tables import cell_tables
+    assert data["format"] == 2 and data["cells"]
+    assert "\n".join(cell_tables(data)) in text
+    again = rebuild({"runs": data["runs"]}, banks, data["refs"])
+    assert json.dumps(again, sort_keys=True) == json.dumps({k: v for k, v in data.items() if k != "runs"},
+                                                          sort_keys=True)
 
 
 def test_report_refuses_a_seed_twice_and_counts_a_finished_retry(setup, tmp_path, capsys):
@@ -320,7 +335,9 @@ def test_report_compares_one_method_across_two_banks(setup, tmp_path):
     assert "| 20 | adv1 [bank=dwpnet-24ep] | conv1 (vs baseline) | 0,1 (2) |" in text   # paired to it
     assert "## The same method with another bank" in text
     assert "| 20 | adv1 | conv1 | dwpnet-24ep vs bank | 0,1 (2) |" in text   # newer − older
-    rows = {(r["method"], r["seed"]): r for r in json.loads((tmp_path / "r.json").read_text())["runs"]}
+    data = json.loads((tmp_path / "r.json").read_text())
+    _rendered_from_records_and_rebuilt_from_rows(data, text, banks=["bank", "dwpnet-24ep"])
+    rows = {(r["method"], r["seed"]): r for r in data["runs"]}
     for s in (0, 1):      # the same kernels would read differently against the other bank
         assert rows[("adv1 [bank=dwpnet-24ep]", s)]["mmd"] != rows[("adv1 [bank=bank]", s)]["mmd"]
     refs = text.split("## Filter-metric reference points", 1)[1]

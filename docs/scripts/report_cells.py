@@ -1,0 +1,46 @@
+"""A report's records as the table printers read them: the JSON beside its Markdown (cells with
+their paired differences, the bank pairs; written by ``python -m fastreg.report``, or rebuilt
+from the per-run rows by ``python -m fastreg.lab.report_archive``), and the one way the docs
+write a paired difference."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def load(report: str | Path) -> dict:
+    """The records of ``report`` (its .md or .json); exit 2 with one line if there are none."""
+    js = Path(report).with_suffix(".json")
+    try:
+        data = json.loads(js.read_text())
+    except (OSError, ValueError) as e:
+        sys.exit(f"{js}: cannot read it ({e.__class__.__name__})")
+    if not isinstance(data, dict) or data.get("format") != 2:
+        sys.exit(f"{js}: no cell records; rebuild them with python -m fastreg.lab.report_archive {js}")
+    return data
+
+
+def delta(d: dict | None, seeds: int) -> str:
+    """A paired Δ (pp) with its 95 % CI, bold where the CI excludes 0, the seed count where it is
+    not ``seeds``; "" without one."""
+    if d is None:
+        return ""
+    if d["test"].startswith("all differences equal"):
+        return f"{d['mean']:+.2f} (the same every seed)".replace("-", "−")
+    if d["lo"] is None:
+        return f"{d['mean']:+.2f} (1 seed)".replace("-", "−")
+    cell = f"{d['mean']:+.2f} [{d['lo']:+.2f}, {d['hi']:+.2f}]".replace("-", "−")
+    cell = f"**{cell}**" if d["lo"] > 0 or d["hi"] < 0 else cell
+    return cell + ("" if len(d["seeds"]) == seeds else f" ({len(d['seeds'])} seeds)")
+
+
+def metric(c: dict | None, key: str, spec: str = ".3f") -> str:
+    """A cell's mean filter metric, "—" where it was not measured."""
+    v = (c or {}).get("metrics", {}).get(key)
+    return format(v, spec) if v is not None else "—"
+
+
+def acc(c: dict) -> str:
+    """A cell's test accuracy, mean ± std over its seeds."""
+    return f"{c['acc_mean']:.2f}" + (f" ± {c['acc_std']:.2f}" if c["acc_std"] is not None else "") + " %"
