@@ -24,15 +24,15 @@ ROWS = [("100", "0.5", "conv1", ""), ("100", "1.0", "conv1", ", full width"),
         ("5000", "1.0", "conv1", ", full width"), ("5000", "0.5", "conv1,conv2", ", conv1 + conv2")]
 
 
-from report_cells import acc, delta, load, metric
+from report_cells import acc, by_key, delta, load, metric
 
 
 def main(*args: str) -> None:
     full = "--all" in args
     path = next((a for a in args if a != "--all"), "docs/reports/results_adversarial.md")
     methods, rows = (METHODS, ROWS) if full else (SUMMARY_METHODS, SUMMARY_ROWS)
-    cells = {(str(c["train_size"]), c["method"], str(c["extra"].get("width")), c["reg_layers"]): c
-             for c in load(path)["cells"]}
+    cells = by_key(load(path)["cells"], lambda c: (str(c["train_size"]), c["method"], str(c["extra"].get("width")),
+                                                    c["reg_layers"]))
     print("| n | " + " | ".join(f"{m} Δ acc" for m in methods) + " | judge AUC baseline → adv1 |")
     print("|---" * (len(methods) + 2) + "|")
     for n, w, layers, label in rows:

@@ -20,7 +20,7 @@ import json
 import sys
 from pathlib import Path
 
-from report_cells import acc as _acc, delta, load, metric
+from report_cells import acc as _acc, by_key, delta, load, metric
 
 SIZES = ("100", "500", "1000", "5000")
 # (method, reg layers, what it is) in the order of the table
@@ -57,12 +57,9 @@ def _arch_cells(records: dict, arch: str, bank: str | None = None) -> dict[tuple
     """(size, method, reg layers) → cell, for one architecture (a cell without ``arch`` is
     DWPNet). With ``bank``, only the cells of that bank (and those that never saw one: the
     baseline)."""
-    out = {}
-    for c in records["cells"]:
-        ex = c["extra"]
-        if ex.get("arch", "dwpnet") == arch and (bank is None or ex.get("bank") is None or ex["bank"] == bank):
-            out[(str(c["train_size"]), c["method"], c["reg_layers"])] = c
-    return out
+    ours = [c for c in records["cells"] if c["extra"].get("arch", "dwpnet") == arch
+            and (bank is None or c["extra"].get("bank") in (None, bank))]
+    return by_key(ours, lambda c: (str(c["train_size"]), c["method"], c["reg_layers"]))
 
 
 BANK_ROWS = [("filterinit", "bank init, whole filters"), ("filterinit+gauss", "whole-filter init + Gaussian penalty"),

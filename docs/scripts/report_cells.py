@@ -9,16 +9,33 @@ import sys
 from pathlib import Path
 
 
+def _refuse(msg: str) -> None:
+    print(msg, file=sys.stderr)
+    sys.exit(2)
+
+
 def load(report: str | Path) -> dict:
     """The records of ``report`` (its .md or .json); exit 2 with one line if there are none."""
     js = Path(report).with_suffix(".json")
     try:
         data = json.loads(js.read_text())
     except (OSError, ValueError) as e:
-        sys.exit(f"{js}: cannot read it ({e.__class__.__name__})")
-    if not isinstance(data, dict) or data.get("format") != 2:
-        sys.exit(f"{js}: no cell records; rebuild them with python -m fastreg.lab.report_archive {js}")
+        _refuse(f"{js}: cannot read it ({e.__class__.__name__})")
+    if not isinstance(data, dict) or data.get("format") != 2 or not isinstance(data.get("cells"), list):
+        _refuse(f"{js}: no cell records; rebuild them with python -m fastreg.lab.report_archive {js}")
     return data
+
+
+def by_key(cells: list[dict], key) -> dict:
+    """``key(cell)`` → cell; exit 2 where two cells share a key (a printer would show one of them)."""
+    out: dict = {}
+    for c in cells:
+        k = key(c)
+        if k in out:
+            _refuse(f"cells {out[k]['label']!r} and {c['label']!r} (n = {c['train_size']}, {c['reg_layers']}) "
+                    f"land in one table cell; print them apart (e.g. --bank)")
+        out[k] = c
+    return out
 
 
 def delta(d: dict | None, seeds: int) -> str:

@@ -160,7 +160,8 @@ def figures_section(names: Sequence[str], out: Path, seconds: float) -> list[str
 def per_run_rows(runs: list[Run]) -> list[dict]:
     """results.json: one row per run folder, finished or not, with its filter metrics."""
     return [{"run": str(r.dir), "train_size": r.size, "method": r.label, "reg_layers": r.layers,
-             "seed": r.seed, "status": r.status, "test_acc": r.final.get("test_acc") if r.status == "ok" else None,
+             "seed": r.seed, "data_seed": r.cfg.get("data_seed", r.seed), "status": r.status,
+             "test_acc": r.final.get("test_acc") if r.status == "ok" else None,
              "wall_time_s": r.wall, **{k: v for k, v in r.metrics.items() if finite(v)}} for r in runs]
 
 

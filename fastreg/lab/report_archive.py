@@ -14,6 +14,8 @@ and checks each table row against the report's Markdown.
 """
 from __future__ import annotations
 
+import ast
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -23,7 +25,7 @@ from .bank_refs import judge_rows
 from .cells import EXTRA, Cell, check_cells, comparison_refs, report_records
 from .cli import Parser
 from .methods import method_order
-from .runs import Run
+from .runs import Run, finite
 
 
 class ArchivedRun(Run):
@@ -36,15 +38,22 @@ class ArchivedRun(Run):
 
 
 def _value(v: str):
-    """A setting's value as a label shows it: None, a number, or the text."""
-    if v == "None":
-        return None
+    """A setting's value as a label shows it (``f"{k}={v}"``): None, a bool, a number, a dict or
+    list as Python writes it, or the text (a bank's name, classes ``5,6,7``)."""
+    if v in ("None", "True", "False") or v[:1] in "{[":
+        try:
+            return ast.literal_eval(v)
+        except (ValueError, SyntaxError):
+            return v
     for kind in (int, float):
         try:
             return kind(v)
         except ValueError:
             pass
     return v
+
+
+_SETTING = re.compile(r", (?=(?:%s)=)" % "|".join(map(re.escape, EXTRA)))   # ", " before the next KEY=
 
 
 def split_label(label: str, known: dict[str, dict]) -> tuple[str, str, dict]:
@@ -55,7 +64,7 @@ def split_label(label: str, known: dict[str, dict]) -> tuple[str, str, dict]:
     if label in known:
         return method, variant, known[label]
     extra = {}
-    for part in filter(None, variant.split(", ")):
+    for part in filter(None, _SETTING.split(variant)):
         k, eq, v = part.partition("=")
         if not eq or k not in EXTRA:
             raise UsageError(f"cell label {label!r}: {part!r} is not a setting the report labels cells by")
@@ -63,15 +72,29 @@ def split_label(label: str, known: dict[str, dict]) -> tuple[str, str, dict]:
     return method, variant, extra
 
 
-def runs_from_rows(rows: list[dict], known: dict[str, dict] | None = None) -> list[Run]:
-    """Runs rebuilt from ``results.json`` rows: enough for the analysis, nothing more."""
+ROW_KEYS = ("run", "train_size", "method", "reg_layers", "seed", "status", "test_acc")
+
+
+def _check_row(i: int, row) -> None:
+    if not isinstance(row, dict) or any(k not in row for k in ROW_KEYS):
+        raise UsageError(f"run row {i}: not a report's row (it needs {', '.join(ROW_KEYS)})")
+    if row["status"] == "ok" and not finite(row["test_acc"]):
+        raise UsageError(f"run row {i} ({row['run']}): counted, but its test accuracy is {row['test_acc']!r}")
+
+
+def runs_from_rows(rows: list, known: dict[str, dict] | None = None) -> list[Run]:
+    """The counted runs, rebuilt from ``results.json`` rows: enough for the analysis, no more."""
+    for i, row in enumerate(rows):
+        _check_row(i, row)
+    rows = [row for row in rows if row["status"] == "ok"]
     parsed = [split_label(row["method"], known or {}) for row in rows]
     vary = [k for k in EXTRA if any(k in e for *_, e in parsed)]   # a setting left out of a label is None there
     out = []
     for row, (method, variant, extra) in zip(rows, parsed):
         extra = {k: extra.get(k) for k in vary}
-        cfg = {"train_size": row["train_size"], "seed": row["seed"], "reg_layers": row["reg_layers"]}
-        r = ArchivedRun(Path(row["run"]), cfg, row["status"], final={"test_acc": row["test_acc"]},
+        cfg = {"train_size": row["train_size"], "seed": row["seed"], "reg_layers": row["reg_layers"],
+               "data_seed": row.get("data_seed", row["seed"])}     # rows before it was recorded: the seed
+        r = ArchivedRun(Path(row["run"]), cfg, "ok", final={"test_acc": row["test_acc"]},
                         wall=row.get("wall_time_s"), variant=variant, extra=extra,
                         metrics={k: v for k, v in row.items() if k.split("_")[0] in ("auc", "mmd", "lfe")})
         r.archived_method = method
@@ -80,7 +103,10 @@ def runs_from_rows(rows: list[dict], known: dict[str, dict] | None = None) -> li
 
 
 def _layers(runs: list[Run]) -> list[dict]:
-    """The deeper layers the judge measured (``auc_conv2``, …), as a live report lists them."""
+    """The deeper layers the judge measured (``auc_conv2``, …), as a live report lists them. A
+    live report takes the layers of its reference banks; the rows do not name those, and the
+    low-freq energy alone is also kept for layers no bank serves (every ResNet conv), so the
+    judge's keys stand for them."""
     names = sorted({k[4:] for r in runs for k in r.metrics if k.startswith("auc_")},
                    key=lambda n: (len(n), n))
     return [{"layer": n, "judge_rows": judge_rows(n)} for n in names]
@@ -89,14 +115,16 @@ def _layers(runs: list[Run]) -> list[dict]:
 def rebuild(data: dict, banks: Sequence[str] = (), refs: Sequence[str] = ()) -> dict:
     """A report JSON's records, computed again from its per-run rows, with the cells paired with
     ``refs`` (the baseline first)."""
-    known = {c["label"]: c["extra"] for c in data.get("cells", [])}
+    known = {c["label"]: c["extra"] for c in data.get("cells") or [] if isinstance(c, dict) and "label" in c}
     runs = runs_from_rows(data["runs"], known)
+    if not runs:
+        raise UsageError(f"no counted runs among its {len(data['runs'])} rows")
     cells: dict[tuple, list[Run]] = {}
     for r in runs:
-        if r.status == "ok":
-            cells.setdefault(Cell(r.size, r.method, r.variant, r.layers), []).append(r)
+        cells.setdefault(Cell(r.size, r.method, r.variant, r.layers), []).append(r)
     check_cells(cells)
     keys = sorted(cells, key=lambda c: (c.size, method_order(c.method, c.variant), c.layers))
+    refs = ["baseline", *(r for r in refs if r != "baseline")] if refs else []
     if not refs:     # those its report was written with (older reports had fewer), else today's
         refs = ["baseline", *comparison_refs(keys)]
         if data.get("cells"):

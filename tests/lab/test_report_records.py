@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fastreg.lab.report_archive import rebuild
+from fastreg.lab.report_archive import rebuild, split_label
 from fastreg.lab.report_tables import cell_tables
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,7 +41,7 @@ def test_report_tables_are_its_records_rendered(js):
 def test_report_records_come_back_from_its_runs(js):
     data = json.loads(js.read_text())
     banks = list(dict.fromkeys(b for p in data["bank_pairs"] for b in (p["older"], p["newer"])))
-    again = rebuild({"runs": data["runs"], "cells": data["cells"]}, banks, data["refs"])
+    again = rebuild({"runs": data["runs"]}, banks, data["refs"])     # from the rows alone: labels, not records
     assert json.dumps(again, sort_keys=True) == json.dumps({k: v for k, v in data.items() if k != "runs"},
                                                           sort_keys=True)
 
@@ -88,3 +88,50 @@ def test_archive_rebuilds_an_old_report_and_refuses_bad_input_in_one_line(tmp_pa
     r = _archive(str(tmp_path / "x.json"))
     assert r.returncode == 2 and "'speed=fast' is not a setting" in r.stderr
     assert old.read_bytes() == before
+
+
+def test_archive_refuses_rows_it_cannot_count_in_one_line(tmp_path):
+    ok = _row("s/n100/baseline/s0", "baseline", 0, 0.3)
+    for runs, says in (([{}], "run row 0: not a report's row"), ([1], "run row 0"),
+                       ([ok, {**ok, "seed": 1, "test_acc": None}], "run row 1 (s/n100/baseline/s0): counted"),
+                       ([], "no counted runs"), ([{**ok, "status": "failed"}], "no counted runs")):
+        f = tmp_path / "r.json"
+        f.write_text(json.dumps({"runs": runs}))
+        before = f.read_bytes()
+        r = _archive(str(f))
+        assert r.returncode == 2 and r.stdout == "" and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert says in r.stderr and f.read_bytes() == before
+    rows = [ok, _row("s/n100/bankinit/s0", "bankinit", 0, 0.35), _row("s/n100/adv1/s0", "adv1", 0, 0.32),
+            {**ok, "run": "x", "method": "?? [odd]", "status": "failed"}]    # a failed row is not parsed
+    f.write_text(json.dumps({"runs": rows}))
+    r = _archive(str(f), "--refs", "bankinit")               # the baseline comes first all the same
+    assert r.returncode == 0, r.stderr
+    data = json.loads(f.read_text())
+    assert data["refs"] == ["baseline", "bankinit"] and data["runs"] == rows
+    adv = next(c for c in data["cells"] if c["method"] == "adv1")
+    assert adv["paired"]["baseline"]["mean"] == pytest.approx(2.0) and adv["paired"]["bankinit"]["mean"] == pytest.approx(-3.0)
+
+
+def test_labels_with_structured_values_read_back():
+    label = "adv1 [bank_map={'conv1': ['a', 'b']}, width=0.5, amp=True, classes=5,6,7, fake_max=None]"
+    method, variant, extra = split_label(label, {})
+    assert method == "adv1" and variant == label[6:-1]
+    assert extra == {"bank_map": {"conv1": ["a", "b"]}, "width": 0.5, "amp": True, "classes": "5,6,7",
+                     "fake_max": None}
+
+
+PRINTERS = ROOT / "docs" / "scripts"
+
+
+def test_printers_refuse_a_report_without_records_or_with_cells_they_would_merge(tmp_path):
+    (tmp_path / "old.json").write_text(json.dumps({"runs": []}))
+    cell = {"train_size": 100, "method": "adv1", "reg_layers": "conv1", "extra": {"width": 0.5}, "seeds": [0],
+            "acc_mean": 30.0, "acc_std": None, "metrics": {}, "paired": {}}
+    two = [{**cell, "label": "adv1 [width=0.5, lr=0.1]"}, {**cell, "label": "adv1 [width=0.5, lr=0.2]"}]
+    (tmp_path / "two.json").write_text(json.dumps({"format": 2, "cells": two, "runs": []}))
+    for script, report, says in (("adversarial_table.py", "old.md", "no cell records"),
+                                 ("priors_table.py", "old.md", "no cell records"),
+                                 ("adversarial_table.py", "two.md", "land in one table cell")):
+        r = subprocess.run([sys.executable, str(PRINTERS / script), str(tmp_path / report)], capture_output=True,
+                           text=True)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and says in r.stderr, r.stderr
