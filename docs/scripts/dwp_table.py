@@ -7,8 +7,8 @@ Table 1: every prior's test accuracy and paired Δ to the baseline at each train
 filter metrics of the final conv1 kernels at n = 100. Table 2: each learned-density row against
 the bank itself (whole-filter init) and against the Gaussian fitted to the bank (as an init and
 as a penalty; a reference that was not run has no column), paired seed by seed at each size.
-Δ in pp with its 95 % CI over the seeds (paired t), bold where the CI excludes 0. One protocol per report: a label met twice at one size is
-refused.
+Δ in pp with its 95 % CI over the seeds (paired t), bold where the CI excludes 0. One protocol
+per report: a label met twice at one size is refused.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from fastreg.lab.cells import paired
-from report_cells import delta, load
+from report_cells import delta, load, metric
 
 ROWS = [("baseline", "the model's own init"), ("filterinit", "the bank's own whole filters"),
         ("covinit", "a Gaussian fitted to the bank: init"), ("gauss", "a Gaussian fitted to the bank: penalty"),
@@ -64,8 +64,7 @@ def main(report: str) -> None:
             parts = [f"{np.mean(list(acc[(n, m)].values())):.2f} %" if (n, m) in acc else "not run" for n in sizes]
         else:
             parts = [_fmt(delta(n, m, "baseline")) for n in sizes]
-        met = cells.get((100, m), {}).get("metrics", {})
-        parts += [f"{met['auc']:.3f}" if "auc" in met else "—", f"{met['mmd']:.4f}" if "mmd" in met else "—"]
+        parts += [metric(cells.get((100, m)), "auc"), metric(cells.get((100, m)), "mmd", ".4f")]
         print(f"| {what}: `{m}` | " + " | ".join(parts) + " |")
     print()
     versus = [(ref, w) for ref, w in VERSUS if any((n, ref) in acc for n in sizes)]   # refs that were run
