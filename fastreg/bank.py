@@ -23,15 +23,24 @@ from .errors import BankError
 
 FORMAT = "fastreg-bank/1"
 ASSETS = Path(__file__).parent / "assets"
-# the banks shipped with fastreg, by the name ``--bank`` takes (docs/DESIGN.md §4.1)
-PACKAGED = {
-    "dwpnet_e24": ASSETS / "bank_cifar10_dwpnet_e24.safetensors",  # 7×7, 5×5: converged DWPNets (default)
-    "dwpnet_e4": ASSETS / "bank_cifar10_dwpnet_e4.safetensors",    # 7×7, 5×5: the first, 4-epoch bank
-    "resnet20": ASSETS / "bank_cifar10_resnet20.safetensors",      # 3×3: ResNet-20 (layers "resnet20.*")
+# the banks shipped with fastreg, by the name ``--bank`` takes: file, what it holds (docs/DESIGN.md §4.1);
+# the help texts and the errors that list them read this one table
+PACKAGED_BANKS = {
+    "dwpnet_e24": ("bank_cifar10_dwpnet_e24.safetensors", "7x7, 5x5 of converged, 24-epoch DWPNets"),
+    "dwpnet_e4": ("bank_cifar10_dwpnet_e4.safetensors", "7x7, 5x5 of the first, 4-epoch DWPNets"),
+    "resnet20": ("bank_cifar10_resnet20.safetensors", "3x3 of ResNet-20s, layers resnet20.*"),
     # class-disjoint protocol (DESIGN.md §12): source models trained on CIFAR-10 classes 0-4 only
-    "dwpnet_c04": ASSETS / "bank_cifar10c04_dwpnet.safetensors",      # 7×7, 5×5: converged DWPNets
-    "resnet20_c04": ASSETS / "bank_cifar10c04_resnet20.safetensors",  # 3×3: ResNet-20
+    "dwpnet_c04": ("bank_cifar10c04_dwpnet.safetensors", "7x7, 5x5 of converged DWPNets of classes 0-4"),
+    "resnet20_c04": ("bank_cifar10c04_resnet20.safetensors", "3x3 of ResNet-20s of classes 0-4"),
 }
+PACKAGED = {name: ASSETS / file for name, (file, _) in PACKAGED_BANKS.items()}
+
+
+def packaged_listing() -> str:
+    """The packaged banks in one line, each with what it holds (for help texts)."""
+    return ", ".join(f"{name} ({about})" for name, (_, about) in PACKAGED_BANKS.items())
+
+
 DEFAULT_BANK_NAME = "dwpnet_e24"
 DEFAULT_BANK = PACKAGED[DEFAULT_BANK_NAME]
 RESNET_BANK = PACKAGED["resnet20"]
@@ -301,8 +310,8 @@ class KernelBank:
         else:
             names = tuple(n for n in self.layers if self.kernel_size(n) == kernel_size)
             if not names:
-                raise BankError(f"bank has no {kernel_size}x{kernel_size} layer for {name!r} "
-                                f"(it has {self._sizes()})")
+                raise BankError(f"bank has no {kernel_size}x{kernel_size} kernels for layer {name!r} "
+                                f"(it has {self._size_list()})")
             if channels is not None and channels > 1:    # a 1-channel filter is any 2-D kernel
                 names = tuple(n for n in names if self.filter_rows(n) == channels) or names
         bad = [n for n in names if self.kernel_size(n) != kernel_size]
@@ -331,8 +340,16 @@ class KernelBank:
         have = f"{rows}" if rows is not None else "/".join(str(r) for r in sorted({self.filter_rows(n) for n in src}))
         return Draw(src, "slice", "slice", f"{layer} ({c} inputs per filter; bank {_names(src)}: {have})")
 
-    def _sizes(self) -> str:
-        return ", ".join(f"{n}: {self.kernel_size(n)}x{self.kernel_size(n)}" for n in self.layers)
+    def kernel_sizes(self) -> list[int]:
+        """The kernel sizes the bank holds, ascending."""
+        return sorted({self.kernel_size(n) for n in self.layers})
+
+    def _size_list(self) -> str:
+        return ", ".join(f"{k}x{k}" for k in self.kernel_sizes())
+
+    def _sizes(self, most: int = 6) -> str:
+        names = [f"{n}: {self.kernel_size(n)}x{self.kernel_size(n)}" for n in self.layers]
+        return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
     def info(self) -> dict:
         return {"layers": {n: list(t.shape) for n, t in self.layers.items()}, "meta": self.meta}

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .bank import Draw, KernelBank, fallback_note
+from .errors import UsageError
 from .layers import conv_layers, select_layers
 from .ops import sample_kernels
 
@@ -50,9 +51,13 @@ def init_from_bank(model: nn.Module, bank: KernelBank, layers: str | Sequence[st
         raise ValueError("kind='vae' needs vaes: {layer: KernelVAE} (fastreg.vae.vae_for)")
     if unit not in UNITS:
         raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
-    if isinstance(layers, str):
-        layers = select_layers(model, layers)
+    if isinstance(layers, str):    # a selector serves the convs the bank has kernels for, saying which not
+        layers = select_layers(model, layers, bank.kernel_sizes(), bank_map or {}, f"{kind} init")
     convs, used, notes = conv_layers(model), {}, []
+    unknown = [n for n in layers if n not in convs]
+    if unknown:
+        raise UsageError(f"unknown layer {unknown[0]!r}; the model's conv layers are "
+                         f"{', '.join(list(convs)[:8])}{' …' if len(convs) > 8 else ''}")
     for li, name in enumerate(layers):
         conv = convs[name]
         w = conv.weight

@@ -33,7 +33,8 @@ class GaussianPrior(nn.Module):
         if layer_weights not in LAYER_WEIGHTS:
             raise ValueError(f"layer_weights must be one of {LAYER_WEIGHTS}, got {layer_weights!r}")
         convs = conv_layers(model)
-        layers = select_layers(model, layers) if isinstance(layers, str) else layers
+        if isinstance(layers, str):
+            layers = select_layers(model, layers, bank.kernel_sizes(), bank_map or {}, "Gaussian prior")
         self.weight, self.layers, self.layer_weights = float(weight), list(layers), layer_weights
         self.convs, self.units, self.laws, notes = {}, {}, {}, []
         for name in self.layers:

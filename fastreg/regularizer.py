@@ -89,7 +89,7 @@ class AdversarialRegularizer(nn.Module):
         if share not in SHARES:
             raise ValueError(f"share must be one of {SHARES}, got {share!r}")
         if isinstance(layers, str):          # a selector: "conv1", "layer*.*.conv1", "k3", "all"
-            layers = select_layers(model, layers)
+            layers = select_layers(model, layers, bank.kernel_sizes(), bank_map or {}, "adversarial term")
         if len(set(layers)) != len(layers):
             raise ValueError(f"a layer is listed twice: {list(layers)}")
         convs = conv_layers(model)

@@ -44,6 +44,20 @@ def test_selectors_names_globs_all_and_sizes():
         select({"c": (3, 1)}, "c")
 
 
+
+def test_patterns_serve_the_sizes_a_bank_holds_and_names_stay():
+    """Given a bank's sizes, ``all``/``kN``/globs drop the convs of other sizes and say which;
+    a name given exactly, or one the bank map serves, is kept."""
+    from fastreg.layers import selection
+    shapes = {"stem": (4, 4), "a": (3, 3), "b": (7, 7), "p": (1, 1)}
+    assert selection(shapes, "all", sizes={3, 7}) == (["a", "b"], ["stem"])
+    assert selection(shapes, "all", sizes={3, 7}, mapped={"stem"}) == (["stem", "a", "b"], [])
+    assert selection(shapes, "stem,k3", sizes={3, 7}) == (["stem", "a"], [])
+    assert selection(shapes, "all,stem", sizes={3, 7}) == (["stem", "a", "b"], [])
+    assert selection(shapes, "all") == (["stem", "a", "b"], [])
+    with pytest.raises(UsageError, match=r"sizes the bank lacks \(it has 3x3, 7x7\): stem \(4x4\)"):
+        selection(shapes, "k4", sizes={3, 7})
+
 def test_wrapped_models_resolve_to_the_same_layers():
     m = build_model("resnet20")
     names = list(conv_layers(m))
@@ -109,7 +123,7 @@ def test_pooled_bank_layers_and_bank_map():
     assert bank.source("x", 3, {"x": ["b.conv"]}) == ("b.conv",)
     assert len(bank.units(("a.conv", "b.conv"), "slice")) == 1200
     assert bank.units(("a.conv", "b.conv"), "filter").shape == (300, 4, 9)
-    with pytest.raises(Exception, match="no 5x5 layer"):
+    with pytest.raises(Exception, match="no 5x5 kernels for layer 'conv2'"):
         bank.source("conv2", 5)
     with pytest.raises(Exception, match="no bank layer 'zz'"):
         bank.source("x", 3, {"x": ["zz"]})
@@ -206,7 +220,9 @@ def _rc(mod, argv):
     (["--arch", "resnet20", "--reg-layers", "head"], "unknown layer 'head'"),
     (["--arch", "resnet20", "--reg-layers", "k5"], "matches no conv layer"),
     (["--arch", "resnet20", "--reg-layers", "layer2.0.shortcut.0"], "1x1 kernels"),
-    (["--arch", "resnet20", "--reg-layers", "all", "--bank", "DEFAULT"], "no 3x3 layer"),
+    (["--arch", "resnet20", "--reg-layers", "all", "--bank", "DEFAULT"], "only convs of sizes the bank lacks (it has 5x5, 7x7)"),
+    (["--arch", "resnet20", "--reg-layers", "conv1", "--bank", "DEFAULT"],
+     "bank has no 3x3 kernels for layer 'conv1' (it has 5x5, 7x7)"),
     (["--arch", "resnet99"], "unknown --arch"),
     (["--arch", "resnet20", "--bank-map", "conv1"], "--bank-map wants"),
 ])

@@ -55,8 +55,11 @@ def test_whole_filter_d_and_gaussian_prior_on_depthwise_and_grouped_convs(capsys
 def test_messages_name_the_models_layer():
     bank = KernelBank({"k3": smooth_kernels(100, 3)})
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(8, 8, 11))
-    with pytest.raises(BankError, match=r"no 11x11 layer for '1'"):
-        init_from_bank(model, bank, "all")
+    with pytest.raises(BankError, match=r"no 11x11 kernels for layer '1' \(it has 3x3\)"):
+        init_from_bank(model, bank, "1")
+    w = model[1].weight.detach().clone()
+    assert init_from_bank(model, bank, "all") == {"0": "slice"}     # a pattern leaves the 11x11 conv alone
+    assert torch.equal(model[1].weight, w)
     with pytest.raises(UsageError, match=r"no conv layer with square kernels of 3x3 or more, only 0 \(1x1\)"):
         select_layers(nn.Sequential(nn.Conv2d(3, 8, 1)), "all")
     with pytest.raises(UsageError, match="no nn.Conv2d layer"):

@@ -156,3 +156,63 @@ def test_readme_chain_example_copies_one_source_network():
         convs["conv1"].weight.add_(0.1)
     expect = 0.5 * 0.01 * 0.01 * convs["conv1"].weight.numel()
     assert abs(float(ns["l2sp"].generator_loss()) - expect) < 1e-6 * max(expect, 1)
+
+
+# ------------------------------------------- torchvision families, pasted verbatim
+SERVED = (3, 5, 7)    # the packaged bank's kernel sizes
+FAMILIES = {          # (constructor, convs of 3x3 or more the packaged bank has no kernels for)
+    "convnext_tiny": ("convnext_tiny", ["features.0.0"]),         # 4x4 patchify stem
+    "efficientnet_b0": ("efficientnet_b0", []),
+    "regnet_x_400mf": ("regnet_x_400mf", []),
+    "shufflenet_v2": ("shufflenet_v2_x1_0", []),
+    "densenet121": ("densenet121", []),
+    "vgg11_bn": ("vgg11_bn", []),
+}
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_readme_example_on_torchvision_families(name, capsys):
+    """The README snippet as written on six torchvision families: every conv the bank has
+    kernels of its size for starts from bank draws and is regularized; a conv of a size it
+    lacks (ConvNeXt's 4x4 stem) is left exactly as it was, said in one line per call."""
+    torchvision = pytest.importorskip("torchvision")
+    ctor, lacking = FAMILIES[name]
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, ctor)(num_classes=10)
+    convs = conv_layers(model)
+    spatial = [n for n, c in convs.items() if c.kernel_size[0] == c.kernel_size[1] >= 3]
+    served = [n for n in spatial if convs[n].kernel_size[0] in SERVED]
+    assert sorted(set(spatial) - set(served)) == lacking and served
+    fresh = {n: convs[n].weight.detach().clone() for n in spatial}
+    opt_lr = 1e-3
+    ns = _run_example(model, steps=2)
+    _check_trained(ns, served, steps=2)
+    for n in served[:3] + served[-2:]:
+        w, w0 = convs[n].weight.detach(), fresh[n]
+        assert (w - w0).norm() / w0.norm() > 0.5, n                  # replaced by bank draws
+    for n in lacking:                                                 # two AdamW steps only
+        assert (convs[n].weight.detach() - fresh[n]).abs().max() <= 2 * opt_lr * 1.01, n
+    err = capsys.readouterr().err
+    left_lines = [ln for ln in err.splitlines() if "alone" in ln]
+    if lacking:
+        assert len(left_lines) == 2     # one line from init_from_bank, one from the regularizer
+        assert all(", ".join(f"{n} (4x4)" for n in lacking) in ln and "3x3, 5x5, 7x7" in ln for ln in left_lines)
+    else:
+        assert not left_lines
+
+
+def test_a_layer_named_exactly_that_no_bank_layer_serves_is_refused_in_one_short_line():
+    torchvision = pytest.importorskip("torchvision")
+    from fastreg import AdversarialRegularizer, init_from_bank, packaged_bank
+    from fastreg.errors import BankError
+    model = torchvision.models.convnext_tiny(num_classes=10)
+    bank = packaged_bank()
+    w0 = model.features[0][0].weight.detach().clone()
+    for call in (lambda: init_from_bank(model, bank, "features.0.0"),
+                 lambda: init_from_bank(model, bank, ["features.0.0"]),
+                 lambda: AdversarialRegularizer(model, bank, "features.0.0,features.1.0.block.0")):
+        with pytest.raises(BankError) as e:
+            call()
+        msg = str(e.value)
+        assert msg == "bank has no 4x4 kernels for layer 'features.0.0' (it has 3x3, 5x5, 7x7)", msg
+    assert torch.equal(model.features[0][0].weight, w0)
