@@ -7,12 +7,13 @@
 #
 #   here:    echo /.gpu-data/ >> .git/info/exclude
 #            python -m fastreg.pack --data-root <full data folder> --sizes 100,500,1000 --out .gpu-data
-#   device:  run(command="OUT=$OUT bash bench/gpu_sweep.sh --sizes 100 --seeds 0,1,2,3,4",
+#   device:  run(command="OUT=$OUT bash bench/gpu_sweep.sh --methods seed --sizes 100 --seeds 0,1,2,3,4",
 #                carry=[".gpu-data"], timeout_s=600)
 #   here:    mkdir -p runs/gpu && tar xzf <files_at>/runs.tar.gz -C runs/gpu   (one folder per call)
 #            python -m fastreg.report runs/gpu --out docs/reports/results.md
 #
-# Arguments go to python -m fastreg.sweep (default: full width, all methods).
+# Arguments go to python -m fastreg.sweep (default: full width, the sweep's default methods,
+# the README's comparison; `--methods seed` for the grid of docs/reports/results.md).
 # For the conv1 + conv2 variant (--reg-layers conv1,conv2) leave `baseline` out of
 # --methods: a λ = 0, default-init run does not depend on the reg layers, and the report
 # pairs each cell with the conv1 baseline of the same size and seeds when its own is absent.

@@ -11,7 +11,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from .methods import DEFAULT_METHODS, method_order
+from .methods import SEED_METHODS, method_order
 from .banks import bank_id, bank_label, merged_parts
 from ..errors import UsageError
 from .runs import Run, finite, precision_of
@@ -224,7 +224,7 @@ def comparison_refs(keys: list[tuple]) -> list[str]:
     before), and whole-filter init, chain init and fine-tuning wherever they were run, so a
     whole-network grid says where each prior stands against the others (issue 26)."""
     methods = {k.method for k in keys}
-    refs = ["bankinit"] if methods - set(DEFAULT_METHODS) else []
+    refs = ["bankinit"] if methods - set(SEED_METHODS) else []
     return refs + [m for m in ("filterinit", "chaininit", "finetune") if m in methods and len(methods) > 2]
 
 

@@ -1,4 +1,4 @@
-"""``python -m fastreg.collect``: train source CNNs on plenty of data, bank their kernels;
+"""``python -m fastreg.collect``: train source CNNs on plenty of data and bank their kernels,
 or, with ``--from-checkpoint FILE``, bank the kernels of a pretrained network on disk.
 
 Each seed trains in its own folder and checkpoints every epoch. A finished seed
@@ -47,8 +47,16 @@ PRESETS = {
 }
 
 
+DESCRIPTION = ("train source CNNs on plenty of data and bank their kernels, or (--from-checkpoint) bank the "
+               "kernels of a pretrained network on disk")
+
+
 def parse_args(argv: Sequence[str] | None):
-    p = Parser(prog="python -m fastreg.collect", description=__doc__.splitlines()[0].split(": ", 1)[-1])
+    return build_parser().parse_args(argv)
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="python -m fastreg.collect", description=DESCRIPTION)
     p.add_argument("--dataset", default="cifar10",
                    help="source data: cifar10 (its source split, disjoint from the target pool) or "
                         "cifar100 (the DWP protocol; needs torchvision files or network)")
@@ -56,16 +64,16 @@ def parse_args(argv: Sequence[str] | None):
                    help="train the source models on these classes only (indices or CIFAR-10 names, e.g. "
                         "0,1,2,3,4): a bank for the class-disjoint protocol (default: all)")
     p.add_argument("--data-root", default=None, help="folder with the data (default: $FASTREG_DATA or ./data)")
-    p.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated source-model seeds (default 0-4)")
+    p.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated source-model seeds (default: 0-4)")
     p.add_argument("--preset", choices=sorted(PRESETS), default=None,
                    help="recipe: cpu (half width, 4 epochs: under 1 h for 5 seeds on 2 cores), converged "
                         "(half width, 24 epochs: the default bank's recipe, about 2 h on 2 cores), full "
                         "(GPU), tiny (smoke). Default: full on CUDA, cpu otherwise")
-    p.add_argument("--width", type=positive_float, default=None, help="channel multiplier (overrides preset)")
-    p.add_argument("--epochs", type=positive_int, default=None, help="epochs per seed (overrides preset)")
-    p.add_argument("--lr", type=positive_float, default=None, help="peak SGD learning rate (overrides preset)")
-    p.add_argument("--weight-decay", type=nonneg_float, default=None, help="SGD weight decay (default 5e-4)")
-    p.add_argument("--batch-size", type=positive_int, default=None, help="batch size (overrides preset)")
+    p.add_argument("--width", type=positive_float, default=None, help="channel multiplier (default: the preset's)")
+    p.add_argument("--epochs", type=positive_int, default=None, help="epochs per seed (default: the preset's)")
+    p.add_argument("--lr", type=positive_float, default=None, help="peak SGD learning rate (default: the preset's)")
+    p.add_argument("--weight-decay", type=nonneg_float, default=None, help="SGD weight decay (default: 5e-4)")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="batch size (default: the preset's)")
     p.add_argument("--schedule", choices=("cosine", "constant"), default="cosine",
                    help="learning rate after the warm-up: cosine decay to 0 (default) or constant")
     p.add_argument("--no-augment", action="store_true",
@@ -75,24 +83,24 @@ def parse_args(argv: Sequence[str] | None):
                    help="conv layers to bank: names, globs, all (every conv of 3x3 or more), k3/k5/k7")
     p.add_argument("--from-checkpoint", default=None, metavar="FILE",
                    help="bank a pretrained network's conv kernels instead of training (a state_dict: "
-                        ".safetensors, or .pt/.pth loaded weights-only)")
+                        ".safetensors, or .pt/.pth loaded weights-only; default: none, source models are trained)")
     p.add_argument("--max-kernels", type=positive_int, default=None,
-                   help="at most this many kernels per bank layer, as whole filters evenly spaced")
+                   help="at most this many kernels per bank layer, as whole filters evenly spaced (default: all)")
     p.add_argument("--prefix", default="",
                    help="put this before every bank layer name (e.g. resnet20.): no model's layer then "
                         "matches one by name, so each draws from all bank layers of its kernel size")
-    p.add_argument("--out", default=None, help="output folder (default runs/collect-DATASET)")
+    p.add_argument("--out", default=None, help="output folder (default: runs/collect-DATASET)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted seed from its checkpoint (without it, refused); "
                         "finished seeds are always loaded, never retrained")
     p.add_argument("--ray", nargs="?", const="auto", default=None, metavar="ADDRESS",
                    help="train each seed as a task on a Ray cluster (auto, or HOST:PORT); --out must "
-                        "be on a filesystem every node sees")
+                        "be on a filesystem every node sees (default: off, seeds train here one after another)")
     p.add_argument("--cpus-per-run", type=positive_float, default=1.0, help="--ray: CPUs per seed")
     p.add_argument("--gpus-per-run", type=nonneg_float, default=0.0, help="--ray: GPUs per seed (may be fractional)")
     p.add_argument("--limit-train", type=positive_int, default=None, help=argparse.SUPPRESS)  # smoke runs
-    return p.parse_args(argv)
+    return p
 
 
 def train_seed(seed: int, recipe: dict, sets, num_classes: int, device,

@@ -221,6 +221,8 @@ class Split:
     y: torch.Tensor        # int64 on the device
     index: np.ndarray      # indices into the source arrays (for provenance)
     norm: tuple | None = None   # (device, mean, std) when x stays on the CPU
+    split: str = ""             # the split it was taken from: train, test, or an image folder's val
+    classes: tuple = ()         # class names, in label order
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -271,8 +273,10 @@ def target_sets(root: Path, train_size: int, data_seed: int, device, dataset: st
     names = [CIFAR10_CLASSES[c] for c in classes] if classes is not None else CIFAR10_CLASSES
     where = "the CIFAR-10 target pool" + (f" ({describe(classes)})" if classes is not None else "")
     sub = stratified_subset(pool, ytr, train_size, k, data_seed, names, where)
-    return (_take(xtr, ytr, ptr, sub, device, npz_path(root, "cifar10", "train")),
-            _take(xte, relabel(yte, classes), pte, test_idx, device, npz_path(root, "cifar10", "test")), k)
+    train = _take(xtr, ytr, ptr, sub, device, npz_path(root, "cifar10", "train"))
+    test = _take(xte, relabel(yte, classes), pte, test_idx, device, npz_path(root, "cifar10", "test"))
+    train.split, test.split, train.classes, test.classes = "train", "test", tuple(names), tuple(names)
+    return train, test, k
 
 
 def source_sets(name: str, root: Path, device, classes: Sequence[int] | None = None) -> tuple[Split, Split, int]:
@@ -301,4 +305,8 @@ def _imagefolder_sets(root: Path, train_size: int, data_seed: int, device,
     xte = imagefolder.decode(te_paths, size)
     train = _take(xtr, tr_y[sub], None, np.arange(len(sub)), device, root / "train", mean, std)
     train.index = sub
-    return train, _take(xte, te_y, None, np.arange(len(te_y)), device, root, mean, std), len(classes)
+    test = _take(xte, te_y, None, np.arange(len(te_y)), device, root, mean, std)
+    train.split, test.split = "train", imagefolder.test_split(root)
+    train.classes = test.classes = tuple(classes)
+    return train, test, len(classes)
+

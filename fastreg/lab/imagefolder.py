@@ -45,15 +45,20 @@ def decode(paths: list[Path], size: int) -> np.ndarray:
     return out
 
 
+def test_split(root: Path) -> str:
+    """The folder an image folder's accuracy is measured on: ``val``, else ``test``."""
+    return "val" if (root / "val").is_dir() else "test"
+
+
 def load(root: Path, size: int) -> tuple[list[Path], np.ndarray, list[Path], np.ndarray, list[str]]:
     """Train and test listings (test from ``val/``, else ``test/``), with the same classes."""
     tr_paths, tr_y, classes = listing(root, "train")
-    test_split = "val" if (root / "val").is_dir() else "test"
-    if not (root / test_split).is_dir():
+    split = test_split(root)
+    if not (root / split).is_dir():
         raise UsageError(f"{root}: an ImageFolder needs train/ and val/ (or test/) folders")
-    te_paths, te_y, te_classes = listing(root, test_split)
+    te_paths, te_y, te_classes = listing(root, split)
     if te_classes != classes:
-        raise UsageError(f"{root}: {test_split}/ has classes {te_classes}, train/ has {classes}")
+        raise UsageError(f"{root}: {split}/ has classes {te_classes}, train/ has {classes}")
     return tr_paths, tr_y, te_paths, te_y, classes
 
 

@@ -47,7 +47,17 @@ METHODS: dict[str, dict] = {
     "vae": _m(prior="vae", prior_weight=VAE_WEIGHT),
     "filterinit+vae": _m(init="bank", init_unit="filter", prior="vae", prior_weight=VAE_WEIGHT),
 }
-DEFAULT_METHODS = ("baseline", "adv0.1", "adv1", "adv10", "bankinit", "bankinit+adv1")
+# Named lists of methods ``sweep --methods`` takes beside method names.
+PRESETS: dict[str, tuple[str, ...]] = {
+    # the README's first-layer comparison: the main job against the plain model and its init alone
+    "main": ("baseline", "filterinit", "filterinit+adv1"),
+    # the seed's experiment: the adversarial term at three strengths, and 2-D-slice bank init
+    "seed": ("baseline", "adv0.1", "adv1", "adv10", "bankinit", "bankinit+adv1"),
+    # the README's whole-network comparison (needs --sources): chain init against the transfer baselines
+    "whole-network": ("baseline", "filterinit", "chaininit", "chaininit+l2sp", "finetune"),
+}
+DEFAULT_PRESET = "main"
+SEED_METHODS = PRESETS["seed"]
 
 
 def describe(settings: dict) -> str:
@@ -62,7 +72,9 @@ def describe(settings: dict) -> str:
     elif c["init"] != "default":
         what = {"bank": "bank kernels", "cov": "draws from a Gaussian fitted to the bank",
                 "vae": "draws from a VAE fitted to the bank"}[c["init"]]
-        parts.append(f"start from {what} ({'whole filters' if c['init_unit'] == 'filter' else '2-D kernels'})")
+        unit = ("whole filters, a filter's channels drawn together" if c["init_unit"] == "filter"
+                else "2-D kernels, each drawn on its own")
+        parts.append(f"start from {what} ({unit})")
     if c["prior"] == "l2sp":
         parts.append(f"L2-SP toward the start, weight {float(c['prior_weight']):g}")
     elif c["prior"] != "none":

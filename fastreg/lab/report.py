@@ -1,12 +1,15 @@
 """``python -m fastreg.report RUNS_DIR [RUNS_DIR ...]``: aggregate training runs into a Markdown results file.
 
-Every folder under RUNS_DIR holding a train ``config.json`` is one run. Cells are
+Every folder under RUNS_DIR holding a train ``config.json`` is one run. Runs of different
+protocols (dataset, classes, image size, the split accuracy is measured on) are reported in
+separate sections, each with its own tables and figures. Cells are
 (train size × method × reg layers); only cells that were run appear, each with its seed count.
 Runs trained with different banks are different cells (labelled ``bank=…``), and the same
 method on two banks is compared seed by seed. Paired differences to the baseline use the seeds
 both cells share. Filter metrics (``fastreg.filter_metrics``) are computed from each run's final
 conv1 weights, and from each deeper layer it regularizes or bank-initializes, against the bank
-the run trained with. Figures go to ``figures/`` next to the Markdown file. Unfinished or
+the run trained with. ``--out`` names a folder (``report.md``, ``report.json`` and ``figures/``
+inside it) or a ``.md`` file (its JSON and ``figures/`` beside it). Unfinished or
 non-finite runs are listed, never averaged.
 
 Two steps: the analysis turns runs into records (``cells.report_records``), written to the
@@ -29,10 +32,11 @@ from ..filter_metrics import group_halves, judge_auc, low_freq_energy, mmd_rbf
 from ..io_util import atomic_write_bytes, atomic_write_json, check_out_dir
 from .bank_refs import BankRefs, References, _bank_filters, filter_metrics, judge_rows, metric_keys
 from .cells import _cells, _created, comparison_refs, report_records, uses_bank
+from .protocol import protocol_key
 from .cli import Parser
 from .methods import method_order
 from .report_header import TITLE, header_section
-from .report_tables import _f, cell_tables
+from .report_tables import _f, report_tables
 from .runs import Run, discover, finite
 
 EXTERNAL = [  # (source, setting, labelled images, test accuracy %)
@@ -48,8 +52,8 @@ def build_parser() -> Parser:
     p = Parser(prog="python -m fastreg.report", description=__doc__.splitlines()[0].split(": ", 1)[-1])
     p.add_argument("runs_dir", nargs="+", help="folders with run directories (searched recursively)")
     p.add_argument("--out", default=None,
-                   help="Markdown file; figures go to figures/ beside it (default: report.md in the first "
-                        "runs folder)")
+                   help="a folder (report.md, report.json and figures/ go inside it) or a .md file (its .json "
+                        "and figures/ beside it) (default: the first runs folder)")
     p.add_argument("--force", action="store_true",
                    help="overwrite --out even when it holds another report (of other runs folders) or "
                         "another file")
@@ -93,14 +97,25 @@ def _check_overwrite(roots: list[Path], out: Path, force: bool) -> None:
                          f"--force to replace it")
 
 
+def out_path(arg: str | None, roots: list[Path]) -> Path:
+    """The Markdown file ``--out`` names: a ``.md`` path as given, else ``report.md`` inside
+    the folder it names (the first runs folder by default); never a file of another kind."""
+    out = Path(arg) if arg else roots[0]
+    if out.suffix == ".md":
+        return out
+    if out.suffix == ".json":
+        raise UsageError(f"--out {out}: give a folder or a .md file (the per-run values go to the .json beside it)")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder or a .md file")
+    return out / "report.md"
+
+
 def _check_out(roots: list[Path], out: Path) -> None:
     for root in roots:
         if not root.is_dir():
             raise UsageError(f"{root}: no such runs folder")
-    if out.suffix == ".json":
-        raise UsageError(f"--out {out}: the Markdown file must not end in .json (per-run values go there)")
     if out.is_dir():
-        raise UsageError(f"--out {out} is a folder; give the Markdown file's name")
+        raise UsageError(f"--out {out} is a folder, not the report's .md file")
     check_out_dir(out.parent / "figures")   # walks up: covers the Markdown file's folder too
 
 
@@ -160,16 +175,50 @@ def figures_section(names: Sequence[str], out: Path, seconds: float) -> list[str
 def per_run_rows(runs: list[Run]) -> list[dict]:
     """results.json: one row per run folder, finished or not, with its filter metrics."""
     return [{"run": str(r.dir), "train_size": r.size, "method": r.label, "reg_layers": r.layers,
-             "seed": r.seed, "data_seed": r.cfg.get("data_seed", r.seed), "status": r.status,
+             "protocol": r.protocol, "seed": r.seed, "data_seed": r.cfg.get("data_seed", r.seed), "status": r.status,
              "test_acc": r.final.get("test_acc") if r.status == "ok" else None,
              "wall_time_s": r.wall, **{k: v for k, v in r.metrics.items() if finite(v)}} for r in runs]
+
+
+def protocol_groups(runs: list[Run]) -> list[tuple[dict, list[Run]]]:
+    """The runs by protocol (``data.protocol``: dataset, classes, image size, split): each
+    group is analysed on its own, so no table, difference or curve mixes two."""
+    groups: dict[str, tuple[dict, list[Run]]] = {}
+    for r in runs:
+        groups.setdefault(protocol_key(r.protocol), (r.protocol, []))[1].append(r)
+    return [groups[k] for k in sorted(groups)]
+
+
+def analyse(cells: dict, refs: BankRefs) -> tuple[dict, dict]:
+    """One protocol's cell records (``cells.report_records``) and the paired Δ to the baseline
+    per cell (for the accuracy figure)."""
+    keys = sorted(cells, key=lambda c: (c.size, method_order(c.method, c.variant), c.layers))
+    records = report_records(cells, keys, ["baseline", *comparison_refs(keys)], deeper_layers(cells, refs))
+    deltas = {c: (r["paired"]["baseline"]["mean"], r["paired"]["baseline"]["lo"], r["paired"]["baseline"]["hi"])
+              for c, r in zip(keys, records["cells"]) if "baseline" in r["paired"]}
+    return records, deltas
+
+
+def protocol_figures(cells: dict, deltas: dict, runs: list[Run], refs: BankRefs, stem: str,
+                     protocol: dict) -> dict[str, bytes]:
+    """One protocol's figures (``report_figures.figures``), with the bank of its newest banked run."""
+    from .report_figures import figures   # matplotlib only when writing
+    ok = [r for r in runs if r.status == "ok"]
+    newest = max((r for r in ok if uses_bank(r.cfg) and refs.of_run(r).bank is not None), key=_created,
+                 default=None)
+    shown = refs.of_run(newest) if newest is not None else References()
+    return figures(cells, deltas, ok, _bank_filters(*shown["conv1"]) if "conv1" in shown else None, stem,
+                   newest.bank_name if newest is not None else None, protocol)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     a = build_parser().parse_args(argv)
     roots = [Path(d) for d in a.runs_dir]
-    out = Path(a.out) if a.out else roots[0] / "report.md"
+    for root in roots:
+        if not root.is_dir():
+            raise UsageError(f"{root}: no such runs folder")
+    out = out_path(a.out, roots)
     _check_out(roots, out)
     _check_overwrite(roots, out, a.force)
     included = [_included(Path(f)) for f in a.include]
@@ -177,33 +226,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     ok = [r for r in runs if r.status == "ok"]
     if not ok:
         raise UsageError(f"{', '.join(map(str, roots))}: no finished runs ({len(runs)} unfinished or failed)")
+    groups = [(p, rs, _cells(rs)) for p, rs in protocol_groups(runs) if any(r.status == "ok" for r in rs)]
     refs = BankRefs(a.bank)
-    cells = _cells(runs)
     t0 = time.time()
     for r in tqdm(ok, desc="filter metrics", unit="run", leave=False):
         filter_metrics(r, refs.of_run(r))
-    keys = sorted(cells, key=lambda c: (c.size, method_order(c.method, c.variant), c.layers))
-    records = report_records(cells, keys, ["baseline", *comparison_refs(keys)], deeper_layers(cells, refs))
-    L = [*header_section(argv, roots, runs, refs.describe(), a.title), *included, *cell_tables(records),
+    sections, figs = [], {}
+    for i, (proto, rs, cells) in enumerate(groups):
+        records, deltas = analyse(cells, refs)
+        sections.append({"protocol": proto, **records})
+        stem = out.stem if len(groups) == 1 else f"{out.stem}_protocol{i + 1}"
+        figs.update(protocol_figures(cells, deltas, rs, refs, stem, proto))
+    data = sections[0] if len(sections) == 1 else {"format": 2, "protocols": sections}
+    L = [*header_section(argv, roots, runs, refs.describe(), a.title), *included, *report_tables(data),
          *reference_section(refs), *flagged_section(runs), *external_section()]
-    deltas = {c: (r["paired"]["baseline"]["mean"], r["paired"]["baseline"]["lo"], r["paired"]["baseline"]["hi"])
-              for c, r in zip(keys, records["cells"]) if "baseline" in r["paired"]}
-    from .report_figures import figures   # matplotlib only when writing
-    newest = max((r for r in ok if uses_bank(r.cfg) and refs.of_run(r).bank is not None), key=_created,
-                 default=None)
-    shown = refs.of_run(newest) if newest is not None else References()
-    figs = figures(cells, deltas, ok, _bank_filters(*shown["conv1"]) if "conv1" in shown else None, out.stem,
-                   newest.bank_name if newest is not None else None)
     L += figures_section(list(figs), out, time.time() - t0)
     text = "\n".join(L)
     if re.search(r"(?<![\w/.`-])(nan|inf)(?![\w/.`-])", text, re.I):
         raise RuntimeError("refusing to write NaN/Inf into the report")
     fig_dir = out.parent / "figures"
-    for name, data in figs.items():
-        atomic_write_bytes(fig_dir / name, data)
-    atomic_write_json(out.with_suffix(".json"), {**records, "runs": per_run_rows(runs)})
+    for name, fig in figs.items():
+        atomic_write_bytes(fig_dir / name, fig)
+    atomic_write_json(out.with_suffix(".json"), {**data, "runs": per_run_rows(runs)})
     atomic_write_bytes(out, text.encode())
-    print(f"wrote {out} ({len(keys)} cells, {len(ok)} runs, {len(runs) - len(ok)} not counted) and "
+    cells_n = sum(len(sec["cells"]) for sec in sections)
+    print(f"wrote {out} ({cells_n} cells, {len(ok)} runs, {len(runs) - len(ok)} not counted"
+          f"{f', {len(sections)} protocols in separate tables' if len(sections) > 1 else ''}) and "
           f"{len(figs)} figures in {fig_dir}")
     return 0
-

@@ -15,6 +15,7 @@ and checks each table row against the report's Markdown.
 from __future__ import annotations
 
 import ast
+import json
 import re
 from pathlib import Path
 from typing import Sequence
@@ -138,7 +139,13 @@ def rebuild(data: dict, banks: Sequence[str] = (), refs: Sequence[str] = ()) -> 
                              f"them; name them with --banks, oldest first")
         return age[r.extra["bank"]]
 
-    return report_records(cells, keys, refs, _layers(runs), created=created)
+    records = report_records(cells, keys, refs, _layers(runs), created=created)
+    protocols = list(dict.fromkeys(json.dumps(row["protocol"], sort_keys=True) for row in data["runs"]
+                                   if row.get("status") == "ok" and isinstance(row.get("protocol"), dict)))
+    if len(protocols) > 1:
+        raise UsageError(f"the rows hold runs of {len(protocols)} protocols; a report of several is rebuilt by "
+                         f"python -m fastreg.report from its run folders")
+    return {"protocol": json.loads(protocols[0]), **records} if protocols else records
 
 
 def build_parser() -> Parser:

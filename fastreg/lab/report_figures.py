@@ -9,6 +9,7 @@ import torch
 
 from ..errors import UnsafeCheckpoint
 from .methods import method_order
+from .protocol import describe_protocol
 from .runs import Run, finite, layer_kernels, read_jsonl
 from ..viz import panels_png
 
@@ -27,19 +28,24 @@ def _sans_bank(ex: str) -> str:
 
 
 def figures(cells: dict, deltas: dict, ok: list[Run], bank: torch.Tensor | None,
-            stem: str, bank_name: str | None = None) -> dict[str, bytes]:
-    """{file name: PNG bytes}: accuracy vs size, filter grids, D/G curves.
+            stem: str, bank_name: str | None = None, protocol: dict | None = None) -> dict[str, bytes]:
+    """{file name: PNG bytes}: accuracy vs size, filter grids, D/G curves, of runs of one
+    ``protocol`` (``data.protocol``; its description ends every figure's title).
 
     The accuracy figure has one column per variant (EXTRA settings × reg layers): test
     accuracy per method on top and, below, the paired Δ to the baseline with its 95 % CI,
     the scale at which the methods actually differ. A cell that never saw a bank (the
     baseline) appears in the column of every bank. Filter panels show ``bank`` (a sample of
-    the bank named ``bank_name``) and runs that trained with it where there are some."""
+    the bank named ``bank_name``) and the conv1 filters of runs of one size and seed: the
+    baseline and up to four other methods, those that trained with that bank first. The D/G
+    curves are drawn where a run has them."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import matplotlib.ticker
     out = {}
+    about = describe_protocol(protocol) if protocol else ""
+    word = "validation" if (protocol or {}).get("eval_split") == "val" else "test"
     banked = {_sans_bank(c.variant) for c in cells if "bank=" in c.variant}
     variants = sorted({(c.variant, c.layers) for c in cells
                        if "bank=" in c.variant or c.variant not in banked}, key=lambda v: (v[1], v[0]))
@@ -74,7 +80,7 @@ def figures(cells: dict, deltas: dict, ok: list[Run], bank: torch.Tensor | None,
             ax.set_xlim(min(sizes) / 1.6, max(sizes) * 1.6)
             ax.grid(alpha=0.3)
         bot.set_xlabel("training images")
-    axes[0, 0].set_ylabel("test accuracy (%), mean ± std over seeds")
+    axes[0, 0].set_ylabel(f"{word} accuracy (%), mean ± std over seeds")
     axes[1, 0].set_ylabel("Δ to baseline (pp), paired 95 % CI")
     legend: dict = {}                        # every method once (colours are global)
     for ax in axes[0]:
@@ -82,6 +88,8 @@ def figures(cells: dict, deltas: dict, ok: list[Run], bank: torch.Tensor | None,
             legend.setdefault(lab, h)
     fig.legend(list(legend.values()), list(legend), fontsize=7, loc="outside lower center",
                ncol=min(len(legend), 4))             # below the plots: it never hides a point
+    fig.suptitle(f"{word.capitalize()} accuracy against training images per method, and its paired Δ to the baseline"
+                 + (f"\n{about}" if about else ""), fontsize=9)
     out[f"{stem}_acc_vs_size.png"] = _png(fig)
 
     base = sorted((r for r in ok if r.method == "baseline"), key=lambda r: (r.size, r.seed)) or \
@@ -91,33 +99,34 @@ def figures(cells: dict, deltas: dict, ok: list[Run], bank: torch.Tensor | None,
     if bank_name is not None and any(r.bank_name == bank_name and r.method != "baseline" for r in at):
         at = [r for r in at if r.bank_name == bank_name or r.method == "baseline"]
 
-    def first(pred, prefer: str) -> Run | None:
-        c = sorted((r for r in at if pred(r.method)),
-                   key=lambda r: (r.layers != "conv1", r.method != prefer, method_order(r.method, r.variant)))
-        return c[0] if c else None
-
-    pick = {"baseline": first(lambda m: m == "baseline", "baseline"),
-            "regularized": first(lambda m: m.startswith("adv"), "adv1"),
-            "bank-initialized": first(lambda m: m.startswith("bankinit"), "bankinit"),
-            "whole-filter init": first(lambda m: m == "filterinit", "filterinit"),
-            "whole-filter init + Gaussian": first(lambda m: m == "filterinit+gauss", "filterinit+gauss")}
-    panels = []
+    best: dict[str, Run] = {}      # one run per method: conv1 regularized, with the bank shown, first
+    for r in sorted(at, key=lambda r: (r.layers != "conv1", r.bank_name != bank_name, method_order(r.method, r.variant))):
+        best.setdefault(r.method, r)
+    pick = sorted(best.values(), key=lambda r: method_order(r.method, r.variant))
+    pick = [r for r in pick if r.method == "baseline"] + [r for r in pick if r.method != "baseline"][:4]
+    panels, shown = [], []
     if bank is not None:
         g = torch.Generator().manual_seed(0)
         panels.append((f"bank sample\n({bank_name})" if bank_name else "bank sample",
                        bank[torch.randperm(len(bank), generator=g)[:64]]))
-    for kind in pick:
-        if pick[kind] is not None:
-            try:
-                w = layer_kernels(pick[kind].dir, "conv1", flat=False)
-                panels.append((f"{kind} conv1\n({pick[kind].method})", w))
-            except (UnsafeCheckpoint, KeyError, TypeError):
-                pass
+    for r in pick:
+        try:
+            w = layer_kernels(r.dir, "conv1", flat=False)
+        except (UnsafeCheckpoint, KeyError, TypeError, OSError):
+            continue
+        panels.append((f"{r.method}\n(after training)", w))
+        shown.append(r)
     if panels:
-        out[f"{stem}_filters.png"] = panels_png(panels, f"conv1 filters, n={n}, seed {seed}")
+        what = (f"Conv1 filters after training, n={n}, seed {seed}" + (", beside a bank sample" if bank is not None else "")
+                if shown else f"A sample of the bank's conv1 kernels ({bank_name or 'bank'}); no run kept conv1")
+        out[f"{stem}_filters.png"] = panels_png(panels, what + (f"\n{about}" if about else ""))
 
+    curves = [r for r in sorted(at, key=lambda r: method_order(r.method, r.variant))
+              if any("d_acc_real" in m for m in read_jsonl(r.dir / "metrics.jsonl"))]
+    if not curves:       # no run here had a discriminator: nothing to draw
+        return out
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
-    for r in sorted(at, key=lambda r: method_order(r.method, r.variant)):
+    for r in curves:
         rows = [m for m in read_jsonl(r.dir / "metrics.jsonl") if "d_acc_real" in m]
         for ax, key in zip(axes, ("d_acc_real", "d_acc_fake", "g_loss")):
             pts = [(m["step"], m[key]) for m in rows if finite(m.get(key))]
@@ -129,6 +138,7 @@ def figures(cells: dict, deltas: dict, ok: list[Run], bank: torch.Tensor | None,
         ax.grid(alpha=0.3)
     if axes[0].get_legend_handles_labels()[0]:
         axes[0].legend(fontsize=7)
-    fig.suptitle(f"discriminator / generator over training, n={n}, seed {seed}", fontsize=9)
+    fig.suptitle(f"Discriminator accuracy and generator loss over training steps, n={n}, seed {seed}"
+                 + (f"\n{about}" if about else ""), fontsize=9)
     out[f"{stem}_training.png"] = _png(fig)
     return out

@@ -4,6 +4,7 @@ scripts of the docs, so a report's tables and the docs' tables cannot disagree."
 from __future__ import annotations
 
 from .bank_refs import metric_keys
+from .protocol import describe_protocol
 from .runs import finite
 
 REF_NAMES = {"baseline": "the baseline", "bankinit": "bank init (2-D slices)", "filterinit": "whole-filter init",
@@ -34,15 +35,24 @@ def pair_cells(d: dict) -> str:
             f"{_f(d['p'], '.3g')} | {d['test']}")
 
 
-def accuracy_table(cells: list[dict]) -> list[str]:
-    """Test accuracy and conv1 filter metrics per cell."""
-    L = ["## Test accuracy", "",
-         "Cells that were run, only. Test accuracy on the full test set after the last epoch; mean ± std "
+def split_word(protocol: dict | None) -> str:
+    """What the accuracy is called: ``validation`` where it was measured on a val/ split."""
+    return "validation" if (protocol or {}).get("eval_split") == "val" else "test"
+
+
+def accuracy_table(cells: list[dict], protocol: dict | None = None) -> list[str]:
+    """Test (or validation) accuracy and conv1 filter metrics per cell."""
+    word = split_word(protocol)
+    where = (f"{describe_protocol(protocol)}, after" if protocol else "Test accuracy on the full test set after")
+    where = where[0].upper() + where[1:]
+    L = [f"## {word.capitalize()} accuracy", "",
+         f"Cells that were run, only. {where} the last epoch; mean ± std "
          "(ddof 1) over seeds. Filter metrics on the final conv1 kernels: judge AUC (fresh MLP, held-out "
          "halves split by whole filter; 0.5 = indistinguishable from the bank, below 0.5 = more typical "
          "of the bank than the bank's own held-out filters), MMD² (RBF, median bandwidth; ≈ 0 = same "
          "distribution), low-freq energy (share of non-DC spectral energy at ≤ 0.25 cycles/px).", "",
-         "| train size | method | reg layers | n | seeds | test acc (%) | judge AUC | MMD² | low-freq energy |",
+         f"| train size | method | reg layers | n | seeds | {'val' if word == 'validation' else 'test'} acc (%) | "
+         "judge AUC | MMD² | low-freq energy |",
          "|---:|---|---|---:|---|---:|---:|---:|---:|"]
     for c in cells:
         L.append(f"| {c['train_size']} | {c['label']} | {c['reg_layers']} | {len(c['seeds'])} | "
@@ -50,11 +60,11 @@ def accuracy_table(cells: list[dict]) -> list[str]:
     return L
 
 
-def paired_table(cells: list[dict], ref: str = "baseline") -> list[str]:
+def paired_table(cells: list[dict], ref: str = "baseline", word: str = "test") -> list[str]:
     """Each cell's paired difference to its ``ref`` cell (the baseline, bank init, …); the
     reference cell is named where its settings or reg layers differ from the cell's."""
     L = ["", f"## Paired difference to {REF_NAMES.get(ref, ref)}", "",
-         f"Δ = method − {ref} test accuracy (percentage points), same train size, same seed and "
+         f"Δ = method − {ref} {word} accuracy (percentage points), same train size, same seed and "
          f"data seed, paired t over seeds. The {ref if ref == 'baseline' else ref + ' cell'} has the same "
          "settings, reg layers when run "
          "(a λ = 0 run does not depend on them), and discriminator settings likewise.", "",
@@ -70,12 +80,12 @@ def paired_table(cells: list[dict], ref: str = "baseline") -> list[str]:
     return L
 
 
-def bank_table(pairs: list[dict]) -> list[str]:
+def bank_table(pairs: list[dict], word: str = "test") -> list[str]:
     """The same method trained with two banks: Δ = newer bank − older bank."""
     if not pairs:
         return []
     return ["", "## The same method with another bank", "",
-            "Δ = test accuracy with the newer bank − with the older one (percentage points), same "
+            f"Δ = {word} accuracy with the newer bank − with the older one (percentage points), same "
             "method, train size, settings, seed and data seed; paired t over seeds.", "",
             "| train size | method | reg layers | banks (newer vs older) | paired seeds (n) | Δ acc (pp) | 95% CI | p | test |",
             "|---:|---|---|---|---|---:|---|---:|---|",
@@ -104,9 +114,23 @@ def layer_tables(cells: list[dict], layers: list[dict]) -> list[str]:
 
 
 def cell_tables(records: dict) -> list[str]:
-    """Every cell table of a report, in the report's order, from its records."""
+    """Every cell table of one protocol's records, in the report's order."""
     cells = records["cells"]
-    L = accuracy_table(cells)
+    word = split_word(records.get("protocol"))
+    L = accuracy_table(cells, records.get("protocol"))
     for ref in records["refs"]:
-        L += paired_table(cells, ref)
-    return L + bank_table(records["bank_pairs"]) + layer_tables(cells, records["layers"])
+        L += paired_table(cells, ref, word)
+    return L + bank_table(records["bank_pairs"], word) + layer_tables(cells, records["layers"])
+
+
+def report_tables(data: dict) -> list[str]:
+    """Every cell table of a report: of its one protocol, or a section per protocol (``"protocols"``),
+    headed by what its accuracy is measured on, its tables one heading level down."""
+    if "protocols" not in data:
+        return cell_tables(data)
+    L = ["## Protocols", "", f"These runs were measured on {len(data['protocols'])} different protocols; each "
+         "has its own tables and figures, and no difference or curve crosses two."]
+    for i, sec in enumerate(data["protocols"], 1):
+        L += ["", f"## Protocol {i}: {describe_protocol(sec['protocol'])}", ""]
+        L += ["#" + line if line.startswith("## ") else line for line in cell_tables(sec)]
+    return L

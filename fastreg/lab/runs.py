@@ -18,6 +18,7 @@ from safetensors.torch import load_file as safetensors_load
 
 from ..errors import UnsafeCheckpoint
 from ..io_util import read_json, safe_torch_load
+from .protocol import protocol
 from .methods import method_of
 
 FINAL_KERNELS = "final_kernels.safetensors"  # conv1 + regularized layers at the end
@@ -69,6 +70,12 @@ class Run:
     @property
     def method(self) -> str:
         return method_of(self.cfg)
+
+    @property
+    def protocol(self) -> dict:
+        """What its test accuracy was measured on (``data.protocol``): runs of different
+        protocols never share a table, a difference or a curve."""
+        return protocol(self.cfg)
 
     @property
     def label(self) -> str:

@@ -13,7 +13,7 @@ import argparse
 import re
 from pathlib import Path
 
-from ..bank import bank_file
+from ..bank import bank_file, packaged_listing
 from ..errors import UsageError
 from ..init import INITS, UNITS
 from ..layers import LAYER_WEIGHTS, select_layers
@@ -57,9 +57,9 @@ def build_parser() -> Parser:
                    help="weight of the adversarial filter loss (0 = none), shared by the regularized layers "
                         "(see --layer-weights)")
     p.add_argument("--bank", default="auto",
-                   help="bank file (.safetensors or DWP .npy), or a packaged bank by name: dwpnet_e24 "
-                        "(converged DWPNets), dwpnet_e4 (the first, 4-epoch bank), resnet20; 'none' = no "
-                        "discriminator at all; auto: dwpnet_e24 for dwpnet, dwpnet_e24 + resnet20 for other archs")
+                   help=f"bank file (.safetensors or DWP .npy), or a packaged bank by name: {packaged_listing()}; "
+                        "none: no bank and no discriminator; auto: dwpnet_e24 for dwpnet, dwpnet_e24 + resnet20 "
+                        "for other archs")
     p.add_argument("--arch", default="dwpnet", help=f"classifier: {', '.join(ARCHS)}")
     p.add_argument("--reg-layers", default="conv1",
                    help="conv layers to regularize / bank-initialize: full module names, globs "
@@ -115,7 +115,8 @@ def build_parser() -> Parser:
                         "slices; whole filters need the bank's filters to have the layer's inputs")
     p.add_argument("--sources", default=None,
                    help="source networks for --init chain / finetune: a collect folder (its seed*/model.pt), a "
-                        "sources file, or a packaged name; run seed s starts from source s mod their number")
+                        "sources file, or a packaged name; run seed s starts from source s mod their number "
+                        "(default: none)")
     p.add_argument("--chain-norms", action="store_true",
                    help="--init chain: copy the norm layer after each chain conv too (weights and statistics)")
     p.add_argument("--prior", choices=("none", "gauss", "vae", "l2sp"), default="none",
@@ -139,8 +140,9 @@ def build_parser() -> Parser:
     p.add_argument("--eval-size", type=positive_int, default=2000, help="test images per periodic evaluation")
     p.add_argument("--out", default=None, help="run directory (default: runs/train/n{size}-lam{λ}-s{seed})")
     p.add_argument("--resume", nargs="?", const="", default=None, metavar="PATH",
-                   help="continue from the run directory's checkpoint (or from PATH); a finished run "
-                        "prints its result")
+                   help="continue a run: PATH is its folder or a checkpoint file, else the --out folder's; "
+                        "every setting not typed is the run's own, one typed differently is refused; a "
+                        "finished run prints its result (default: off, a fresh run)")
     p.add_argument("--keep-checkpoint", action="store_true",
                    help="keep checkpoint.pt (weights and optimizer state) when the run finishes; by default "
                         "a finished run keeps its final kernels, metrics and pictures only")
@@ -179,11 +181,36 @@ def _bank_map(s: str | None) -> dict[str, list[str]] | None:
     return out
 
 
+NOT_SETTINGS = ("resume", "out", "device", "keep_checkpoint", "vae_cache")   # where it runs, what it keeps
+
+
 def config_of(a) -> dict:
     """The run's settings as they go into config.json (and are checked on resume): every
     option but where it runs and what it keeps, the loop's own settings, the version."""
-    own = {k: v for k, v in vars(a).items() if k not in ("resume", "out", "device", "keep_checkpoint", "vae_cache")}
+    own = {k: v for k, v in vars(a).items() if k not in NOT_SETTINGS}
     return {**own, "loop": dict(LOOP), "settings_version": VERSION}
+
+
+def given(parser: argparse.ArgumentParser, argv) -> set[str]:
+    """The options the user typed (their ``dest``), told apart from defaults: a resumed run
+    takes every other setting from its record."""
+    saved = {a.dest: a.default for a in parser._actions}
+    try:
+        for a in parser._actions:
+            a.default = argparse.SUPPRESS
+        return set(vars(parser.parse_args(argv)))
+    finally:
+        for a in parser._actions:
+            a.default = saved[a.dest]
+
+
+def inherit(a, recorded: dict, typed: set[str]) -> None:
+    """A resumed run's settings: its recorded ones (read as today's, ``upgrade``) wherever the
+    user did not type the option; what was typed stays, and is checked against the record."""
+    old = upgrade(recorded)
+    for k in vars(a):
+        if k in old and k not in typed and k not in NOT_SETTINGS:
+            setattr(a, k, old[k])
 
 
 def upgrade(cfg: dict) -> dict:

@@ -31,7 +31,7 @@ from ..errors import NonFiniteError, UsageError
 from ..io_util import atomic_write_json, atomic_write_jsonl, check_out_dir, read_json
 from ..layers import conv_layers, select_layers
 from ..models import build_model
-from .methods import DEFAULT_METHODS, METHOD_KEYS, METHODS, describe, method_argv
+from .methods import DEFAULT_PRESET, METHOD_KEYS, METHODS, PRESETS, describe, method_argv
 from .runs import run_state
 from .settings import build_parser as train_parser, config_of, settings_diff
 # train options the sweep sets itself: not allowed after ``--``
@@ -43,16 +43,19 @@ def build_parser() -> Parser:
     width = max(map(len, METHODS)) + 2
     p = Parser(prog="python -m fastreg.sweep", description=__doc__.splitlines()[0].split(": ", 1)[-1],
                epilog="methods (every one on the same seeds and data):\n" +
-               "\n".join(f"  {m:<{width}}{describe(v)}" for m, v in METHODS.items()))
+               "\n".join(f"  {m:<{width}}{describe(v)}" for m, v in METHODS.items()) +
+               "\n\npresets (--methods NAME):\n" +
+               "\n".join(f"  {n:<{width}}{','.join(ms)}" for n, ms in PRESETS.items()))
     p.add_argument("--sizes", default="100,500,1000,5000", help="comma-separated train sizes")
-    p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
-                   help=f"comma-separated, of: {', '.join(METHODS)}")
+    p.add_argument("--methods", default=DEFAULT_PRESET,
+                   help="comma-separated method names, or a preset (both listed below); main: the README's "
+                        "comparison, the plain model, whole-filter bank init, and the main job")
     p.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds (data seed = seed)")
     p.add_argument("--arch", default="dwpnet", help="classifier (see train --help)")
     p.add_argument("--reg-layers", default="conv1",
                    help="regularized / bank-initialized layers, a selector as in train "
                         "(give each variant its own --out)")
-    p.add_argument("--width", type=positive_float, default=None, help="classifier channel multiplier")
+    p.add_argument("--width", type=positive_float, default=None, help="classifier channel multiplier (default: 1, dwpnet and resnet20 only)")
     p.add_argument("--amp", action="store_true",
                    help="bf16 autocast where the device has native bf16, else fp32 (see train --help)")
     p.add_argument("--bank", default=None, help=f"bank file or packaged bank name, as in train (default: "
@@ -61,7 +64,7 @@ def build_parser() -> Parser:
                    help="CIFAR-10 classes every run classifies, as in train (e.g. 5,6,7,8,9: the class-disjoint "
                         "protocol; default: all ten)")
     p.add_argument("--sources", default=None,
-                   help="source networks for the chain and fine-tuning methods, as in train")
+                   help="source networks for the chain and fine-tuning methods, as in train (default: none)")
     p.add_argument("--data-root", default=None, help="data folder (default: $FASTREG_DATA or ./data)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when there is one)")
     p.add_argument("--out", default="runs/sweep", help="sweep folder")
@@ -72,11 +75,16 @@ def build_parser() -> Parser:
     p.add_argument("--dry-run", action="store_true", help="print the plan, run and write nothing")
     p.add_argument("--ray", nargs="?", const="auto", default=None, metavar="ADDRESS",
                    help="run each training run as a task on a Ray cluster (auto, or HOST:PORT); "
-                        "--out must be on a filesystem every node sees")
+                        "--out must be on a filesystem every node sees (default: off, runs one after another here)")
     p.add_argument("--cpus-per-run", type=positive_float, default=1.0, help="--ray: CPUs per run")
     p.add_argument("--gpus-per-run", type=nonneg_float, default=0.0,
                    help="--ray: GPUs per run; fractional shares a GPU between runs")
     return p
+
+
+def expand_presets(text: str) -> str:
+    """``--methods``: each preset name replaced by its methods (``methods.PRESETS``)."""
+    return ",".join(",".join(PRESETS.get(m.strip(), (m.strip(),))) for m in text.split(","))
 
 
 def _check_extra(extra: list[str]) -> None:
@@ -93,7 +101,7 @@ def plan(a, extra: list[str]) -> list[tuple[str, Path, list[str]]]:
     """[(state, run dir, train argv)]; state: done | failed | interrupted | new (see
     ``runs.run_state``). Validates, writes nothing."""
     sizes = int_list(a.sizes, "--sizes", 1)
-    methods = name_list(a.methods, "--methods", list(METHODS))
+    methods = name_list(expand_presets(a.methods), "--methods", list(METHODS))
     seeds = int_list(a.seeds, "--seeds", 0)
     _check_extra(extra)
     amp_precision(pick_device(a.device), a.amp)   # says once, up front, if --amp falls back to fp32
@@ -104,7 +112,7 @@ def plan(a, extra: list[str]) -> list[tuple[str, Path, list[str]]]:
             raise UsageError("the chain and fine-tuning methods need --sources (source networks, as in train)")
         load_sources(sources_file(a.sources))        # readable, before any run
     model = build_model(a.arch, DATASETS["cifar10"], a.width or 1.0)
-    for n in select_layers(model, a.reg_layers):     # every selected layer has bank kernels
+    for n in select_layers(model, a.reg_layers, bank.kernel_sizes(), what="--reg-layers"):   # the bank serves them
         bank.source(n, conv_layers(model)[n].kernel_size[0])
     classes = parse_classes(a.classes, "cifar10", DATASETS["cifar10"])
     _, labels = load_arrays("cifar10", data_root(a.data_root), "train")

@@ -32,14 +32,27 @@ from ..vae import VAEPrior, vae_for
 from ..regularizer import AdversarialRegularizer
 from .banks import bank_id, bank_label, load_bank
 from .data import data_root, target_sets
+from .protocol import protocol
 from .device import amp_precision, pick_device
 from .loop import LoopConfig, Trainer
 from .methods import method_of
 from .run_summary import report_lines, summarize
 from .runs import FINAL_KERNELS, START_KERNELS
-from .settings import _bank_map, _hidden, build_parser, config_of, resolve_defaults, settings_diff
+from .settings import (_bank_map, _hidden, build_parser, config_of, given, inherit, resolve_defaults,
+                       settings_diff)
 
 __all__ = ["build_parser", "config_of", "main", "prepare", "settings_diff"]
+
+
+def _recorded(a, out: Path, ckpt_path: Path) -> tuple[dict | None, dict]:
+    """(the checkpoint, the settings the run was started with) of ``--resume``: a finished run
+    has no checkpoint, only its config.json."""
+    if not a.resume and (out / "final.json").exists() and not ckpt_path.exists():
+        return None, read_json(out / "config.json") if (out / "config.json").exists() else {}
+    if not a.resume and not ckpt_path.exists():
+        raise UsageError(f"--resume: no checkpoint in {out}")
+    ckpt = safe_torch_load(ckpt_path)
+    return ckpt, _settings_of(ckpt, out, ckpt_path)
 
 
 def _settings_of(ckpt: dict, out: Path, ckpt_path: Path) -> dict:
@@ -107,7 +120,8 @@ def prepare(a):
                                            a.dataset, a.image_size, a.classes)
     torch.manual_seed(a.seed)
     model = build_model(a.arch, num_classes, a.width).to(device)
-    layers = select_layers(model, a.reg_layers)
+    layers = (select_layers(model, a.reg_layers) if bank is None else   # patterns: the convs the bank serves
+              select_layers(model, a.reg_layers, bank.kernel_sizes(), bank_map or {}, "--reg-layers"))
     adv, terms = None, {}
     if bank is not None:
         steps = a.epochs * math.ceil(a.train_size / a.batch_size)
@@ -171,28 +185,36 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    a = build_parser().parse_args(argv)
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    typed = given(parser, argv)
     dist, a.device = from_env(a.device)          # torchrun: one rank of N, its device
+    if a.resume and Path(a.resume).is_dir():     # --resume RUN_FOLDER: continue in that folder
+        if a.out and Path(a.out).resolve() != Path(a.resume).resolve():
+            raise UsageError(f"--resume {a.resume} is a run folder and continues there; leave out --out {a.out}")
+        a.out, a.resume = a.resume, ""
+    if a.out is None:
+        resolve_defaults(a)                      # the default folder's name comes from the settings
+    out = Path(a.out or f"runs/train/n{a.train_size}-lam{a.lam:g}-s{a.seed}")
+    ckpt_path = Path(a.resume or out / "checkpoint.pt")
+    ckpt = None
+    if a.resume is not None:
+        ckpt, old = _recorded(a, out, ckpt_path)
+        inherit(a, old, typed)                   # what was not typed is the run's own
+    resolve_defaults(a)
     if a.batch_size % dist.world:
         raise UsageError(f"--batch-size {a.batch_size} (the global batch) does not split over {dist.world} ranks")
-    resolve_defaults(a)
-    out = Path(a.out or f"runs/train/n{a.train_size}-lam{a.lam:g}-s{a.seed}")
     check_out_dir(out)
     if (out / "final.json").exists():
         if a.resume is None:
             raise UsageError(f"{out} already holds a finished run; choose another --out (or --resume "
                              f"to see its result)")
         if not a.resume:
-            return _finished(a, out)
+            return _finished(a, out, old)
     if a.resume is None and (out / "checkpoint.pt").exists():
         raise UsageError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-    if a.resume is not None and not a.resume and not (out / "checkpoint.pt").exists():
-        raise UsageError(f"--resume: no checkpoint in {out}")
     settings = config_of(a)
-    ckpt_path = Path(a.resume or out / "checkpoint.pt")
-    ckpt = safe_torch_load(ckpt_path) if a.resume is not None else None
     if ckpt is not None:
-        old = _settings_of(ckpt, out, ckpt_path)
         diff = settings_diff(old, settings)
         if diff:
             raise UsageError(f"--resume with different settings than the checkpoint: {', '.join(diff)}")
@@ -224,6 +246,7 @@ def _main(argv: Sequence[str] | None) -> int:
             atomic_write_json(out / "config.json", {**settings, "device": str(device),
                                                     "precision": precision, "version": __version__,
                                                     "fake_max_used": a.fake_max_used,
+                                                    "protocol": protocol(settings, test),
                                                     "bank_meta": bank.meta if bank else None})
         if ckpt is None and dist.is_main:    # the filters as training starts (after any bank init)
             atomic_write_bytes(out / START_KERNELS, safetensors_save(_kernels(model, layers),
@@ -256,23 +279,24 @@ def _main(argv: Sequence[str] | None) -> int:
     (out / "failed.json").unlink(missing_ok=True)   # left by an earlier attempt the sweep gave up on
     if not a.keep_checkpoint:    # weights + optimizer state: 70 MB for the default job, not needed now
         (out / "checkpoint.pt").unlink(missing_ok=True)
-    print(f"test accuracy {final['test_acc']:.4f} (n={a.train_size}, λ={a.lam:g}, seed {a.seed}) "
+    split = "validation" if test.split == "val" else "test"
+    print(f"{split} accuracy {final['test_acc']:.4f} (n={a.train_size}, λ={a.lam:g}, seed {a.seed}) "
           f"in {time.time() - t0:.0f}s → {out}")
     for line in report_lines(judged, out):
         print(line)
     return 0
 
 
-def _finished(a, out: Path) -> int:
+def _finished(a, out: Path, old: dict) -> int:
     """``--resume`` of a finished run: the same checks as any resume (settings, bank), then its
     result; nothing is trained or written."""
-    old = read_json(out / "config.json") if (out / "config.json").exists() else {}
     diff = settings_diff(old, config_of(a))
     if diff:
         raise UsageError(f"--resume with different settings than the finished run in {out}: {', '.join(diff)}")
     _check_same_bank(out, out / "checkpoint.pt", load_bank(a.bank, a.arch) if a.bank.lower() != "none" else None)
     final = read_json(out / "final.json")
-    print(f"{out} is finished: test accuracy {final['test_acc']:.4f} (n={final['train_size']}, "
+    split = "validation" if protocol(old).get("eval_split") == "val" else "test"
+    print(f"{out} is finished: {split} accuracy {final['test_acc']:.4f} (n={final['train_size']}, "
           f"λ={final['lambda']:g}, seed {final['seed']})")
     return 0
 

@@ -4,6 +4,7 @@ mistake a new user makes. (The README example on any model: tests/library/test_r
 test_layer_units.py.)"""
 from __future__ import annotations
 
+import argparse
 import json
 import re
 
@@ -14,6 +15,7 @@ from torch import nn
 from fastreg import KernelBank
 from fastreg.lab import report, sweep, train
 from fastreg.lab.cli import run_main
+from fastreg.lab.classes import CIFAR10_CLASSES as CIFAR10
 from helpers import make_bank_file, make_npz_data, smooth_kernels
 
 FAST = ["--width", "0.125", "--epochs", "2", "--eval-size", "50", "--batch-size", "50"]
@@ -122,20 +124,94 @@ def test_collect_from_a_whole_pickled_module_says_to_save_the_state_dict(tmp_pat
     assert rc == 2 and "model.state_dict()" in err and "\x1b[" not in err and err.count("\n") == 1, err
 
 
+
+def test_a_recorded_protocol_is_the_one_older_runs_read_as(two_runs):
+    """A CIFAR-10 run records its protocol; the same run without the record (made before it was
+    kept) reads as the same protocol, so old and new runs still share their cells."""
+    from fastreg.lab.protocol import protocol, protocol_key
+    cfg = json.loads((two_runs / "a" / "r" / "config.json").read_text())
+    rec = cfg["protocol"]
+    assert rec == {"dataset": "cifar10", "classes": list(CIFAR10), "image_size": 32, "eval_split": "test",
+                   "eval_images": 100}
+    old = {k: v for k, v in cfg.items() if k != "protocol"}
+    assert protocol_key(protocol(old)) == protocol_key(rec)
+    five = protocol({**old, "classes": [5, 6, 7, 8, 9]})
+    assert five["classes"] == ["dog", "frog", "horse", "ship", "truck"] and protocol_key(five) != protocol_key(rec)
+
+def test_runs_of_two_protocols_never_share_a_table_a_difference_or_a_curve(two_runs, tmp_path, capsys):
+    """An image-folder run (3 classes, measured on its val/ split) and CIFAR-10 runs in one
+    folder: a section each, headed by what its accuracy is measured on, its own figures; the
+    image-folder section calls its accuracy validation accuracy. ``--out`` without ``.md`` is a
+    folder that receives the report, its JSON and its figures, and nothing lands beside it."""
+    import shutil
+    mixed = tmp_path / "mixed"
+    shutil.copytree(two_runs, mixed)
+    imgs = _image_folder(tmp_path / "imgs", {"cats": 3, "dogs": 3, "owls": 3})
+    bank = mixed / "bank.safetensors"
+    for name, lam, init in (("if_base", "0", "default"), ("if_adv", "1", "bank")):
+        assert run_main(train.main, ["--dataset", "imagefolder", "--data-root", str(imgs), "--bank", str(bank),
+                                     "--lambda", lam, "--init", init, "--out", str(mixed / name / "r"), *FAST]) == 0
+    folder = tmp_path / "out" / "rep"
+    capsys.readouterr()
+    assert run_main(report.main, [str(mixed), "--out", str(folder)]) == 0
+    assert "2 protocols in separate tables" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["rep"]
+    assert {p.name for p in folder.iterdir()} == {"report.md", "report.json", "figures"}
+    data = json.loads((folder / "report.json").read_text())
+    secs = {s["protocol"]["dataset"]: s for s in data["protocols"]}
+    assert set(secs) == {"cifar10", "imagefolder"} and len(data["runs"]) == 4
+    assert secs["imagefolder"]["protocol"] == {"dataset": "imagefolder", "classes": ["cats", "dogs", "owls"],
+                                               "image_size": 32, "eval_split": "val", "eval_images": 6}
+    assert [c["train_size"] for c in secs["imagefolder"]["cells"]] == [9, 9]
+    assert [c["train_size"] for c in secs["cifar10"]["cells"]] == [20, 20]
+    for s in secs.values():                          # each Δ pairs two cells of its own section
+        (adv,) = [c for c in s["cells"] if c["method"] != "baseline"]
+        assert adv["paired"]["baseline"]["vs"] == "baseline" and adv["train_size"] == s["cells"][0]["train_size"]
+    text = (folder / "report.md").read_text()
+    assert "## Protocol 1: CIFAR-10, all 10 classes, 32×32 images, accuracy on its test split (100 images)" in text
+    assert ("## Protocol 2: image folder, 3 classes (cats, dogs, owls), 32×32 images, accuracy on its val "
+            "split (6 images)") in text
+    assert "### Test accuracy" in text and "### Validation accuracy" in text and "| val acc (%) |" in text
+    assert "## Test accuracy" not in text.replace("### Test", "")
+    figs = sorted(p.name for p in (folder / "figures").iterdir())
+    assert "report_protocol1_acc_vs_size.png" in figs and "report_protocol2_acc_vs_size.png" in figs
+    assert all("figures/" + f in text for f in figs)
+    # the same runs reported as a .md path: figures beside it; a file in the folder's place is refused
+    assert run_main(report.main, [str(mixed / "if_base"), "--out", str(tmp_path / "one.md")]) == 0
+    assert (tmp_path / "figures" / "one_acc_vs_size.png").exists()
+    assert "### " not in (tmp_path / "one.md").read_text() and "## Validation accuracy" in (tmp_path / "one.md").read_text()
+    (tmp_path / "plain").write_text("x")
+    assert run_main(report.main, [str(mixed), "--out", str(tmp_path / "plain")]) == 2
+    assert "is a file" in capsys.readouterr().err
+
 # -------------------------------------------------------------------------- --help
-@pytest.mark.parametrize("mod", [train, sweep, report])
-def test_help_gives_every_option_a_text_and_each_default_once(mod, capsys):
-    from fastreg import collect
+def _modules():
+    from fastreg.lab import collect
+    return [train, sweep, report, collect]
+
+
+@pytest.mark.parametrize("mod", _modules(), ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+def test_help_gives_every_option_a_text_and_its_default(mod, capsys):
+    """Every option of train, sweep, report and collect has a help text that says its default
+    (flags are off by default), once; descriptions are whole sentences."""
+    from fastreg.bank import PACKAGED
     parser = mod.build_parser()
+    fmt = parser._get_formatter()
     for action in parser._actions:
-        if action.option_strings and action.dest != "help":
-            assert action.help, action.option_strings
+        if not action.option_strings or action.dest == "help" or action.help == argparse.SUPPRESS:
+            continue
+        assert action.help, action.option_strings
+        text = fmt._expand_help(action)
+        if action.nargs != 0:
+            assert "default" in text.lower(), (action.option_strings, text)
     text = parser.format_help()
     assert "(default: None)" not in text and not re.search(r"default[^\n]*\(default:", text), text
-    assert "CIFAR-10 classifier" not in text
+    assert "CIFAR-10 classifier" not in text and not parser.description.rstrip().endswith((";", ","))
     if mod is sweep:
-        assert "filterinit+adv1" in text and "start from bank kernels (whole filters)" in text
-    del collect
+        assert "filterinit+adv1" in text and "start from bank kernels (whole filters" in text
+        assert "main                    baseline,filterinit,filterinit+adv1" in text
+    if mod is train:
+        assert all(name in text for name in PACKAGED)      # the packaged banks, from the bank's own table
 
 
 # --------------------------------------------------------------------------- report

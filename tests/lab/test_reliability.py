@@ -118,6 +118,40 @@ def test_resume_rewrites_a_metrics_log_the_kill_left_short(setup, tmp_path):
     assert log.read_text() == full
 
 
+
+def test_resume_by_run_folder_alone_continues_a_killed_run(setup, tmp_path, capsys):
+    """``--resume RUN_FOLDER`` with no other flag continues a SIGKILLed run with the settings it
+    recorded (here several off their defaults: --amp, --lambda, --seed, --d-unit) and ends
+    bit-identical to an uninterrupted run; ``--out RUN --resume`` likewise; only a setting typed
+    differently is refused, by name."""
+    data, bank = setup
+    a, c = tmp_path / "a", tmp_path / "c"
+    own = ["--amp", "--lambda", "0.5", "--seed", "1", "--d-unit", "filter"]
+    subprocess.run(_cmd(data, bank, a, *own, epochs=8), env=ENV, check=True, capture_output=True, timeout=300)
+    p = subprocess.Popen(_cmd(data, bank, c, *own, epochs=8), env=ENV, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE)
+    deadline = time.time() + 200
+    while p.poll() is None and time.time() < deadline and _rows(c / "metrics.jsonl") < 3:
+        time.sleep(0.01)
+    p.send_signal(signal.SIGKILL)
+    p.communicate(timeout=60)
+    assert p.returncode == -signal.SIGKILL and not (c / "final.json").exists()
+    assert (c / "checkpoint.pt").exists()
+    capsys.readouterr()
+    assert run_main(train.main, ["--resume", str(c), "--lambda", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "different settings" in err and err.rstrip().endswith(": lam")
+    assert run_main(train.main, ["--resume", str(c), "--out", str(tmp_path / "elsewhere")]) == 2
+    assert "leave out --out" in capsys.readouterr().err
+    r = subprocess.run([sys.executable, "-m", "fastreg.train", "--resume", str(c)], env=ENV, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert _final(c) == _final(a)
+    cfg = json.loads((c / "config.json").read_text())
+    assert cfg["amp"] is True and cfg["lam"] == 0.5 and cfg["d_unit"] == "filter"
+    assert run_main(train.main, ["--out", str(c), "--resume"]) == 0          # finished: its result
+    assert "is finished" in capsys.readouterr().out
+
 class _Evil:
     def __init__(self, path):
         self.path = path
