@@ -17,7 +17,6 @@ from .errors import UsageError
 from .layers import conv_layers, select_layers
 from .ops import sample_kernels
 
-INITS = ("default", "bank", "cov", "vae", "chain", "finetune")   # chain, finetune: fastreg.chain
 UNITS = ("filter", "slice")
 
 

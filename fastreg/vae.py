@@ -162,6 +162,14 @@ def load(path: str | Path) -> tuple[KernelVAE, dict]:
     return vae.eval(), meta
 
 
+def layer_scale(bank, layer: str, weight: torch.Tensor, bank_map=None) -> float:
+    """The factor that brings the bank kernels serving ``layer`` to the layer's own scale: its
+    weights' std over the std of those bank kernels (as 2-D slices). ``VAEPrior`` divides a
+    layer's kernels by it, as the inits and the Gaussian penalty scale the bank (DESIGN.md §13)."""
+    src = bank.plan(layer, weight.shape, "slice", bank_map).src
+    return float(weight.detach().std()) / float(bank.units(src, "slice").std())
+
+
 class VAEPrior(nn.Module):
     """``weight · mean over layers of mean over kernels of −ELBO(kernel) / dim``: the negative
     lower bound on the log-density of each layer's kernels under its fitted VAE (fixed), per

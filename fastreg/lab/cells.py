@@ -11,7 +11,9 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
+from .inits import needs
 from .methods import SEED_METHODS, method_order
+from .priors import adversarial, prior_needs
 from .banks import bank_id, bank_label, merged_parts
 from ..errors import UsageError
 from .runs import Run, finite, precision_of
@@ -47,7 +49,7 @@ def _setting(r: Run, key: str):
     if key == "bank":       # by name; None where the classifier never sees the bank
         return r.bank_name if uses_bank(r.cfg) else None
     if key == "sources":         # the source networks of chain init and fine-tuning: a name, a folder or folder/file
-        if r.cfg.get("init") not in ("chain", "finetune"):
+        if needs(r.cfg.get("init")) != "sources":
             return None
         p = Path(str(r.cfg["sources"]))
         return p.name if len(p.parts) == 1 or not p.suffix else f"{p.parent.name}/{p.name}"
@@ -85,8 +87,8 @@ def uses_bank(cfg: dict) -> bool:
     """Whether a run's classifier depends on its bank: the adversarial term, an init drawn from
     it or from a fit to it (bank, covariance, VAE), or a prior fitted to it (Gaussian, VAE); a
     λ = 0 run's discriminator never touches the classifier."""
-    return bool(cfg.get("lam")) or cfg.get("init", "default") in ("bank", "cov", "vae") \
-        or cfg.get("prior", "none") in ("gauss", "vae")
+    return adversarial(cfg) or needs(cfg.get("init", "default")) == "bank" \
+        or prior_needs(cfg.get("prior", "none")) == "bank"
 
 
 def _meta(r: Run) -> dict | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..bank import bank_file, packaged_listing
 from ..errors import UsageError
-from ..init import INITS, UNITS
+from ..init import UNITS
 from ..layers import LAYER_WEIGHTS, select_layers
 from ..models import ARCHS, build_model
 from ..ops import BACKENDS
@@ -24,7 +24,9 @@ from . import imagefolder
 from .classes import parse_classes
 from .cli import Parser, fraction, nonneg_float, nonneg_int, positive_float, positive_int
 from .data import DATASETS, data_root
+from .inits import INITS
 from .methods import METHOD_KEYS
+from .priors import PRIORS, adversarial
 
 VERSION = 2
 # the training loop's own settings, as every run so far has used them (recorded as "loop")
@@ -103,13 +105,8 @@ def build_parser() -> Parser:
     p.add_argument("--bank-map", default=None,
                    help="LAYER=BANKLAYER[+BANKLAYER],...: which bank layers serve which layer "
                         "(default: the same name, else every bank layer of its kernel size)")
-    p.add_argument("--init", choices=INITS, default=None,
-                   help="how the regularized layers start: bank (bank filters, the prior that helps most on a "
-                        "first layer; the default), cov (draws from a Gaussian fitted to the bank), vae (draws from a "
-                        "VAE fitted to the bank, as the Deep Weight Prior initializes), chain (the "
-                        "layers of one source network, channels kept coherent: see --sources), finetune (every "
-                        "layer of a source network but the head) or default (the model's own random init; the "
-                        "default with --bank none)")
+    p.add_argument("--init", choices=list(INITS), default=None,
+                   help="how the regularized layers start: " + ", ".join(f"{n} ({i.help})" for n, i in INITS.items()))
     p.add_argument("--init-unit", choices=UNITS, default="filter",
                    help="draw whole filters (their channels kept together) or independent 2-D "
                         "slices; whole filters need the bank's filters to have the layer's inputs")
@@ -119,11 +116,9 @@ def build_parser() -> Parser:
                         "(default: none)")
     p.add_argument("--chain-norms", action="store_true",
                    help="--init chain: copy the norm layer after each chain conv too (weights and statistics)")
-    p.add_argument("--prior", choices=("none", "gauss", "vae", "l2sp"), default="none",
-                   help="gauss: penalty = --prior-weight x the Gaussian NLL per weight of the regularized layers' "
-                        "kernels (SK-reg); vae: x their -ELBO per weight under a VAE fitted to the bank (the Deep "
-                        "Weight Prior's learned prior); l2sp: --prior-weight/2 x the squared distance of the copied "
-                        "layers' parameters to their start (L2-SP; with --init chain or finetune)")
+    p.add_argument("--prior", choices=list(PRIORS), default="none",
+                   help="a penalty added to the loss: " +
+                        "; ".join(f"{n}: {x.help}" for n, x in PRIORS.items() if n != "none"))
     p.add_argument("--vae-epochs", type=positive_int, default=300,
                    help="--init vae / --prior vae: epochs of the VAE fit to each layer's bank kernels")
     p.add_argument("--vae-cache", default="runs/vae",
@@ -149,7 +144,7 @@ def build_parser() -> Parser:
     return p
 
 
-def _hidden(s: str) -> tuple[int, ...]:
+def parse_hidden(s: str) -> tuple[int, ...]:
     try:
         h = tuple(int(v) for v in s.split(","))
     except ValueError:
@@ -168,7 +163,7 @@ def _fake_max(s: str) -> str | int:
     return v
 
 
-def _bank_map(s: str | None) -> dict[str, list[str]] | None:
+def parse_bank_map(s: str | None) -> dict[str, list[str]] | None:
     """``--bank-map conv1=layer1.0.conv1+layer1.0.conv2,conv2=k5``."""
     if not s:
         return None
@@ -179,6 +174,27 @@ def _bank_map(s: str | None) -> dict[str, list[str]] | None:
             raise UsageError(f"--bank-map wants LAYER=BANKLAYER[+BANKLAYER],... with each layer once, got {s!r}")
         out[layer.strip()] = [t.strip() for t in src.split("+")]
     return out
+
+
+class Settings:
+    """A run's resolved settings, read-only (what config.json records, ``config_of``): the
+    pieces of a run are built from it, and nothing writes back into it."""
+    __slots__ = ("_values",)
+
+    def __init__(self, values: dict) -> None:
+        object.__setattr__(self, "_values", dict(values))
+
+    def __getattr__(self, key: str):
+        try:
+            return self._values[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def __setattr__(self, key: str, value) -> None:
+        raise AttributeError(f"run settings are read-only ({key})")
+
+    def as_dict(self) -> dict:
+        return dict(self._values)
 
 
 NOT_SETTINGS = ("resume", "out", "device", "keep_checkpoint", "vae_cache")   # where it runs, what it keeps
@@ -246,7 +262,7 @@ def fake_max_of(cfg: dict) -> int | None:
     """Kernels per layer and step the adversarial term saw (None: all): recorded by newer runs;
     ``None`` in runs from before ``--fake-max auto`` meant all; ``auto`` resolved on the model.
     Without the adversarial term (λ = 0) nothing is drawn: None."""
-    if not cfg.get("lam"):
+    if not adversarial(cfg):
         return None
     if "fake_max_used" in cfg:
         return cfg["fake_max_used"]
@@ -277,7 +293,7 @@ def weighs_layers(cfg: dict, layers: list | None = None) -> bool:
     """Whether ``layer_weights`` (how λ and the prior weight spread over layers) can change a
     run: a weighted term (λ > 0 or a prior) on several layers: ``layers`` as the run resolved
     them (its final.json), else as its selector may name them (a plain layer name is one)."""
-    if not (cfg.get("lam") or cfg.get("prior", "none") != "none"):
+    if not (adversarial(cfg) or cfg.get("prior", "none") != "none"):
         return False
     if layers is not None:
         return len(layers) > 1

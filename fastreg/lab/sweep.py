@@ -31,7 +31,8 @@ from ..errors import NonFiniteError, UsageError
 from ..io_util import atomic_write_json, atomic_write_jsonl, check_out_dir, read_json
 from ..layers import conv_layers, select_layers
 from ..models import build_model
-from .methods import DEFAULT_PRESET, METHOD_KEYS, METHODS, PRESETS, describe, method_argv
+from .inits import INITS
+from .methods import DEFAULT_PRESET, METHOD_KEYS, PRESETS, describe, method_argv, methods
 from .runs import run_state
 from .settings import build_parser as train_parser, config_of, settings_diff
 # train options the sweep sets itself: not allowed after ``--``
@@ -40,10 +41,11 @@ CONTROLLED = ("train_size", "seed", "data_seed", "out", "resume", "reg_layers", 
 
 
 def build_parser() -> Parser:
-    width = max(map(len, METHODS)) + 2
+    menu = methods()
+    width = max(map(len, menu)) + 2
     p = Parser(prog="python -m fastreg.sweep", description=__doc__.splitlines()[0].split(": ", 1)[-1],
                epilog="methods (every one on the same seeds and data):\n" +
-               "\n".join(f"  {m:<{width}}{describe(v)}" for m, v in METHODS.items()) +
+               "\n".join(f"  {m:<{width}}{describe(v)}" for m, v in menu.items()) +
                "\n\npresets (--methods NAME):\n" +
                "\n".join(f"  {n:<{width}}{','.join(ms)}" for n, ms in PRESETS.items()))
     p.add_argument("--sizes", default="100,500,1000,5000", help="comma-separated train sizes")
@@ -101,13 +103,14 @@ def plan(a, extra: list[str]) -> list[tuple[str, Path, list[str]]]:
     """[(state, run dir, train argv)]; state: done | failed | interrupted | new (see
     ``runs.run_state``). Validates, writes nothing."""
     sizes = int_list(a.sizes, "--sizes", 1)
-    methods = name_list(expand_presets(a.methods), "--methods", list(METHODS))
+    menu = methods()
+    chosen = name_list(expand_presets(a.methods), "--methods", list(menu))
     seeds = int_list(a.seeds, "--seeds", 0)
     _check_extra(extra)
     amp_precision(pick_device(a.device), a.amp)   # says once, up front, if --amp falls back to fp32
     bank_arg = a.bank or (DEFAULT_BANK_NAME if a.arch == "dwpnet" else "auto")   # as train's --bank auto
     bank = load_bank(bank_arg, a.arch)
-    if any(METHODS[m]["init"] in ("chain", "finetune") for m in methods):
+    if any(INITS[menu[m]["init"]].needs == "sources" for m in chosen):
         if not a.sources:
             raise UsageError("the chain and fine-tuning methods need --sources (source networks, as in train)")
         load_sources(sources_file(a.sources))        # readable, before any run
@@ -122,7 +125,7 @@ def plan(a, extra: list[str]) -> list[tuple[str, Path, list[str]]]:
                           where="the CIFAR-10 target pool")
     runs = []
     for n in sizes:
-        for m in methods:
+        for m in chosen:
             for s in seeds:
                 d = Path(a.out) / f"n{n}" / m / f"s{s}"
                 argv = [*extra, "--train-size", str(n), *method_argv(m),
@@ -131,7 +134,7 @@ def plan(a, extra: list[str]) -> list[tuple[str, Path, list[str]]]:
                 argv += ["--width", f"{a.width:g}"] if a.width else []
                 argv += ["--arch", a.arch] if a.arch != "dwpnet" else []
                 argv += ["--classes", ",".join(map(str, classes))] if classes is not None else []
-                argv += ["--sources", a.sources] if a.sources and METHODS[m]["init"] in ("chain", "finetune") else []
+                argv += ["--sources", a.sources] if a.sources and INITS[menu[m]["init"]].needs == "sources" else []
                 argv += ["--epochs", str(a.epochs)] if a.epochs else []
                 argv += ["--amp"] if a.amp else []
                 argv += ["--data-root", a.data_root] if a.data_root else []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 import shutil
 import time
 from pathlib import Path
@@ -19,27 +20,26 @@ from safetensors.torch import save as safetensors_save
 
 from .. import __version__
 from ..bank import PACKAGED, KernelBank
-from ..chain import L2SP, PACKAGED_SOURCES, chain_init, finetune_init, load_sources, sources_file
+from ..chain import PACKAGED_SOURCES, load_sources, sources_file
 from ..distributed import close_process_group, from_env, wrap
 from ..errors import BankError, UsageError
-from ..init import init_from_bank
 from ..io_util import atomic_write_bytes, atomic_write_json, check_out_dir, read_json, safe_torch_load
 from ..layers import conv_layers, select_layers
 from ..models import build_model
-from ..prior import GaussianPrior
 from ..terms import Terms
-from ..vae import VAEPrior, vae_for
 from ..regularizer import AdversarialRegularizer
 from .banks import bank_id, bank_label, load_bank
 from .data import data_root, target_sets
 from .protocol import protocol
 from .device import amp_precision, pick_device
+from .inits import INITS, Start, init_of
 from .loop import LoopConfig, Trainer
 from .methods import method_of
+from .priors import prior_of
 from .run_summary import report_lines, summarize
 from .runs import FINAL_KERNELS, START_KERNELS
-from .settings import (_bank_map, _hidden, build_parser, config_of, given, inherit, resolve_defaults,
-                       settings_diff)
+from .settings import (Settings, build_parser, config_of, given, inherit, parse_bank_map, parse_hidden,
+                       resolve_defaults, settings_diff)
 
 __all__ = ["build_parser", "config_of", "main", "prepare", "settings_diff"]
 
@@ -90,91 +90,80 @@ def set_deterministic() -> None:
     torch.use_deterministic_algorithms(True, warn_only=False)
 
 
-def prepare(a):
-    """Validate everything and build the pieces, before anything is written."""
-    hidden = _hidden(a.d_hidden)
-    bank_map = _bank_map(a.bank_map)
-    device = pick_device(a.device)
-    if a.backend == "triton" and device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+@dataclass
+class Prepared:
+    """A run's pieces, built and checked before anything is written."""
+    device: torch.device
+    bank: KernelBank | None
+    train: object
+    test: object
+    model: torch.nn.Module
+    reg: object
+    layers: list[str]
+    fake_max_used: int | None     # kernels per layer and step D saw (recorded, not a setting)
+
+
+def prepare(s: Settings, device: str | None = None, vae_cache: str = "runs/vae") -> Prepared:
+    """Validate the settings and build the pieces of a run (DESIGN.md §2, §8, §12): the bank, the
+    source networks, the data, the model, the adversarial term, the init and the prior, the
+    last two from their tables (``inits.INITS``, ``priors.PRIORS``)."""
+    hidden = parse_hidden(s.d_hidden)
+    bank_map = parse_bank_map(s.bank_map)
+    dev = pick_device(device)
+    if s.backend == "triton" and dev.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
         raise UsageError("--backend triton needs a CUDA device (or TRITON_INTERPRET=1 on the CPU, slow)")
+    init, prior = init_of(s.init), prior_of(s.prior)
     bank = None
-    if a.bank.lower() != "none":
-        bank = load_bank(a.bank, a.arch)
-    elif a.init in ("bank", "cov", "vae") or a.prior in ("gauss", "vae"):
-        raise UsageError(f"--{'init ' + a.init if a.init in ('bank', 'cov', 'vae') else 'prior ' + a.prior} "
-                         f"needs a bank")
-    sources = None
-    if a.init in ("chain", "finetune"):
-        if not a.sources:
-            raise UsageError(f"--init {a.init} needs --sources: source networks of the same architecture (a "
+    if s.bank.lower() != "none":
+        bank = load_bank(s.bank, s.arch)
+    elif "bank" in (init.needs, prior.needs):
+        raise UsageError(f"--{'init ' + s.init if init.needs == 'bank' else 'prior ' + s.prior} needs a bank")
+    sources, partial = None, False
+    if init.needs == "sources":
+        if not s.sources:
+            raise UsageError(f"--init {s.init} needs --sources: source networks of the same architecture (a "
                              f"collect folder, a sources file, or a packaged name: {', '.join(PACKAGED_SOURCES)})")
-        sources, about = load_sources(sources_file(a.sources))
-        if a.init == "finetune" and about.get("partial"):
-            raise UsageError("--init finetune needs whole source networks (a collect folder or a sources file), "
+        sources, about = load_sources(sources_file(s.sources))
+        partial = bool(about.get("partial"))
+        if init.whole_sources and partial:
+            raise UsageError(f"--init {s.init} needs whole source networks (a collect folder or a sources file), "
                              "not a bank")
-    elif a.prior == "l2sp":
-        raise UsageError("--prior l2sp pulls toward a network's start: it needs --init chain or finetune")
-    if a.arch == "dwpnet" and a.image_size != 32:
+    if prior.needs == "copied" and not init.copies:
+        raise UsageError(f"--prior {s.prior} pulls toward a network's start: it needs --init "
+                         f"{' or '.join(n for n, i in INITS.items() if i.copies)}")
+    if s.arch == "dwpnet" and s.image_size != 32:
         raise UsageError("--arch dwpnet takes 32x32 images: use --image-size 32 or another --arch")
-    train, test, num_classes = target_sets(data_root(a.data_root), a.train_size, a.data_seed, device,
-                                           a.dataset, a.image_size, a.classes)
-    torch.manual_seed(a.seed)
-    model = build_model(a.arch, num_classes, a.width).to(device)
-    layers = (select_layers(model, a.reg_layers) if bank is None else   # patterns: the convs the bank serves
-              select_layers(model, a.reg_layers, bank.kernel_sizes(), bank_map or {}, "--reg-layers"))
-    adv, terms = None, {}
+    train, test, num_classes = target_sets(data_root(s.data_root), s.train_size, s.data_seed, dev,
+                                           s.dataset, s.image_size, s.classes)
+    torch.manual_seed(s.seed)
+    model = build_model(s.arch, num_classes, s.width).to(dev)
+    layers = (select_layers(model, s.reg_layers) if bank is None else   # patterns: the convs the bank serves
+              select_layers(model, s.reg_layers, bank.kernel_sizes(), bank_map or {}, "--reg-layers"))
+    adv = None
     if bank is not None:
-        steps = a.epochs * math.ceil(a.train_size / a.batch_size)
+        steps = s.epochs * math.ceil(s.train_size / s.batch_size)
         try:
-            adv = AdversarialRegularizer(model, bank, layers, a.lam, hidden, a.d_norm, a.d_loss,
-                                         lr=a.d_lr, backend=a.backend, lecam=a.lecam, seed=a.seed,
-                                         unit=a.d_unit, share=a.d_share, fake_max=a.fake_max,
-                                         bank_map=bank_map, layer_weights=a.layer_weights,
-                                         lam_decay_steps=steps if a.lambda_schedule == "linear" else None)
+            adv = AdversarialRegularizer(model, bank, layers, s.lam, hidden, s.d_norm, s.d_loss,
+                                         lr=s.d_lr, backend=s.backend, lecam=s.lecam, seed=s.seed,
+                                         unit=s.d_unit, share=s.d_share, fake_max=s.fake_max,
+                                         bank_map=bank_map, layer_weights=s.layer_weights,
+                                         lam_decay_steps=steps if s.lambda_schedule == "linear" else None)
         except BankError as e:
             raise UsageError(str(e)) from None
-        torch.manual_seed(a.seed + 1)   # D init must not shift the classifier's RNG stream
-        adv.to(device)
-        if a.init in ("bank", "cov", "vae"):
-            vaes = _vaes(a, bank, model, layers, a.init_unit, bank_map)[0] if a.init == "vae" else None
-            init_from_bank(model, bank.to(device), layers, a.init, a.init_unit, a.seed, a.shrink, bank_map, vaes)
-        if a.prior == "gauss":
-            terms["prior"] = GaussianPrior(model, bank, layers, a.prior_weight, a.prior_unit, a.shrink, bank_map,
-                                           a.layer_weights)
-        elif a.prior == "vae":
-            vaes, units = _vaes(a, bank, model, layers, a.prior_unit, bank_map)
-            convs = conv_layers(model)
-            scales = {n: float(convs[n].weight.detach().std()) /
-                      float(bank.units(bank.plan(n, convs[n].weight.shape, "slice", bank_map).src, "slice").std())
-                      for n in layers}
-            terms["prior"] = VAEPrior(model, vaes, a.prior_weight, units, scales, a.layer_weights, a.seed).to(device)
-    if a.init == "chain":
-        got = chain_init(model, sources, layers, a.seed, a.chain_norms, partial=bool(about.get("partial")))
-        copied = got["convs"] + got["norms"]
-    elif a.init == "finetune":
-        copied = finetune_init(model, sources, a.seed)["modules"]
-    if a.prior == "l2sp":
-        terms["prior"] = L2SP(model, copied, a.prior_weight).to(device)
+        torch.manual_seed(s.seed + 1)   # D init must not shift the classifier's RNG stream
+        adv.to(dev)
+    start = Start(s, model, layers, bank, sources, partial, dev, bank_map, vae_cache)
+    copied: list[str] = []
+    if not init.copies:                 # drawn starts keep each layer's std: priors are fitted after them
+        copied = init.apply(start)
+    term = prior.build(start, copied) if prior.needs != "copied" else None
+    if init.copies:                     # a copied start changes the scale: after the priors are fitted
+        copied = init.apply(start)
+    if prior.needs == "copied":
+        term = prior.build(start, copied)
+    terms = {"prior": term} if term is not None else {}
     reg = Terms({"adv": adv, **terms} if adv is not None else terms) if terms else adv
-    a.fake_max_used = adv.fake_max if adv is not None else None     # recorded, not a setting
-    return device, bank, train, test, model, reg, layers
-
-
-def _vaes(a, bank: KernelBank, model, layers, unit: str, bank_map) -> tuple[dict, dict]:
-    """Each layer's VAE of its bank kernels in ``unit`` (fitted once, then kept in --vae-cache)
-    and the unit it models; the fit's progress on stderr."""
-    import sys
-    convs, vaes, units = conv_layers(model), {}, {}
-    for n in layers:
-        def progress(epoch, elbo, n=n):
-            if epoch % 50 == 0 or epoch == a.vae_epochs:
-                sys.stderr.write(f"VAE for {n}: epoch {epoch}/{a.vae_epochs}, ELBO {elbo:.3f} nats per number\n")
-        try:
-            vaes[n], units[n], _ = vae_for(bank, n, convs[n].weight.shape, unit, a.vae_cache, bank_map,
-                                           a.vae_epochs, seed=0, progress=progress)
-        except BankError as e:
-            raise UsageError(f"{n}: {e}") from None
-    return vaes, units
+    return Prepared(dev, bank, train, test, model, reg, layers, adv.fake_max if adv is not None else None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -221,7 +210,9 @@ def _main(argv: Sequence[str] | None) -> int:
 
     if a.deterministic:
         set_deterministic()
-    device, bank, train, test, model, reg, layers = prepare(a)
+    run = prepare(Settings(settings), a.device, a.vae_cache)
+    device, bank, train, test, model, reg, layers = (run.device, run.bank, run.train, run.test, run.model, run.reg,
+                                                     run.layers)
     if ckpt is not None:
         _check_same_bank(out, ckpt_path, bank)
     net = wrap(model, dist, device)
@@ -245,7 +236,7 @@ def _main(argv: Sequence[str] | None) -> int:
         if dist.is_main and (ckpt is None or not (out / "config.json").exists()):   # fresh, or into a new --out
             atomic_write_json(out / "config.json", {**settings, "device": str(device),
                                                     "precision": precision, "version": __version__,
-                                                    "fake_max_used": a.fake_max_used,
+                                                    "fake_max_used": run.fake_max_used,
                                                     "protocol": protocol(settings, test),
                                                     "bank_meta": bank.meta if bank else None})
         if ckpt is None and dist.is_main:    # the filters as training starts (after any bank init)
@@ -262,9 +253,9 @@ def _main(argv: Sequence[str] | None) -> int:
     kept = _kernels(model, layers)
     start = _read_kernels(out / START_KERNELS)
     judged = summarize(out, {n: start[n] for n in layers if n in start}, kept, bank, a.seed,
-                       f"{method_of(settings)}, n={a.train_size}, seed {a.seed}", bank_map=_bank_map(a.bank_map))
+                       f"{method_of(settings)}, n={a.train_size}, seed {a.seed}", bank_map=parse_bank_map(a.bank_map))
     final = {"test_acc": last["test_acc"], "test_loss": last["test_loss"], "train_acc": last["train_acc"],
-             "train_ce": last["train_ce"], "train_size": a.train_size, "lambda": a.lam, "seed": a.seed,
+             "train_ce": last["train_ce"], "train_size": a.train_size, "lam": a.lam, "seed": a.seed,
              "data_seed": a.data_seed, "init": a.init, "reg_layers": layers, "steps": trainer.step,
              "epochs": a.epochs, "device": str(device),
              **{k: last[k] for k in ("g_loss", "d_loss", "d_acc_real", "d_acc_fake") if k in last},
@@ -297,7 +288,7 @@ def _finished(a, out: Path, old: dict) -> int:
     final = read_json(out / "final.json")
     split = "validation" if protocol(old).get("eval_split") == "val" else "test"
     print(f"{out} is finished: {split} accuracy {final['test_acc']:.4f} (n={final['train_size']}, "
-          f"λ={final['lambda']:g}, seed {final['seed']})")
+          f"λ={final.get('lam', final.get('lambda')):g}, seed {final['seed']})")   # a final.json may name it "lambda"
     return 0
 
 

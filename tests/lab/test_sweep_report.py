@@ -376,7 +376,7 @@ def test_runs_drawn_from_or_judged_by_a_fit_to_the_bank_are_labelled_by_it():
     for cfg in ({"init": "vae"}, {"prior": "vae"}, {"prior": "gauss"}, {"init": "cov"}, {"init": "bank"}, {"lam": 1.0}):
         assert cells_mod.uses_bank(cfg), cfg
     from pathlib import Path
-    from fastreg.lab.methods import VAE_WEIGHT
+    from fastreg.lab.priors import VAE_WEIGHT
     runs = [Run(Path(f"r{m}{b}"), {"train_size": 100, "lam": 0.0, "seed": 0, "init": init, "prior": prior,
                                    "prior_weight": VAE_WEIGHT, "bank": b}, "ok")
             for m, init, prior in (("v", "vae", "none"), ("p", "default", "vae"), ("b", "default", "none"))

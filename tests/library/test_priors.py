@@ -19,7 +19,7 @@ from fastreg.models import DWPNet
 from fastreg.prior import GaussianPrior
 from fastreg.terms import Regularizer, Terms
 from fastreg.regularizer import AdversarialRegularizer
-from fastreg.lab.methods import METHODS, method_of
+from fastreg.lab.methods import method_of, methods
 from helpers import make_npz_data, smooth_kernels
 
 
@@ -231,7 +231,7 @@ def test_lambda_decays_linearly_to_zero():
 
 # ------------------------------------------------------------------------- names and CLI
 def test_method_names_round_trip_and_old_runs_keep_theirs():
-    for name, settings in METHODS.items():
+    for name, settings in methods().items():
         assert method_of(settings) == name
     assert method_of({"lam": 1.0, "init": "bank"}) == "bankinit+adv1"   # run made before init_unit
     assert method_of({"lam": 0.0, "init": "default", "bank": "none"}) == "baseline (no D)"
@@ -242,7 +242,7 @@ def test_method_names_round_trip_and_old_runs_keep_theirs():
 def test_sweep_spells_each_method_out_for_train():
     from fastreg.lab.sweep import method_argv
     p = train.build_parser()
-    for name in METHODS:
+    for name in methods():
         cfg = train.config_of(p.parse_args(method_argv(name)))
         assert method_of(cfg) == name
 

@@ -1,0 +1,150 @@
+"""The one table of inits ``--init`` offers (DESIGN.md §8, §12): each entry says what it needs,
+the function that applies it, how a run's method name and the sweep's help speak of it, and
+the sweep methods it adds. ``train``'s choices and help, its dispatch (``prepare``), the sweep's
+methods and the report's method names all read this table: adding an init is one
+``register_init`` call and the function it names.
+
+Inits that draw from a bank keep each layer's std and run before the priors are fitted (at the
+layer's own init scale); inits that copy a source network run after them (``copies``), and
+return the modules they copied, which L2-SP pulls toward their start.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import torch
+from torch import nn
+
+from ..bank import KernelBank
+from ..chain import chain_init, finetune_init
+from ..errors import BankError, UsageError
+from ..init import init_from_bank
+from ..layers import conv_layers
+from ..vae import vae_for
+
+
+@dataclass
+class Start:
+    """What an init or a prior works with: the run's settings (read-only), its model and
+    selected layers, the bank and source networks it loaded, the device, the VAE cache."""
+    settings: object
+    model: nn.Module
+    layers: list[str]
+    bank: KernelBank | None
+    sources: list[dict] | None
+    partial: bool                  # sources rebuilt from a bank: its convs only
+    device: torch.device
+    bank_map: Mapping[str, list[str]] | None
+    vae_cache: str = "runs/vae"
+
+    def vaes(self, unit: str) -> tuple[dict, dict]:
+        """Each layer's VAE of its bank kernels in ``unit`` (fitted once, then loaded from the
+        VAE cache) and the unit it models; the fit's progress on stderr."""
+        s, convs, vaes, units = self.settings, conv_layers(self.model), {}, {}
+        for n in self.layers:
+            def progress(epoch, elbo, n=n):
+                if epoch % 50 == 0 or epoch == s.vae_epochs:
+                    sys.stderr.write(f"VAE for {n}: epoch {epoch}/{s.vae_epochs}, ELBO {elbo:.3f} nats per number\n")
+            try:
+                vaes[n], units[n], _ = vae_for(self.bank, n, convs[n].weight.shape, unit, self.vae_cache,
+                                               self.bank_map, s.vae_epochs, seed=0, progress=progress)
+            except BankError as e:
+                raise UsageError(f"{n}: {e}") from None
+        return vaes, units
+
+
+@dataclass(frozen=True)
+class Init:
+    """One ``--init`` choice. ``needs``: ``"bank"``, ``"sources"`` or ``""``; ``apply(start)``
+    sets the start and returns the modules it copied from a source network; ``label(settings)``
+    is its part of a run's method name (``""``: none), ``words(settings)`` its part of a
+    method's description; ``methods``: the sweep methods it adds, name → settings."""
+    name: str
+    needs: str
+    help: str
+    apply: Callable[[Start], list[str]]
+    label: Callable[[Mapping], str]
+    words: Callable[[Mapping], str]
+    methods: Mapping[str, Mapping] = field(default_factory=dict)
+    copies: bool = False           # copies a source network: runs after the priors are fitted
+    whole_sources: bool = False    # needs whole source networks, not convs rebuilt from a bank
+
+
+INITS: dict[str, Init] = {}
+
+
+def register_init(init: Init) -> Init:
+    """Add an init to the table (its name is then a ``--init`` choice everywhere)."""
+    INITS[init.name] = init
+    return init
+
+
+def needs(name: str | None) -> str:
+    """What the init of that name needs (``""`` for a name the table does not have)."""
+    return INITS[name].needs if name in INITS else ""
+
+
+def init_of(name: str) -> Init:
+    """The table's entry, or one line naming the choices."""
+    if name not in INITS:
+        raise UsageError(f"unknown init {name!r}; choose from {', '.join(INITS)}")
+    return INITS[name]
+
+
+def _unit_words(s: Mapping) -> str:
+    return ("whole filters, a filter's channels drawn together" if s["init_unit"] == "filter"
+            else "2-D kernels, each drawn on its own")
+
+
+def _drawn(kind: str) -> Callable[[Start], list[str]]:
+    """Bank kernels, Gaussian draws or VAE draws, filter by filter or slice by slice (init_from_bank)."""
+    def apply(st: Start) -> list[str]:
+        s = st.settings
+        vaes = st.vaes(s.init_unit)[0] if kind == "vae" else None
+        init_from_bank(st.model, st.bank.to(st.device), st.layers, kind, s.init_unit, s.seed, s.shrink,
+                       st.bank_map, vaes)
+        return []
+    return apply
+
+
+def _label(prefix: str) -> Callable[[Mapping], str]:
+    return lambda s: prefix + ("init" if s["init_unit"] == "filter" else "init-slice")
+
+
+def _chain(st: Start) -> list[str]:
+    got = chain_init(st.model, st.sources, st.layers, st.settings.seed, st.settings.chain_norms, partial=st.partial)
+    return got["convs"] + got["norms"]
+
+
+register_init(Init("default", "", "the model's own random init; the default with --bank none",
+                   apply=lambda st: [], label=lambda s: "", words=lambda s: ""))
+register_init(Init("bank", "bank", "bank filters, the prior that helps most on a first layer; the default",
+                   apply=_drawn("bank"),
+                   label=lambda s: "filterinit" if s["init_unit"] == "filter" else "bankinit",
+                   words=lambda s: f"start from bank kernels ({_unit_words(s)})",
+                   methods={"bankinit": {"init": "bank", "init_unit": "slice"},
+                            "filterinit": {"init": "bank", "init_unit": "filter"}}))
+register_init(Init("cov", "bank", "draws from a Gaussian fitted to the bank",
+                   apply=_drawn("cov"), label=_label("cov"),
+                   words=lambda s: f"start from draws from a Gaussian fitted to the bank ({_unit_words(s)})",
+                   methods={"covinit": {"init": "cov", "init_unit": "filter"},
+                            "covinit-slice": {"init": "cov", "init_unit": "slice"}}))
+register_init(Init("vae", "bank", "draws from a VAE fitted to the bank, as the Deep Weight Prior initializes",
+                   apply=_drawn("vae"), label=_label("vae"),
+                   words=lambda s: f"start from draws from a VAE fitted to the bank ({_unit_words(s)})",
+                   methods={"vaeinit": {"init": "vae", "init_unit": "filter"},
+                            "vaeinit-slice": {"init": "vae", "init_unit": "slice"}}))
+register_init(Init("chain", "sources", "the layers of one source network, channels kept coherent: see --sources",
+                   apply=_chain, copies=True,
+                   label=lambda s: "chaininit" + ("-norms" if s["chain_norms"] else ""),
+                   words=lambda s: "start from one source network's layers, channels coherent"
+                   + (", with their norms" if s["chain_norms"] else ""),
+                   methods={"chaininit": {"init": "chain"},
+                            "chaininit-norms": {"init": "chain", "chain_norms": True}}))
+register_init(Init("finetune", "sources", "every layer of a source network but the head",
+                   apply=lambda st: finetune_init(st.model, st.sources, st.settings.seed)["modules"],
+                   copies=True, whole_sources=True, label=lambda s: "finetune",
+                   words=lambda s: "fine-tune a source network (every layer but the head)",
+                   methods={"finetune": {"init": "finetune"}}))
