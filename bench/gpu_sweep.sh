@@ -10,10 +10,10 @@
 #   device:  run(command="OUT=$OUT bash bench/gpu_sweep.sh --methods seed --sizes 100 --seeds 0,1,2,3,4",
 #                carry=[".gpu-data"], timeout_s=600)
 #   here:    mkdir -p runs/gpu && tar xzf <files_at>/runs.tar.gz -C runs/gpu   (one folder per call)
-#            python -m fastreg.report runs/gpu --out docs/reports/results.md
+#            python -m fastreg.report runs/gpu --out runs/gpu/report.md
 #
 # Arguments go to python -m fastreg.sweep (default: full width, the sweep's default methods,
-# the README's comparison; `--methods seed` for the grid of docs/reports/results.md).
+# the README's comparison; `--methods seed` for the seed's grid, docs/reports/results_adversarial.md).
 # For the conv1 + conv2 variant (--reg-layers conv1,conv2) leave `baseline` out of
 # --methods: a λ = 0, default-init run does not depend on the reg layers, and the report
 # pairs each cell with the conv1 baseline of the same size and seeds when its own is absent.

@@ -21,6 +21,8 @@ def load(report: str | Path) -> dict:
         data = json.loads(js.read_text())
     except (OSError, ValueError) as e:
         _refuse(f"{js}: cannot read it ({e.__class__.__name__})")
+    if isinstance(data, dict) and isinstance(data.get("protocols"), list):
+        _refuse(f"{js}: the report holds {len(data['protocols'])} protocols; report each protocol's runs on their own")
     if not isinstance(data, dict) or data.get("format") != 2 or not isinstance(data.get("cells"), list):
         _refuse(f"{js}: no cell records; rebuild them with python -m fastreg.lab.report_archive {js}")
     return data

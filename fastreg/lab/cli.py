@@ -15,7 +15,7 @@ class DefaultsFormatter(argparse.RawDescriptionHelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         d = action.default
-        if ("default" in text.lower() or d is None or d is False or d is argparse.SUPPRESS
+        if ("default" in text.lower() or d is None or d is False or d is argparse.SUPPRESS or d == "" or d == []
                 or not action.option_strings or action.nargs == 0):     # 0 and 0.0 are defaults to show
             return text
         return f"{text} (default: %(default)s)" if text else "default: %(default)s"

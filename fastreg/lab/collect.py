@@ -88,7 +88,8 @@ def build_parser() -> Parser:
                    help="at most this many kernels per bank layer, as whole filters evenly spaced (default: all)")
     p.add_argument("--prefix", default="",
                    help="put this before every bank layer name (e.g. resnet20.): no model's layer then "
-                        "matches one by name, so each draws from all bank layers of its kernel size")
+                        "matches one by name, so each draws from all bank layers of its kernel size "
+                        "(default: none)")
     p.add_argument("--out", default=None, help="output folder (default: runs/collect-DATASET)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
     p.add_argument("--resume", action="store_true",

@@ -18,6 +18,7 @@ JSON beside the Markdown; the cell tables are rendered from those records alone
 """
 from __future__ import annotations
 
+import json
 import re
 import sys
 import time
@@ -59,7 +60,7 @@ def build_parser() -> Parser:
                         "another file")
     p.add_argument("--include", action="append", default=[], metavar="MD",
                    help="a Markdown file to include after the header, headings one level down (e.g. the "
-                        "study the runs rest on); repeatable")
+                        "study the runs rest on); repeatable (default: none)")
     p.add_argument("--title", default=TITLE, help="the report's heading (default: %(default)s)")
     p.add_argument("--bank", default=None, help="reference kernels for the filter metrics of every run (.safetensors, "
                                                 "DWP .npy or a packaged bank's name; default: each run's own bank)")
@@ -181,12 +182,18 @@ def per_run_rows(runs: list[Run]) -> list[dict]:
 
 
 def protocol_groups(runs: list[Run]) -> list[tuple[dict, list[Run]]]:
-    """The runs by protocol (``data.protocol``: dataset, classes, image size, split): each
+    """The runs by protocol (``protocol.protocol``: dataset, classes, image size, split): each
     group is analysed on its own, so no table, difference or curve mixes two."""
-    groups: dict[str, tuple[dict, list[Run]]] = {}
+    groups: dict[str, list[Run]] = {}
     for r in runs:
-        groups.setdefault(protocol_key(r.protocol), (r.protocol, []))[1].append(r)
-    return [groups[k] for k in sorted(groups)]
+        groups.setdefault(protocol_key(r.protocol), []).append(r)
+    out = []
+    for k in sorted(groups):
+        proto = dict(groups[k][0].protocol)
+        if len({json.dumps(r.protocol.get("eval_images")) for r in groups[k]}) > 1:
+            proto["eval_images"] = None        # the same split, counted differently: no count shown
+        out.append((proto, groups[k]))
+    return out
 
 
 def analyse(cells: dict, refs: BankRefs) -> tuple[dict, dict]:
@@ -226,7 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ok = [r for r in runs if r.status == "ok"]
     if not ok:
         raise UsageError(f"{', '.join(map(str, roots))}: no finished runs ({len(runs)} unfinished or failed)")
-    groups = [(p, rs, _cells(rs)) for p, rs in protocol_groups(runs) if any(r.status == "ok" for r in rs)]
+    groups = [(p, rs, _cells(rs)) for p, rs in protocol_groups(runs)]   # labels every run, finished or not
+    groups = [g for g in groups if g[2]]
     refs = BankRefs(a.bank)
     t0 = time.time()
     for r in tqdm(ok, desc="filter metrics", unit="run", leave=False):

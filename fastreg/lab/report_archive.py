@@ -26,6 +26,7 @@ from .bank_refs import judge_rows
 from .cells import EXTRA, Cell, check_cells, comparison_refs, report_records
 from .cli import Parser
 from .methods import method_order
+from .protocol import protocol_key
 from .runs import Run, finite
 
 
@@ -140,12 +141,17 @@ def rebuild(data: dict, banks: Sequence[str] = (), refs: Sequence[str] = ()) -> 
         return age[r.extra["bank"]]
 
     records = report_records(cells, keys, refs, _layers(runs), created=created)
-    protocols = list(dict.fromkeys(json.dumps(row["protocol"], sort_keys=True) for row in data["runs"]
-                                   if row.get("status") == "ok" and isinstance(row.get("protocol"), dict)))
-    if len(protocols) > 1:
-        raise UsageError(f"the rows hold runs of {len(protocols)} protocols; a report of several is rebuilt by "
-                         f"python -m fastreg.report from its run folders")
-    return {"protocol": json.loads(protocols[0]), **records} if protocols else records
+    protos = [row["protocol"] for row in data["runs"]
+              if row.get("status") == "ok" and isinstance(row.get("protocol"), dict)]
+    if len({protocol_key(p) for p in protos}) > 1:
+        raise UsageError(f"the rows hold runs of {len({protocol_key(p) for p in protos})} protocols; a report of "
+                         f"several is rebuilt by python -m fastreg.report from its run folders")
+    if not protos:
+        return records
+    proto = dict(protos[0])
+    if len({json.dumps(p.get("eval_images")) for p in protos}) > 1:
+        proto["eval_images"] = None           # as the report shows such a group
+    return {"protocol": proto, **records}
 
 
 def build_parser() -> Parser:

@@ -30,7 +30,7 @@ def _sans_bank(ex: str) -> str:
 def figures(cells: dict, deltas: dict, ok: list[Run], bank: torch.Tensor | None,
             stem: str, bank_name: str | None = None, protocol: dict | None = None) -> dict[str, bytes]:
     """{file name: PNG bytes}: accuracy vs size, filter grids, D/G curves, of runs of one
-    ``protocol`` (``data.protocol``; its description ends every figure's title).
+    ``protocol`` (``protocol.protocol``; its description ends every figure's title).
 
     The accuracy figure has one column per variant (EXTRA settings × reg layers): test
     accuracy per method on top and, below, the paired Δ to the baseline with its 95 % CI,

@@ -73,7 +73,7 @@ class Run:
 
     @property
     def protocol(self) -> dict:
-        """What its test accuracy was measured on (``data.protocol``): runs of different
+        """What its test accuracy was measured on (``protocol.protocol``): runs of different
         protocols never share a table, a difference or a curve."""
         return protocol(self.cfg)
 

@@ -85,8 +85,12 @@ def build_parser() -> Parser:
 
 
 def expand_presets(text: str) -> str:
-    """``--methods``: each preset name replaced by its methods (``methods.PRESETS``)."""
-    return ",".join(",".join(PRESETS.get(m.strip(), (m.strip(),))) for m in text.split(","))
+    """``--methods``: each preset name replaced by its methods (``methods.PRESETS``), each
+    method once, in the order given; a name typed twice stays twice (and is refused)."""
+    items = [m.strip() for m in text.split(",")]
+    if len(set(items)) != len(items):
+        return text
+    return ",".join(dict.fromkeys(m for item in items for m in PRESETS.get(item, (item,))))
 
 
 def _check_extra(extra: list[str]) -> None:
@@ -104,7 +108,7 @@ def plan(a, extra: list[str]) -> list[tuple[str, Path, list[str]]]:
     ``runs.run_state``). Validates, writes nothing."""
     sizes = int_list(a.sizes, "--sizes", 1)
     menu = methods()
-    chosen = name_list(expand_presets(a.methods), "--methods", list(menu))
+    chosen = name_list(expand_presets(a.methods), "--methods", [*menu, *PRESETS])
     seeds = int_list(a.seeds, "--seeds", 0)
     _check_extra(extra)
     amp_precision(pick_device(a.device), a.amp)   # says once, up front, if --amp falls back to fp32

@@ -44,12 +44,12 @@ from .settings import (Settings, build_parser, config_of, given, inherit, parse_
 __all__ = ["build_parser", "config_of", "main", "prepare", "settings_diff"]
 
 
-def _recorded(a, out: Path, ckpt_path: Path) -> tuple[dict | None, dict]:
-    """(the checkpoint, the settings the run was started with) of ``--resume``: a finished run
-    has no checkpoint, only its config.json."""
-    if not a.resume and (out / "final.json").exists() and not ckpt_path.exists():
+def _recorded(out: Path, ckpt_path: Path) -> tuple[dict | None, dict]:
+    """(the checkpoint, the settings the run was started with) of a run folder's ``--resume``:
+    a finished run has no checkpoint, only its config.json."""
+    if (out / "final.json").exists() and not ckpt_path.exists():
         return None, read_json(out / "config.json") if (out / "config.json").exists() else {}
-    if not a.resume and not ckpt_path.exists():
+    if not ckpt_path.exists():
         raise UsageError(f"--resume: no checkpoint in {out}")
     ckpt = safe_torch_load(ckpt_path)
     return ckpt, _settings_of(ckpt, out, ckpt_path)
@@ -178,18 +178,32 @@ def _main(argv: Sequence[str] | None) -> int:
     a = parser.parse_args(argv)
     typed = given(parser, argv)
     dist, a.device = from_env(a.device)          # torchrun: one rank of N, its device
-    if a.resume and Path(a.resume).is_dir():     # --resume RUN_FOLDER: continue in that folder
-        if a.out and Path(a.out).resolve() != Path(a.resume).resolve():
-            raise UsageError(f"--resume {a.resume} is a run folder and continues there; leave out --out {a.out}")
-        a.out, a.resume = a.resume, ""
+    if a.resume:
+        where = Path(a.resume)
+        if not where.exists():
+            raise UsageError(f"--resume {a.resume}: no such run folder or checkpoint file")
+        if where.is_dir():                       # --resume RUN_FOLDER: continue in that folder
+            if a.out and Path(a.out).resolve() != where.resolve():
+                raise UsageError(f"--resume {a.resume} is a run folder and continues there; leave out --out {a.out}")
+            a.out, a.resume = a.resume, ""
+        elif a.out is None and (where.parent / "config.json").exists():
+            a.out = str(where.parent)            # a run's checkpoint continues in its own folder
+    ckpt = old = None
+    if a.resume:                                 # a checkpoint file: its settings name the default folder
+        ckpt_path = Path(a.resume)
+        ckpt = safe_torch_load(ckpt_path)
+        old = _settings_of(ckpt, Path(a.out) if a.out else ckpt_path.parent, ckpt_path)
+        inherit(a, old, typed)                   # what was not typed is the run's own
     if a.out is None:
         resolve_defaults(a)                      # the default folder's name comes from the settings
     out = Path(a.out or f"runs/train/n{a.train_size}-lam{a.lam:g}-s{a.seed}")
-    ckpt_path = Path(a.resume or out / "checkpoint.pt")
-    ckpt = None
-    if a.resume is not None:
-        ckpt, old = _recorded(a, out, ckpt_path)
-        inherit(a, old, typed)                   # what was not typed is the run's own
+    if not a.resume:
+        ckpt_path = out / "checkpoint.pt"
+    if a.resume == "":
+        ckpt, old = _recorded(out, ckpt_path)
+        inherit(a, old, typed)
+    if a.resume is not None and "keep_checkpoint" not in typed and (out / "config.json").exists():
+        a.keep_checkpoint = bool(read_json(out / "config.json").get("keep_checkpoint", a.keep_checkpoint))
     resolve_defaults(a)
     if a.batch_size % dist.world:
         raise UsageError(f"--batch-size {a.batch_size} (the global batch) does not split over {dist.world} ranks")
@@ -200,6 +214,7 @@ def _main(argv: Sequence[str] | None) -> int:
                              f"to see its result)")
         if not a.resume:
             return _finished(a, out, old)
+        raise UsageError(f"{out} already holds a finished run; resume {a.resume} into another --out")
     if a.resume is None and (out / "checkpoint.pt").exists():
         raise UsageError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     settings = config_of(a)
@@ -237,6 +252,7 @@ def _main(argv: Sequence[str] | None) -> int:
             atomic_write_json(out / "config.json", {**settings, "device": str(device),
                                                     "precision": precision, "version": __version__,
                                                     "fake_max_used": run.fake_max_used,
+                                                    "keep_checkpoint": a.keep_checkpoint,
                                                     "protocol": protocol(settings, test),
                                                     "bank_meta": bank.meta if bank else None})
         if ckpt is None and dist.is_main:    # the filters as training starts (after any bank init)

@@ -206,6 +206,7 @@ def test_help_gives_every_option_a_text_and_its_default(mod, capsys):
             assert "default" in text.lower(), (action.option_strings, text)
     text = parser.format_help()
     assert "(default: None)" not in text and not re.search(r"default[^\n]*\(default:", text), text
+    assert "(default: )" not in text and "(default: [])" not in text
     assert "CIFAR-10 classifier" not in text and not parser.description.rstrip().endswith((";", ","))
     if mod is sweep:
         assert "filterinit+adv1" in text and "start from bank kernels (whole filters" in text

@@ -126,7 +126,7 @@ def test_resume_by_run_folder_alone_continues_a_killed_run(setup, tmp_path, caps
     differently is refused, by name."""
     data, bank = setup
     a, c = tmp_path / "a", tmp_path / "c"
-    own = ["--amp", "--lambda", "0.5", "--seed", "1", "--d-unit", "filter"]
+    own = ["--amp", "--lambda", "0.5", "--seed", "1", "--d-unit", "filter", "--keep-checkpoint"]
     subprocess.run(_cmd(data, bank, a, *own, epochs=8), env=ENV, check=True, capture_output=True, timeout=300)
     p = subprocess.Popen(_cmd(data, bank, c, *own, epochs=8), env=ENV, stdout=subprocess.DEVNULL,
                          stderr=subprocess.PIPE)
@@ -149,8 +149,31 @@ def test_resume_by_run_folder_alone_continues_a_killed_run(setup, tmp_path, caps
     assert _final(c) == _final(a)
     cfg = json.loads((c / "config.json").read_text())
     assert cfg["amp"] is True and cfg["lam"] == 0.5 and cfg["d_unit"] == "filter"
+    assert (c / "checkpoint.pt").exists()                                    # --keep-checkpoint, as recorded
     assert run_main(train.main, ["--out", str(c), "--resume"]) == 0          # finished: its result
     assert "is finished" in capsys.readouterr().out
+
+
+def test_resume_of_a_checkpoint_file_continues_in_its_own_folder(setup, tmp_path, capsys, monkeypatch):
+    """``--resume RUN/checkpoint.pt`` with no --out continues in RUN, never in the folder the
+    default settings would name; into a folder holding a finished run it is refused; a
+    mistyped path is one line."""
+    data, bank = setup
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "mine"
+    argv = ["--data-root", str(data), "--bank", str(bank), "--out", str(run), "--seed", "5", "--lambda", "0.5",
+            *args(2), "--keep-checkpoint"]
+    assert run_main(train.main, argv) == 0
+    done = _final(run)
+    (run / "final.json").unlink()                                        # as a kill after the last epoch
+    capsys.readouterr()
+    assert run_main(train.main, ["--resume", str(run / "checkpoint.pt")]) == 0
+    assert _final(run) == done and not (tmp_path / "runs").exists()
+    assert run_main(train.main, ["--resume", str(run / "checkpoint.pt")]) == 2    # finished there now
+    assert "already holds a finished run" in capsys.readouterr().err
+    assert run_main(train.main, ["--resume", str(tmp_path / "mnie")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no such run folder or checkpoint file" in err
 
 class _Evil:
     def __init__(self, path):

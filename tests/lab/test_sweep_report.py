@@ -386,3 +386,11 @@ def test_runs_drawn_from_or_judged_by_a_fit_to_the_bank_are_labelled_by_it():
     cells_mod._label(runs)
     assert [r.label for r in runs] == ["vaeinit-slice [bank=b1]", "vaeinit-slice [bank=b2]", "vae [bank=b1]",
                                        "vae [bank=b2]", "baseline", "baseline"]
+
+
+
+def test_presets_combine_with_each_other_and_with_methods():
+    from fastreg.lab.sweep import expand_presets
+    assert expand_presets("main,filterinit").split(",") == ["baseline", "filterinit", "filterinit+adv1"]
+    assert expand_presets("main,seed").split(",")[:4] == ["baseline", "filterinit", "filterinit+adv1", "adv0.1"]
+    assert expand_presets("adv1,adv1") == "adv1,adv1"                  # typed twice: refused by name_list
