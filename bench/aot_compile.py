@@ -1,7 +1,7 @@
 """Compile the fused disc-step kernels for a GPU target without a GPU (sm_90 default).
 
-Why: GPU time is scarce, and the lent machine runs another Triton (3.6) than this
-one (3.8). This records the exact launches ``disc_step_triton.launch`` would make on an
+Why: a kernel that does not compile for the card should fail here, before any GPU time
+is spent, and the GPU machine may run another Triton (3.6) than this one (3.8). This records the exact launches ``disc_step_triton.launch`` would make on an
 H100 (CUDA tile sizes, grid, ``maxnreg``), compiles each with ``triton.compile``
 for the target, and reports registers / spills / shared memory read from the
 cubin with ``cuobjdump`` (when installed). A kernel that does not compile, or

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# One script for a lent GPU machine (no network; torch, triton, nvcc preinstalled):
+# One script for a GPU machine (no network needed; torch, triton, nvcc preinstalled):
 # builds the native extension, runs the CUDA correctness tests, runs the benchmarks,
 # runs a short tuning sweep of the fused step, writes everything under $OUT (9 files)
-# and prints a short table last, in about GPU_CHECK_BUDGET seconds (default 350: the
-# issue asks for under 6 minutes). Steps run most important first; each gets at most
+# and prints a short table last, in about GPU_CHECK_BUDGET seconds (default 350: under
+# 6 minutes). Steps run most important first; each gets at most
 # what is left of the budget (at least 10 s), so a slow card loses the tail, not the core.
 #   bash bench/gpu_check.sh            (OUT defaults to ./gpu-out)
 source "$(dirname "$0")/gpu_common.sh"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run part of the experiment grid (issue 5) on a lent GPU within a time budget and
+# Run part of the experiment grid on a GPU machine within a time budget and
 # ship the finished runs back as one small tarball (no checkpoints, no PNGs: the
 # report reads final_kernels.safetensors). The GPU machine sees only what is carried,
 # so the data travel as a pack made here first (38.7 MiB for sizes 100,500,1000 x

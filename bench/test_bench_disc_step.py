@@ -1,4 +1,4 @@
-"""Disc step benchmarks (issue 3): eager vs torch.compile vs fused Triton at DESIGN.md §7 shapes.
+"""Disc step benchmarks: eager vs torch.compile vs fused Triton at DESIGN.md §7 shapes.
 
 One timed call = one DESIGN.md §2 training step's D work: the real batch
 (d_target=1, no G head) and the fake batch (d_target=0, g_target=1). The last timed call's

@@ -1,7 +1,7 @@
 """Regularizing every 3×3 conv of a CIFAR ResNet-18 (17 layers, 1.2 M kernels) against the
 plain training step, with the defaults (``--fake-max auto``: 16384 kernels a step in all).
 
-Target (issue 17): at most 1.10× the plain step on the CPU. Group ``train_step-resnet18``;
+Target: at most 1.10× the plain step on the CPU. Group ``train_step-resnet18``;
 names ``plain``, ``reg-layer`` (one D per layer, the default) and ``reg-size`` (one D per
 kernel size). On the CPU one thread and fp32 (what a CPU without native bf16 runs), batch
 100; on CUDA bf16 autocast and the fused D step. The check after timing: the regularized

@@ -1,6 +1,6 @@
 """Whole training step (S1 model: DWPNet width 1, batch 100) with and without the regularizer.
 
-Target (issue 3): regularized step with the fused backend <= 1.05x the plain step on CUDA.
+Target: regularized step with the fused backend <= 1.05x the plain step on CUDA.
 Group ``train_step-S1``; names ``plain``, ``reg-eager``, ``reg-triton`` (CUDA only).
 
 Group ``train_step-cpu``: the regularized step on the CPU it runs on, in fp32 and under bf16

@@ -38,7 +38,7 @@ TOL = {"ieee": 1e-4, "tf32x3": 1e-4, "tf32": 5e-3}  # DESIGN.md §6, norm-wise r
 def _configs(cuda: bool):
     sms = torch.cuda.get_device_properties(0).multi_processor_count if cuda else 4
     for prec, variant, bb, grid in itertools.product(
-            ("ieee", "tf32", "tf32x3"), ("fused", "chunked"), (16, 32, 64), (1, 2, 4)):
+            ("ieee", "tf32", "tf32x3"), ("registers", "chunked"), (16, 32, 64), (1, 2, 4)):
         if variant == "chunked" and (bb, prec) != (32, "ieee"):
             continue  # the wide-layer kernel: one point, to compare against
         yield dict(precision=prec, variant=variant, block_b=bb, num_programs=grid * sms)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -237,18 +236,13 @@ class KernelBank:
 
     def filter_rows(self, name: str) -> int:
         """Consecutive rows that are one whole filter (the source layer's input channels):
-        from the ``filter_rows`` metadata, else from the ``DWPNet(width=w)`` the bank was
-        collected from, else 1 (an imported bank of loose kernels)."""
+        from the ``filter_rows`` metadata, else from the model the recorded ``architecture``
+        names (``models.input_channels``), else 1 (an imported bank of loose kernels)."""
         if "filter_rows" in self.meta:
             rows = json.loads(self.meta["filter_rows"]).get(name, 1)
-        else:   # from the layer plan (no model is built: that would draw from torch's RNG)
-            from .models import CONV_PLAN, channels
-            arch = re.fullmatch(r"DWPNet\(width=([0-9.eE+-]+)\)", self.meta.get("architecture", ""))
-            names = [n for n, _, _ in CONV_PLAN]
-            rows = 1
-            if arch and name in names:
-                i = names.index(name)
-                rows = 3 if i == 0 else channels(CONV_PLAN[i - 1][1], float(arch.group(1)))
+        else:
+            from .models import input_channels
+            rows = input_channels(self.meta.get("architecture", ""), name) or 1
         return max(1, int(rows))
 
     def filters(self, name: str) -> torch.Tensor:

@@ -40,8 +40,8 @@ def from_env(device_arg: str | None) -> tuple[Dist, str | None]:
         return Dist(), device_arg
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if device_arg not in (None, "", "auto", "cpu", "cuda"):
-        raise UsageError(f"--device {device_arg} under torchrun: each rank uses cuda:LOCAL_RANK "
-                         f"(--device cuda) or the CPU (--device cpu)")
+        raise UsageError(f"device {device_arg!r} under torchrun: each rank uses cuda:LOCAL_RANK (device 'cuda') "
+                         f"or the CPU (device 'cpu')", "device")
     cuda = device_arg != "cpu" and torch.cuda.is_available()
     device = f"cuda:{local}" if cuda else "cpu"
     if cuda:

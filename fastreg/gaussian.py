@@ -1,5 +1,5 @@
 """A Gaussian fitted to bank kernels (DESIGN.md §8): the filter prior behind covariance
-initialization (``--init cov``) and the Gaussian-prior penalty (``--prior gauss``).
+initialization (``init_from_bank(kind="cov")``) and the Gaussian-prior penalty (``GaussianPrior``).
 
 The covariance is shrunk toward a multiple of the identity,
 ``(1 - s) * C + s * (trace(C) / D) * I``: a bank has a few hundred whole filters of
@@ -66,5 +66,5 @@ def fit_gaussian(x: torch.Tensor, shrink: float, what: str = "kernels") -> Gauss
     piv = torch.diagonal(chol).square()         # pivots: their spread bounds the condition number
     if int(info) != 0 or not float(piv.min()) > 1e-12 * float(piv.max()):
         raise BankError(f"the covariance of {n} {what} of {d} numbers is singular; shrink it "
-                        f"(--shrink > 0, e.g. 0.1)")
+                        f"(shrink > 0, e.g. 0.1)", "shrink")
     return Gaussian(mean, cov, chol)

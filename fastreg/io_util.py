@@ -19,16 +19,16 @@ import torch
 from .errors import UnsafeCheckpoint, UsageError
 
 
-def check_out_dir(path: str | os.PathLike, opt: str = "--out") -> None:
+def check_out_dir(path: str | os.PathLike, param: str = "out") -> None:
     """Fail before any work when ``path`` cannot become a folder (a file in the way,
     or a parent that cannot be written), instead of with a traceback at the first write."""
     p = Path(path).absolute()
     for q in (p, *p.parents):
         if q.exists():
             if not q.is_dir():
-                raise UsageError(f"{opt} {path}: {q} is a file, not a folder")
+                raise UsageError(f"{path}: {q} is a file, not a folder", param)
             if not os.access(q, os.W_OK | os.X_OK):
-                raise UsageError(f"{opt} {path}: {q} is not writable")
+                raise UsageError(f"{path}: {q} is not writable", param)
             return
 
 

@@ -20,7 +20,7 @@ from .errors import UsageError
 
 # How a regularizer term's weight (λ, the prior weight) spreads over several layers: "mean"
 # (each of L layers gets weight / L, so the weight means the same for 1 layer or 50) or "sum"
-# (each layer the full weight, as runs before fastreg 0.2 did). DESIGN.md §9.
+# (each layer the full weight, as runs recorded at settings version 1 did). DESIGN.md §9.
 LAYER_WEIGHTS = ("mean", "sum")
 
 

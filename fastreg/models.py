@@ -1,5 +1,5 @@
 """Classifiers: the Deep Weight Prior CIFAR net (stable layer names: banks refer to them),
-CIFAR ResNets, and a builder by name (``--arch``)."""
+CIFAR ResNets, and a builder by name (``build_model``)."""
 from __future__ import annotations
 
 import torch
@@ -99,14 +99,27 @@ def resnet18_cifar(num_classes: int = 10) -> nn.Module:
 ARCHS = ("dwpnet", "resnet20", "resnet18", "timm:NAME")
 
 
+def input_channels(architecture: str, layer: str) -> int | None:
+    """The input channels of ``layer`` in the model an ``architecture`` string names, as banks
+    record it (``DWPNet(width=0.5)``), from the layer plan (no model is built: that would draw
+    from torch's RNG); None when the string or the layer is not one this module knows."""
+    import re
+    arch = re.fullmatch(r"DWPNet\(width=([0-9.eE+-]+)\)", architecture or "")
+    names = [n for n, _, _ in CONV_PLAN]
+    if not arch or layer not in names:
+        return None
+    i = names.index(layer)
+    return 3 if i == 0 else channels(CONV_PLAN[i - 1][1], float(arch.group(1)))
+
+
 def build_model(arch: str, num_classes: int = 10, width: float = 1.0) -> nn.Module:
     """A classifier by name: ``dwpnet`` (default), ``resnet20``, ``resnet18`` (CIFAR stem) or
     ``timm:NAME`` (needs timm). ``width`` scales dwpnet and resnet20 only."""
     from .errors import UsageError
     if arch not in ARCHS[:3] and not arch.startswith("timm:"):
-        raise UsageError(f"unknown --arch {arch!r}; choose from {', '.join(ARCHS)}")
+        raise UsageError(f"unknown arch {arch!r}; choose from {', '.join(ARCHS)}", "arch")
     if arch not in ("dwpnet", "resnet20") and width != 1.0:
-        raise UsageError(f"--width applies to dwpnet and resnet20, not to {arch}")
+        raise UsageError(f"width applies to dwpnet and resnet20, not to {arch}", "width")
     if arch == "dwpnet":
         return DWPNet(num_classes, width)
     if arch == "resnet20":
@@ -117,8 +130,8 @@ def build_model(arch: str, num_classes: int = 10, width: float = 1.0) -> nn.Modu
         try:
             import timm
         except ImportError:
-            raise UsageError(f"--arch {arch} needs timm (pip install timm)") from None
+            raise UsageError(f"arch {arch} needs timm (pip install timm)", "arch") from None
         try:
             return timm.create_model(arch[5:], pretrained=False, num_classes=num_classes)
         except RuntimeError as e:
-            raise UsageError(f"--arch {arch}: {str(e).splitlines()[0][:200]}") from None
+            raise UsageError(f"arch {arch}: {str(e).splitlines()[0][:200]}", "arch") from None

@@ -177,7 +177,7 @@ class AdversarialRegularizer(nn.Module):
 
     def weight_of(self, group: str) -> float:
         """The share of λ a D's G-loss gets: its layers' share of all layers (``"mean"``: λ
-        means the same for 1 layer or 50), or 1 (``"sum"``, runs before 0.2)."""
+        means the same for 1 layer or 50), or 1 (``"sum"``, as settings version 1 weighed them)."""
         return len(self.groups[group]) / len(self.layers) if self.layer_weights == "mean" else 1.0
 
     def generator_loss(self) -> torch.Tensor:

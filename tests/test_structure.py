@@ -10,7 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "fastreg"
-# the `python -m fastreg.X` entry points: two-line shims that start fastreg.lab.X
+# the `python -m fastreg.X` entry points: shims that start fastreg.lab.X through cli.entry
 ENTRY = {"fastreg.train", "fastreg.collect", "fastreg.sweep", "fastreg.report", "fastreg.pack"}
 MAX_LINES = 400       # a file one reads in one sitting; the Triton kernels are the exception
 LONG_OK = {"fastreg/ops/disc_step_kernels.py"}
@@ -120,6 +120,57 @@ def test_entry_points_are_shims_of_the_lab():
         assert len((PKG / (m.split(".")[1] + ".py")).read_text().splitlines()) <= 8, m
 
 
+def test_one_entry_point_pattern():
+    """Every ``if __name__ == "__main__"`` block in the package is ``entry(main)`` (lab/cli.py)."""
+    blocks = {}
+    for f in PKG.rglob("*.py"):
+        for node in ast.parse(f.read_text()).body:
+            if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test):
+                blocks[f.relative_to(ROOT).as_posix()] = ast.unparse(node.body[0]) if len(node.body) == 1 else "?"
+    assert len(blocks) >= 6 and set(blocks.values()) == {"entry(main)"}, blocks
+
+
+def _private_imports() -> list[str]:
+    """``from X import _name`` in the package, where ``_name`` is not a private submodule of the
+    importing module's own package (``from . import _native``) nor a compiled extension."""
+    mods = _modules()
+    bad = []
+    for name, f in mods.items():
+        here = name if f.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(f.read_text())):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            for a in node.names:
+                if not a.name.startswith("_") or a.name.startswith("__"):
+                    continue
+                if node.module is None and node.level == 1 and (f"{here}.{a.name}" in mods or a.name == "_C"):
+                    continue            # a private module of its own package
+                if node.module is None and node.level == 2 and a.name == "_C":
+                    continue            # the compiled extension
+                bad.append(f"{f.relative_to(ROOT)}: {a.name} from {'.' * node.level}{node.module or ''}")
+    return bad
+
+
+def test_no_private_name_crosses_a_module():
+    assert not _private_imports(), _private_imports()
+
+
+HISTORY = re.compile(r"(?i)\bissue \d+|\bbefore (fastreg )?0\.\d|\bfastreg 0\.\d|\b(this|an earlier|earlier|last) session"
+                     r"|\blent\b|no gpu (has been|was) ")
+
+
+def test_code_tests_and_docs_say_what_is_not_what_happened():
+    """No issue numbers, version history or the story of the machines a measurement ran on in
+    code, tests, benchmarks and docs (docs/reports/ are generated records, left as they are)."""
+    files = [f for d in ("fastreg", "tests", "bench", "kernels", "docs") for f in (ROOT / d).rglob("*")
+             if f.is_file() and f.suffix in (".py", ".md", ".sh", ".cpp", ".cu", ".h", ".txt")
+             and not f.relative_to(ROOT).as_posix().startswith("docs/reports/") and f != Path(__file__).resolve()]
+    files += [ROOT / "README.md", ROOT / "setup.py", ROOT / "CMakeLists.txt"]
+    hits = [f"{f.relative_to(ROOT)}:{i}: {line.strip()[:80]}" for f in files
+            for i, line in enumerate(f.read_text(errors="replace").splitlines(), 1) if HISTORY.search(line)]
+    assert not hits, hits
+
+
 def test_files_are_short():
     long = {f.relative_to(ROOT).as_posix(): n for f in list(PKG.rglob("*.py")) + list((ROOT / "tests").rglob("*.py"))
             + list((ROOT / "bench").rglob("*.py"))
@@ -150,3 +201,34 @@ def test_docs_name_no_path_of_a_machine():
     hits = [f"{f.relative_to(ROOT)}:{i}" for f in files
             for i, line in enumerate(f.read_text(errors="replace").splitlines(), 1) if pat.search(line)]
     assert not hits, hits
+
+
+
+def test_the_library_speaks_its_own_words():
+    """Library messages name the library's parameters, never a command-line flag (``--arch``):
+    the commands put the flag a user typed in front (``lab/cli.flagged``)."""
+    lab = {m for m in _modules() if m == "fastreg.lab" or m.startswith("fastreg.lab.")} | ENTRY
+    flag = re.compile(r"(?<![\w-])--[a-z]")
+    hits = []
+    for name, f in _modules().items():
+        if name in lab:
+            continue
+        tree = ast.parse(f.read_text())
+        docs = {id(n.body[0].value) for n in ast.walk(tree)
+                if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef)) and n.body
+                and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+        for n in ast.walk(tree):
+            if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docs and flag.search(n.value):
+                hits.append(f"{f.relative_to(ROOT)}:{n.lineno}: {n.value[:60]}")
+    assert not hits, hits
+
+
+def test_a_library_error_about_an_argument_is_flagged_by_the_command():
+    import pytest
+    from fastreg.errors import UsageError
+    from fastreg.lab.cli import flagged
+    from fastreg.models import build_model
+    with pytest.raises(UsageError) as e:
+        build_model("resnet99")
+    assert e.value.param == "arch" and "--" not in str(e.value)
+    assert flagged(e.value).startswith("--arch: unknown arch 'resnet99'")

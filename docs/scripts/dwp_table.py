@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastreg.lab.cells import paired
+from fastreg.lab.report import paired
 from report_cells import delta, load, metric
 
 ROWS = [("baseline", "the model's own init"), ("filterinit", "the bank's own whole filters"),

@@ -29,7 +29,7 @@ COMMAND = {
     "resnet20": "python -m fastreg.collect --arch resnet20 --preset cpu --epochs 15 --classes 0,1,2,3,4 "
                 "--data-root DATA --out runs/collect-c04-resnet20 --prefix resnet20. [--resume]",
 }
-NOTE = ("class-disjoint protocol (issue 26): the source models saw CIFAR-10 classes 0-4 only; targets are "
+NOTE = ("class-disjoint protocol (DESIGN.md §12): the source models saw CIFAR-10 classes 0-4 only; targets are "
         "classes 5-9. Seeds trained as 2 single-thread processes (OMP_NUM_THREADS=1) side by side, then the "
         "command above (all seeds, --resume) wrote the bank from the finished seeds")
 

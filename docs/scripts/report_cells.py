@@ -1,6 +1,6 @@
 """A report's records as the table printers read them: the JSON beside its Markdown (cells with
 their paired differences, the bank pairs; written by ``python -m fastreg.report``, or rebuilt
-from the per-run rows by ``python -m fastreg.lab.report_archive``), and the one way the docs
+from the per-run rows by ``python -m fastreg.lab.report.archive``), and the one way the docs
 write a paired difference."""
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def load(report: str | Path) -> dict:
     if isinstance(data, dict) and isinstance(data.get("protocols"), list):
         _refuse(f"{js}: the report holds {len(data['protocols'])} protocols; report each protocol's runs on their own")
     if not isinstance(data, dict) or data.get("format") != 2 or not isinstance(data.get("cells"), list):
-        _refuse(f"{js}: no cell records; rebuild them with python -m fastreg.lab.report_archive {js}")
+        _refuse(f"{js}: no cell records; rebuild them with python -m fastreg.lab.report.archive {js}")
     return data
 
 

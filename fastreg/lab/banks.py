@@ -56,3 +56,17 @@ def bank_label(meta: Mapping[str, str] | None) -> str:
     label = f"{arch}-{recipe['epochs']}ep" if "epochs" in recipe else arch
     classes = recipe.get("classes")
     return label + (f"-c{''.join(map(str, classes))}" if isinstance(classes, list) and classes else "")
+
+
+def recorded_meta(cfg: Mapping) -> dict | None:
+    """The bank metadata a run's config.json recorded (a string map), or None."""
+    meta = cfg.get("bank_meta")
+    return meta if isinstance(meta, dict) and meta else None
+
+
+def run_bank_id(cfg: Mapping) -> str:
+    """The identity of the bank a run trained with: ``bank_id`` of its recorded metadata, else
+    the ``--bank`` it was given (runs that recorded none). The one identity the report and
+    resume compare banks by."""
+    meta = recorded_meta(cfg)
+    return bank_id(meta) if meta else str(cfg.get("bank"))

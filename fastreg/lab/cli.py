@@ -34,13 +34,24 @@ class Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+# the option a user types for a library argument an error names (``errors.UsageError.param``)
+FLAGS = {"arch": "--arch", "width": "--width", "device": "--device", "norms": "--chain-norms",
+         "shrink": "--shrink", "out": "--out"}
+
+
+def flagged(e: Exception) -> str:
+    """An error's line, led by the option the user typed where it is about one argument."""
+    param = getattr(e, "param", None)
+    return f"{FLAGS[param]}: {e}" if param in FLAGS else str(e)
+
+
 def run_main(main: Callable[[Sequence[str] | None], int | None],
              argv: Sequence[str] | None = None) -> int:
     """Run ``main``; map known failures to one stderr line and an exit code."""
     try:
         return int(main(argv) or 0)
     except (UsageError, BankError, UnsafeCheckpoint) as e:
-        sys.stderr.write(f"error: {e}\n")
+        sys.stderr.write(f"error: {flagged(e)}\n")
         return 2
     except NonFiniteError as e:
         sys.stderr.write(f"error: {e}\n")
@@ -49,6 +60,13 @@ def run_main(main: Callable[[Sequence[str] | None], int | None],
         sys.stderr.write("interrupted; rerun the same command with --resume to continue from the "
                          "last checkpoint\n")
         return 130
+
+
+def entry(main: Callable[[Sequence[str] | None], int | None]) -> None:
+    """A command run as ``python -m``: ``main`` through ``run_main``, then the process's exit
+    (``distributed.exit_process``). Every entry point is ``if __name__ == "__main__": entry(main)``."""
+    from ..distributed import exit_process
+    exit_process(run_main(main))
 
 
 def _int_at_least(minimum: int, what: str):

@@ -37,7 +37,7 @@ RECIPE_DEFAULTS = {"schedule": "cosine", "augment": True}
 PRESETS = {
     # 5 seeds within an hour on a 2-core CPU (bf16 autocast, half width, 4 epochs)
     "cpu": dict(width=0.5, epochs=4, batch_size=128, lr=0.05, amp=True),   # amp: where bf16 is native
-    # the default bank's recipe (issue 16): converged half-width models, 82-83 % test accuracy;
+    # the default bank's recipe: converged half-width models, 82-83 % test accuracy;
     # (its models' training times are recorded in the bank; docs/banks/dwpnet_e24.json)
     "converged": dict(width=0.5, epochs=24, batch_size=128, lr=0.05, amp=True),
     # the full-width DWP classifier, for a GPU

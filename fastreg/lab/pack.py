@@ -1,6 +1,6 @@
 """``python -m fastreg.pack``: a small CIFAR-10 copy holding only the images a sweep needs.
 
-Why: a lent GPU machine sees only the files carried to it, at most 64 MiB per call;
+Why: a remote GPU machine may see only the files carried to it (64 MiB per call on ours);
 the full training npz is 142 MB. A pack keeps every label (so the
 source/target split and the stratified subsets are the same indices) and the
 images of the union of the planned subsets; other rows are zeros, marked absent in

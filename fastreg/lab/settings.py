@@ -2,7 +2,7 @@
 text), how unset ones resolve, the config.json they are recorded in, and how a config from an
 older fastreg reads today (``upgrade``), which resume, sweep and report all use.
 
-``VERSION`` 2 (fastreg 0.2): λ and the prior weight are a mean over layers (``layer_weights``),
+``VERSION`` 2: λ and the prior weight are a mean over layers (``layer_weights``),
 ``classes``, ``sources``, ``chain_norms``, and the training loop's own settings (``loop``) are
 recorded. A config without ``settings_version`` is version 1 and reads with ``UPGRADE``: the
 behaviour runs had before each setting existed.
@@ -29,7 +29,7 @@ from .methods import METHOD_KEYS
 from .priors import PRIORS, adversarial
 
 VERSION = 2
-# the training loop's own settings, as every run so far has used them (recorded as "loop")
+# the training loop's own settings (recorded as "loop"; a config without them ran with these)
 LOOP = {"optimizer": "adam", "warmup": 0.05, "schedule": "cosine", "label_smoothing": 0.0, "augment": True}
 # what a setting meant in runs made before it was recorded (version 1 configs)
 UPGRADE = {**METHOD_KEYS, "layer_weights": "sum", "classes": None, "sources": None, "vae_epochs": 300, "arch": "dwpnet",
@@ -98,7 +98,7 @@ def build_parser() -> Parser:
     p.add_argument("--layer-weights", choices=LAYER_WEIGHTS, default="mean",
                    help="how --lambda and --prior-weight spread over several regularized layers: mean (each "
                         "of L layers gets 1/L, so the weight means the same for 1 layer or 50) or sum (each "
-                        "layer the full weight, as fastreg before 0.2 did)")
+                        "layer the full weight, as runs recorded at settings version 1 did)")
     p.add_argument("--fake-max", type=_fake_max, default="auto",
                    help="kernels (rows) of a layer D sees per step, drawn at random; auto: all while "
                         "the layers hold at most 16384 in all, else an equal share of 16384")

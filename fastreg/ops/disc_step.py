@@ -10,6 +10,7 @@ import copy
 import torch
 
 from .disc_step_eager import DiscStepOutput, check_target, disc_step_eager
+from .fused_limits import MAX_FUSED_HIDDEN, MAX_FUSED_INPUT
 from .tolerance import max_rel_err  # noqa: F401  (re-exported: the self-test's metric)
 
 BACKENDS = ("auto", "eager", "triton")
@@ -51,10 +52,6 @@ def triton_self_test(device: torch.device | str) -> bool:
                           f"using eager")
         _SELF_TEST[key] = ok
     return _SELF_TEST[key]
-
-
-MAX_FUSED_INPUT = 1024   # D's input width the fused step serves (sm_90 shared memory; AOT-checked)
-MAX_FUSED_HIDDEN = 3     # hidden layers it serves
 
 
 def fused_serves(disc) -> bool:

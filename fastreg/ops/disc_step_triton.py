@@ -18,6 +18,7 @@ from torch import Tensor
 
 from . import disc_step_kernels as K
 from .disc_step_eager import DiscStepOutput
+from .fused_limits import MAX_FUSED_INPUT
 
 # Output allocator; tests replace it with a NaN-filling one to prove every element is written.
 _alloc = torch.empty
@@ -98,19 +99,19 @@ def launch(x: torch.Tensor, params: Sequence[torch.Tensor], norm: str, loss: str
 
     Returns ``(logits [B], flat, g_grad [B, D] or [0])`` where ``flat`` holds the
     D grads flattened in ``disc.parameters()`` order, then d_loss, g_loss.
-    ``variant``: "fused" keeps whole-width tiles in registers (padded widths <= 128),
+    ``variant``: "registers" keeps whole-width tiles in registers (padded widths <= 128),
     "chunked" streams activations through scratch (any width, e.g. a whole 3x7x7 filter's
     147 inputs); "auto" picks.
     """
     B, D = x.shape
     if B == 0:
         raise ValueError("disc step on an empty batch")
-    if _p2(D) > 1024:   # disc_step.MAX_FUSED_INPUT: wider [rows, D] tiles overflow sm_90 shared memory
-        raise ValueError(f"the fused disc step serves up to 1024 inputs, got {D}; use backend='eager'")
+    if _p2(D) > MAX_FUSED_INPUT:   # wider [rows, D] tiles overflow sm_90 shared memory
+        raise ValueError(f"the fused disc step serves up to {MAX_FUSED_INPUT} inputs, got {D}; use backend='eager'")
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if variant not in ("auto", "fused", "chunked"):
-        raise ValueError(f"variant must be auto, fused or chunked, got {variant!r}")
+    if variant not in ("auto", "registers", "chunked"):
+        raise ValueError(f"variant must be auto, registers or chunked, got {variant!r}")
     bn = norm == "batch"
     has_g = g_target is not None
     ws = list(params[2:] if bn else params)
@@ -146,7 +147,7 @@ def launch(x: torch.Tensor, params: Sequence[torch.Tensor], norm: str, loss: str
     gam, bet = (params[0], params[1]) if bn else (x, x)
     HP = [_p2(h) for h in H]
     if variant == "auto":   # whole-width register tiles only up to 128 (input and hidden)
-        variant = "chunked" if max(HP + [DP]) > 128 else "fused"
+        variant = "chunked" if max(HP + [DP]) > 128 else "registers"
     common = dict(
         D=D, DP=DP, H1=H[0], H1P=HP[0], H2=H[1], H2P=HP[1], H3=H[2], H3P=HP[2],
         HL=hidden[-1], HLP=_p2(hidden[-1]), L=L, BATCH_NORM=bn, HINGE=loss == "hinge",
@@ -156,7 +157,7 @@ def launch(x: torch.Tensor, params: Sequence[torch.Tensor], norm: str, loss: str
     args = (x, gam, bet, w[0], w[1], w[2], w[3], w[4], w[5], ws[-2], ws[-1],
             stats, Ps, musd, logits, g_grad if has_g else logits, part)
     scalars = (B, n_tiles, float(d_target), float(g_target or 0.0), float(slope), float(eps))
-    if variant == "fused":
+    if variant == "registers":
         K._disc_main_kernel[(P,)](*args, *scalars, **common,
                                   num_warps=8 if max(hidden) >= 128 else 4)
     else:
@@ -198,7 +199,7 @@ def disc_step_triton(x: torch.Tensor, disc, d_target: float = 0.0,
 
     ``block_b`` / ``num_programs`` (0 = auto) are tuning knobs: rows per tile and
     the persistent grid size (more programs = more partials to sum); ``variant``
-    forces the "fused" (register) or "chunked" (wide-layer) kernel; ``precision`` is
+    forces the "registers" or the "chunked" (wide-layer) kernel; ``precision`` is
     one of PRECISIONS ("tf32x3": tensor cores at about fp32 accuracy).
     """
     params = [p.detach().float() for p in disc.parameters()]

@@ -1,4 +1,4 @@
-"""No lost work, no silent garbage, no code from untrusted files (issue 6)."""
+"""No lost work, no silent garbage, no code from untrusted files."""
 import json
 import os
 import pickle
@@ -102,8 +102,8 @@ def test_deterministic_and_sigkill_resume(setup, tmp_path):
 
 def test_resume_rewrites_a_metrics_log_the_kill_left_short(setup, tmp_path):
     """A SIGKILL after the final checkpoint but before metrics.jsonl (its second write)
-    used to leave the log one row short for good: the resumed run has no epoch left
-    to train, so nothing rewrote it (seen once as a flaky sigkill test above)."""
+    leaves the log one row short; the resumed run has no epoch left to train and must still
+    write the log whole."""
     data, bank = setup
     out = tmp_path / "r"
     common = ["--data-root", str(data), "--bank", str(bank), "--out", str(out), *args(3)]

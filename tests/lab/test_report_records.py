@@ -1,7 +1,7 @@
 """Every committed report is its records rendered: the cell tables of each docs/reports/*.md are
-what ``report_tables`` renders from the JSON beside it (the records the docs' table printers
+what ``fastreg.lab.report.tables`` renders from the JSON beside it (the records the docs' table printers
 read), and those records come back from the report's per-run rows. The archived reports, whose
-run folders are gone, got their records that way (``python -m fastreg.lab.report_archive``)."""
+run folders are gone, got their records that way (``python -m fastreg.lab.report.archive``)."""
 import json
 import subprocess
 import sys
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from fastreg.lab.report_archive import rebuild, split_label
-from fastreg.lab.report_tables import cell_tables
+from fastreg.lab.report import rebuild, split_label
+from fastreg.lab.report import cell_tables
 
 ROOT = Path(__file__).resolve().parents[2]
 REPORTS = sorted(p for p in (ROOT / "docs" / "reports").glob("*.json") if "runs" in json.loads(p.read_text()))
@@ -47,7 +47,7 @@ def test_report_records_come_back_from_its_runs(js):
 
 
 def _archive(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "fastreg.lab.report_archive", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "fastreg.lab.report.archive", *args], capture_output=True,
                           text=True, cwd=ROOT)
 
 

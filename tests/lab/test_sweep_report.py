@@ -7,8 +7,8 @@ import sys
 import pytest
 import torch
 
-from fastreg.lab import bank_refs, report, sweep
-from fastreg.lab import cells as cells_mod
+from fastreg.lab import report, sweep
+from fastreg.lab.report import analysis as cells_mod, references as bank_refs
 from fastreg.lab.cli import run_main
 from fastreg.lab.runs import Run
 from helpers import make_bank_file, make_npz_data
@@ -89,10 +89,10 @@ def test_report(setup, tmp_path):
 
 def _rendered_from_records_and_rebuilt_from_rows(data: dict, text: str, banks: list[str] = ()) -> None:
     """A report's cell tables are its JSON records rendered (the docs' printers read the same
-    records), and the records come back from its per-run rows alone (``report_archive``: how the
+    records), and the records come back from its per-run rows alone (``fastreg.lab.report.archive``: how the
     archived reports, whose runs are gone, got theirs)."""
-    from fastreg.lab.report_archive import rebuild
-    from fastreg.lab.report_tables import cell_tables
+    from fastreg.lab.report import rebuild
+    from fastreg.lab.report import cell_tables
     assert data["format"] == 2 and data["cells"]
     assert "\n".join(cell_tables(data)) in text
     again = rebuild({"runs": data["runs"]}, banks, data["refs"])
@@ -137,7 +137,7 @@ def test_pairing_ignores_discriminator_settings_for_the_baseline():
                                                         "init": "default", "bank": "b", **cfg}, "ok")
     runs = [run(0.0, s, d_lr=2e-4, width=1.0) for s in (0, 1)] + \
            [run(1.0, s, d_lr=1e-4, width=1.0) for s in (0, 1)] + [run(1.0, s, d_lr=2e-4, width=0.5) for s in (0, 1)]
-    cells_mod._label(runs)
+    cells_mod.label_runs(runs)
     cells = {}
     for r in runs:
         cells.setdefault(cells_mod.Cell(r.size, r.method, r.variant, r.layers), []).append(r)
@@ -159,7 +159,7 @@ def test_a_reference_from_several_sources_is_the_one_of_the_same_sweep():
     runs = [run("main", "chain", s, sources="zz_main") for s in (0, 1)] + \
            [run("other", "chain", s, sources="aa_other") for s in (0, 1)] + \
            [run("main", "bank", s) for s in (0, 1)] + [run("other", "bank", s, bank="b2") for s in (0, 1)]
-    cells_mod._label(runs)
+    cells_mod.label_runs(runs)
     cells = {}
     for r in runs:
         cells.setdefault(cells_mod.Cell(r.size, r.method, r.variant, r.layers), []).append(r)
@@ -179,13 +179,13 @@ def test_runs_of_different_precision_never_share_an_unlabelled_cell():
         cfg = {"train_size": 100, "lam": 1.0, "seed": seed, "init": "default", "amp": amp}
         return Run(Path(f"r{seed}{amp}{precision}"), {**cfg, **({"precision": precision} if precision else {})}, "ok")
     runs = [run(0, True, "bf16"), run(1, True, "fp32"), run(2, True)]
-    cells_mod._label(runs)
+    cells_mod.label_runs(runs)
     assert [r.label for r in runs] == ["adv1 [precision=bf16]", "adv1 [precision=fp32]", "adv1 [precision=bf16]"]
     runs = [run(0, True), run(1, False)]                     # old runs: amp explains it
-    cells_mod._label(runs)
+    cells_mod.label_runs(runs)
     assert [r.label for r in runs] == ["adv1 [amp=True]", "adv1 [amp=False]"]
     runs = [run(0, True, "bf16"), run(1, True)]
-    cells_mod._label(runs)
+    cells_mod.label_runs(runs)
     assert [r.label for r in runs] == ["adv1", "adv1"]
 
 
@@ -363,10 +363,10 @@ def test_reference_pooled_from_layers_of_different_filter_rows_is_judged_as_slic
 def test_whole_network_grids_are_paired_against_each_prior_not_only_the_baseline():
     from types import SimpleNamespace as K
     keys = lambda *ms: [K(method=m) for m in ms]  # noqa: E731
-    assert report.comparison_refs(keys("baseline", "adv1", "bankinit")) == []       # the seed's grid, as before
-    assert report.comparison_refs(keys("baseline", "filterinit", "chaininit", "finetune", "chaininit+l2sp")) == \
+    assert cells_mod.comparison_refs(keys("baseline", "adv1", "bankinit")) == []       # the seed's grid, as before
+    assert cells_mod.comparison_refs(keys("baseline", "filterinit", "chaininit", "finetune", "chaininit+l2sp")) == \
         ["bankinit", "filterinit", "chaininit", "finetune"]
-    assert report.comparison_refs(keys("baseline", "chaininit")) == ["bankinit"]   # nothing else to stand beside
+    assert cells_mod.comparison_refs(keys("baseline", "chaininit")) == ["bankinit"]   # nothing else to stand beside
 
 
 def test_runs_drawn_from_or_judged_by_a_fit_to_the_bank_are_labelled_by_it():
@@ -383,7 +383,7 @@ def test_runs_drawn_from_or_judged_by_a_fit_to_the_bank_are_labelled_by_it():
             for b in ("b1", "b2")]
     for r in runs:
         r.bank_name = r.cfg["bank"]
-    cells_mod._label(runs)
+    cells_mod.label_runs(runs)
     assert [r.label for r in runs] == ["vaeinit-slice [bank=b1]", "vaeinit-slice [bank=b2]", "vae [bank=b1]",
                                        "vae [bank=b2]", "baseline", "baseline"]
 

@@ -1,4 +1,4 @@
-"""The regularizer for any PyTorch model (issue 17): layers by full name or selector, nested
+"""The regularizer for any PyTorch model: layers by full name or selector, nested
 and wrapped models, many layers with one D per layer or per kernel size, banks from a
 checkpoint on disk, own images, and one clear line for every bad input."""
 from __future__ import annotations
@@ -223,7 +223,7 @@ def _rc(mod, argv):
     (["--arch", "resnet20", "--reg-layers", "all", "--bank", "DEFAULT"], "only convs of sizes the bank lacks (it has 5x5, 7x7)"),
     (["--arch", "resnet20", "--reg-layers", "conv1", "--bank", "DEFAULT"],
      "bank has no 3x3 kernels for layer 'conv1' (it has 5x5, 7x7)"),
-    (["--arch", "resnet99"], "unknown --arch"),
+    (["--arch", "resnet99"], "--arch: unknown arch 'resnet99'"),
     (["--arch", "resnet20", "--bank-map", "conv1"], "--bank-map wants"),
 ])
 def test_bad_layer_input_one_line_exit_2_nothing_written(data, tmp_path, capsys, extra, msg):

@@ -1,4 +1,4 @@
-"""Priors for a whole network (issue 26): the class-disjoint protocol's class filter, chain init
+"""Priors for a whole network: the class-disjoint protocol's class filter, chain init
 (exact with matching widths, coherent channels under Weight Selection for a narrower target),
 fine-tuning's start, L2-SP against a float64 reference, and one line for a mismatch."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The banks shipped in the package: format, provenance and finiteness (issue 16).
+"""The banks shipped in the package: format, provenance and finiteness.
 
 ``KernelBank.load`` validates format, shapes, dtypes and finiteness; these tests add what a
 user needs to trust a shipped bank: where it came from, how good its source models were,
@@ -43,7 +43,7 @@ def test_default_bank_is_the_converged_one():
     assert DEFAULT_BANK == PACKAGED[DEFAULT_BANK_NAME] == bank_file("dwpnet_e24")
     bank = KernelBank.load(DEFAULT_BANK)
     meta = bank.meta
-    assert all(a >= 0.80 for a in json.loads(meta["source_test_acc"]).values())   # issue 16's target
+    assert all(a >= 0.80 for a in json.loads(meta["source_test_acc"]).values())   # the recipe's target
     times = json.loads(meta["source_train_time_s"])
     assert sorted(map(int, times)) == [0, 1, 2, 3, 4] and all(t > 0 for t in times.values())
     assert bank.kernel_size("conv1") == 7 and bank.kernel_size("conv2") == 5 and bank.filter_rows("conv1") == 3

@@ -1,4 +1,4 @@
-"""Fused Triton disc step (issue 3) vs eager vs an independent float64 reference (DESIGN.md §3, §6).
+"""Fused Triton disc step vs eager vs an independent float64 reference (DESIGN.md §3, §6).
 
 On CPU the kernels run under TRITON_INTERPRET=1 (tests/conftest.py), so shapes stay small.
 """
@@ -50,7 +50,7 @@ CASES = [  # id, k, B, hidden, norm, loss, d_target, g_target
 ]
 
 
-@pytest.mark.parametrize("variant", ["fused", "chunked", "auto"])
+@pytest.mark.parametrize("variant", ["registers", "chunked", "auto"])
 @pytest.mark.parametrize("norm,loss", [("batch", "ns"), ("kernel", "hinge")])
 def test_whole_filter_rows_match_reference(variant, norm, loss):
     """Whole 3x7x7 filters (147 features, padded to 256) as [B, C, k, k] and as [B, D]."""
@@ -67,7 +67,7 @@ def test_whole_filter_rows_match_reference(variant, norm, loss):
                  TOL_IEEE, None)
 
 
-@pytest.mark.parametrize("variant", ["fused", "chunked"])
+@pytest.mark.parametrize("variant", ["registers", "chunked"])
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_fused_matches_reference_and_eager(case, variant):
     _, k, B, hidden, norm, loss, d_t, g_t = case
@@ -145,7 +145,7 @@ def test_ns_loss_with_saturated_logits(d_target, bias):
     assert_close(disc_step_triton(x, disc, d_target, 1.0), ref, TOL_IEEE, 1.0)
 
 
-@pytest.mark.parametrize("variant", ["fused", "chunked"])
+@pytest.mark.parametrize("variant", ["registers", "chunked"])
 def test_deterministic_bitwise(variant):
     disc = make_disc(5, (32, 32), "batch", "ns")
     x = torch.randn(300, 5, 5, device=DEV)
@@ -156,7 +156,7 @@ def test_deterministic_bitwise(variant):
         assert torch.equal(u, v)
 
 
-@pytest.mark.parametrize("variant", ["fused", "chunked"])
+@pytest.mark.parametrize("variant", ["registers", "chunked"])
 def test_grid_shape_does_not_change_result(variant):
     """1 program looping over every tile vs several programs + partial sum."""
     disc = make_disc(3, (32,), "batch", "hinge")
@@ -296,7 +296,7 @@ def test_cuda_widths(k, hidden):
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("variant", ["fused", "chunked"])
+@pytest.mark.parametrize("variant", ["registers", "chunked"])
 def test_cuda_deterministic_s3(variant):
     B, k = SHAPES["S3"]
     disc = make_disc(k, (128, 128), "batch", "ns", seed=k)

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from .runs import Run, finite, read_jsonl
+from ..runs import Run, finite, read_jsonl
 
 TITLE = "Results of fastreg runs"
 

@@ -1,17 +1,17 @@
 """The report's render step: its cell tables as Markdown, from the records ``results.json``
-keeps (``cells.report_records``), never from the runs. The same records feed the table
+keeps (``analysis.report_records``), never from the runs. The same records feed the table
 scripts of the docs, so a report's tables and the docs' tables cannot disagree."""
 from __future__ import annotations
 
-from .bank_refs import metric_keys
-from .protocol import describe_protocol
-from .runs import finite
+from .references import metric_keys
+from ..protocol import describe_protocol
+from ..runs import finite
 
 REF_NAMES = {"baseline": "the baseline", "bankinit": "bank init (2-D slices)", "filterinit": "whole-filter init",
              "chaininit": "chain init", "finetune": "fine-tuning"}
 
 
-def _f(x, spec: str = ".3f") -> str:
+def fmt(x, spec: str = ".3f") -> str:
     return format(x, spec) if finite(x) else "—"
 
 
@@ -19,7 +19,7 @@ def _ms(mean, std, spec: str = ".3f") -> str:
     """``mean ± std``, the std left out where there was one value; "—" without a value."""
     if not finite(mean):
         return "—"
-    return _f(mean, spec) + (f" ± {_f(std, spec)}" if std is not None else "")
+    return fmt(mean, spec) + (f" ± {fmt(std, spec)}" if std is not None else "")
 
 
 def metric_cells(cell: dict, layer: str = "conv1") -> str:
@@ -30,9 +30,9 @@ def metric_cells(cell: dict, layer: str = "conv1") -> str:
 
 def pair_cells(d: dict) -> str:
     """``seeds (n) | Δ | 95% CI | p | test`` of a paired difference record."""
-    ci = f"[{_f(d['lo'], '+.2f')}, {_f(d['hi'], '+.2f')}]" if d["lo"] is not None else "—"
-    return (f"{','.join(map(str, d['seeds']))} ({len(d['seeds'])}) | {_f(d['mean'], '+.2f')} | {ci} | "
-            f"{_f(d['p'], '.3g')} | {d['test']}")
+    ci = f"[{fmt(d['lo'], '+.2f')}, {fmt(d['hi'], '+.2f')}]" if d["lo"] is not None else "—"
+    return (f"{','.join(map(str, d['seeds']))} ({len(d['seeds'])}) | {fmt(d['mean'], '+.2f')} | {ci} | "
+            f"{fmt(d['p'], '.3g')} | {d['test']}")
 
 
 def split_word(protocol: dict | None) -> str:

@@ -12,9 +12,9 @@ the run trained with. ``--out`` names a folder (``report.md``, ``report.json`` a
 inside it) or a ``.md`` file (its JSON and ``figures/`` beside it). Unfinished or
 non-finite runs are listed, never averaged.
 
-Two steps: the analysis turns runs into records (``cells.report_records``), written to the
+Two steps: the analysis turns runs into records (``analysis.report_records``), written to the
 JSON beside the Markdown; the cell tables are rendered from those records alone
-(``report_tables``), as the docs' table printers read them.
+(``fastreg.lab.report.tables``), as the docs' table printers read them.
 """
 from __future__ import annotations
 
@@ -28,17 +28,17 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import UsageError
-from ..filter_metrics import group_halves, judge_auc, low_freq_energy, mmd_rbf
-from ..io_util import atomic_write_bytes, atomic_write_json, check_out_dir
-from .bank_refs import BankRefs, References, _bank_filters, filter_metrics, judge_rows, metric_keys
-from .cells import _cells, _created, comparison_refs, report_records, uses_bank
-from .protocol import protocol_key
-from .cli import Parser
-from .methods import method_order
-from .report_header import TITLE, header_section
-from .report_tables import _f, report_tables
-from .runs import Run, discover, finite
+from ...errors import UsageError
+from ...filter_metrics import group_halves, judge_auc, low_freq_energy, mmd_rbf
+from ...io_util import atomic_write_bytes, atomic_write_json, check_out_dir
+from .references import BankRefs, References, bank_filters, filter_metrics, judge_rows, metric_keys
+from .analysis import bank_created, comparison_refs, make_cells, report_records, uses_bank
+from ..protocol import protocol_key
+from ..cli import Parser
+from ..methods import method_order
+from .header import TITLE, header_section
+from .tables import fmt, report_tables
+from ..runs import Run, discover, finite
 
 EXTERNAL = [  # (source, setting, labelled images, test accuracy %)
     ("Deep Weight Prior (Atanov et al., ICLR 2019), Bayesian CNN", "CIFAR-10", 50, 23.7),
@@ -145,7 +145,7 @@ def reference_section(refs: "BankRefs") -> list[str]:
         for name, k, gk in ((f"{layer} bank{tag}, one half vs the other", half, group),
                             (f"Gaussian noise ({layer} shape{',' + tag if tag else ''})", noise, 1)):
             a_ = judge_auc(k, rest, max_n=max_n, group_learned=gk, group_bank=group)
-            L.append(f"| {name} | {_f(a_)} | {_f(mmd_rbf(k, rest), '.4f')} | {_f(low_freq_energy(k))} |")
+            L.append(f"| {name} | {fmt(a_)} | {fmt(mmd_rbf(k, rest), '.4f')} | {fmt(low_freq_energy(k))} |")
     return L
 
 
@@ -197,7 +197,7 @@ def protocol_groups(runs: list[Run]) -> list[tuple[dict, list[Run]]]:
 
 
 def analyse(cells: dict, refs: BankRefs) -> tuple[dict, dict]:
-    """One protocol's cell records (``cells.report_records``) and the paired Δ to the baseline
+    """One protocol's cell records (``analysis.report_records``) and the paired Δ to the baseline
     per cell (for the accuracy figure)."""
     keys = sorted(cells, key=lambda c: (c.size, method_order(c.method, c.variant), c.layers))
     records = report_records(cells, keys, ["baseline", *comparison_refs(keys)], deeper_layers(cells, refs))
@@ -208,13 +208,13 @@ def analyse(cells: dict, refs: BankRefs) -> tuple[dict, dict]:
 
 def protocol_figures(cells: dict, deltas: dict, runs: list[Run], refs: BankRefs, stem: str,
                      protocol: dict) -> dict[str, bytes]:
-    """One protocol's figures (``report_figures.figures``), with the bank of its newest banked run."""
-    from .report_figures import figures   # matplotlib only when writing
+    """One protocol's figures (``figures.figures``), with the bank of its newest banked run."""
+    from .figures import figures   # matplotlib only when writing
     ok = [r for r in runs if r.status == "ok"]
-    newest = max((r for r in ok if uses_bank(r.cfg) and refs.of_run(r).bank is not None), key=_created,
+    newest = max((r for r in ok if uses_bank(r.cfg) and refs.of_run(r).bank is not None), key=bank_created,
                  default=None)
     shown = refs.of_run(newest) if newest is not None else References()
-    return figures(cells, deltas, ok, _bank_filters(*shown["conv1"]) if "conv1" in shown else None, stem,
+    return figures(cells, deltas, ok, bank_filters(*shown["conv1"]) if "conv1" in shown else None, stem,
                    newest.bank_name if newest is not None else None, protocol)
 
 
@@ -233,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ok = [r for r in runs if r.status == "ok"]
     if not ok:
         raise UsageError(f"{', '.join(map(str, roots))}: no finished runs ({len(runs)} unfinished or failed)")
-    groups = [(p, rs, _cells(rs)) for p, rs in protocol_groups(runs)]   # labels every run, finished or not
+    groups = [(p, rs, make_cells(rs)) for p, rs in protocol_groups(runs)]   # labels every run, finished or not
     groups = [g for g in groups if g[2]]
     refs = BankRefs(a.bank)
     t0 = time.time()

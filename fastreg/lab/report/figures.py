@@ -7,11 +7,11 @@ import io
 import numpy as np
 import torch
 
-from ..errors import UnsafeCheckpoint
-from .methods import method_order
-from .protocol import describe_protocol
-from .runs import Run, finite, layer_kernels, read_jsonl
-from ..viz import panels_png
+from ...errors import UnsafeCheckpoint
+from ..methods import method_order
+from ..protocol import describe_protocol
+from ..runs import Run, finite, layer_kernels, read_jsonl
+from ...viz import panels_png
 
 
 def _png(fig) -> bytes:

@@ -1,4 +1,4 @@
-"""``python -m fastreg.lab.report_archive REPORT.json``: rebuild a report's records from its per-run rows.
+"""``python -m fastreg.lab.report.archive REPORT.json``: rebuild a report's records from its per-run rows.
 
 For a report whose run folders are gone: the records its tables render from, computed again
 from the per-run rows its JSON kept.
@@ -6,7 +6,7 @@ from the per-run rows its JSON kept.
 Reports written before ``results.json`` held its cells (``"format": 2``) keep one row per run:
 its cell's label, train size, reg layers, seed, test accuracy and filter metrics. That is what
 the analysis needs, so the cells, their paired differences and the bank comparisons are
-computed again by the same code as a live report (``cells.report_records``), not parsed from
+computed again by the same code as a live report (``analysis.report_records``), not parsed from
 the Markdown. What the rows lack is said here: a run's settings come from its label (or from
 the cell records the JSON already has, whose references it keeps), its data seed is its seed,
 and which of two banks is the newer is given with ``--banks``. The test suite renders every committed report's records
@@ -20,14 +20,14 @@ import re
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import UsageError
-from ..io_util import atomic_write_json, read_json
-from .bank_refs import judge_rows
-from .cells import EXTRA, Cell, check_cells, comparison_refs, report_records
-from .cli import Parser
-from .methods import method_order
-from .protocol import protocol_key
-from .runs import Run, finite
+from ...errors import UsageError
+from ...io_util import atomic_write_json, read_json
+from .references import judge_rows
+from .analysis import EXTRA, Cell, check_cells, comparison_refs, report_records
+from ..cli import Parser, entry
+from ..methods import method_order
+from ..protocol import protocol_key
+from ..runs import Run, finite
 
 
 class ArchivedRun(Run):
@@ -155,7 +155,7 @@ def rebuild(data: dict, banks: Sequence[str] = (), refs: Sequence[str] = ()) -> 
 
 
 def build_parser() -> Parser:
-    p = Parser(prog="python -m fastreg.lab.report_archive", description=__doc__.splitlines()[0].split(": ", 1)[-1])
+    p = Parser(prog="python -m fastreg.lab.report.archive", description=__doc__.splitlines()[0].split(": ", 1)[-1])
     p.add_argument("report_json", type=Path, help="a report's JSON (the .json beside its Markdown)")
     p.add_argument("--banks", default="", help="the banks the runs used, oldest first, comma-separated "
                                                "(needed where they used more than one)")
@@ -183,6 +183,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from ..distributed import exit_process
-    from .cli import run_main
-    exit_process(run_main(main))
+    entry(main)

@@ -6,12 +6,11 @@ from __future__ import annotations
 import torch
 from safetensors import safe_open
 
-from ..bank import PACKAGED, KernelBank, bank_file
-from ..errors import BankError, UnsafeCheckpoint
-from ..filter_metrics import judge_auc, low_freq_energy, mmd_rbf
-from .banks import bank_id
-from .cells import _bank_id, _meta
-from .runs import FINAL_KERNELS, Run, layer_kernels
+from ...bank import PACKAGED, KernelBank, bank_file
+from ...errors import BankError, UnsafeCheckpoint
+from ...filter_metrics import judge_auc, low_freq_energy, mmd_rbf
+from ..banks import bank_id, recorded_meta, run_bank_id
+from ..runs import FINAL_KERNELS, Run, layer_kernels
 
 def metric_keys(layer: str) -> tuple[str, str, str]:
     """Keys of (judge AUC, MMD², low-freq energy) in ``Run.metrics`` and results.json:
@@ -69,7 +68,7 @@ def filter_metrics(r: Run, refs: "References") -> None:
             r.metrics[mmd] = mmd_rbf(k, bank, seed=r.seed)
 
 
-def _bank_filters(kernels: torch.Tensor, rows: int) -> torch.Tensor:
+def bank_filters(kernels: torch.Tensor, rows: int) -> torch.Tensor:
     """Reference kernels as whole filters ``[N, rows, k, k]`` (RGB in pictures when rows is 3)."""
     k = kernels.shape[-1]
     return kernels[: len(kernels) // rows * rows].reshape(-1, rows, k, k)
@@ -131,13 +130,13 @@ class BankRefs:
     def of_run(self, r: Run) -> References:
         if self.fixed is not None:
             return self.fixed
-        key = _bank_id(r)
+        key = run_bank_id(r.cfg)
         if key not in self.by_id:
             self.by_id[key] = self._find(r)
         return self.by_id[key]
 
     def _find(self, r: Run) -> References:
-        meta = _meta(r)
+        meta = recorded_meta(r.cfg)
         if meta:
             if self._packaged is None:
                 self._packaged = _packaged_candidates()

@@ -11,13 +11,13 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from .inits import needs
-from .methods import SEED_METHODS, method_order
-from .priors import adversarial, prior_needs
-from .banks import bank_id, bank_label, merged_parts
-from ..errors import UsageError
-from .runs import Run, finite, precision_of
-from .settings import upgrade, weighs_layers
+from ..inits import needs
+from ..methods import SEED_METHODS, method_order
+from ..priors import adversarial, prior_needs
+from ..banks import bank_label, merged_parts, recorded_meta, run_bank_id
+from ...errors import UsageError
+from ..runs import Run, finite, precision_of
+from ..settings import upgrade, weighs_layers
 
 class Cell(NamedTuple):
     """One cell of a report: its runs share the train size, the method, the variant (the
@@ -61,7 +61,7 @@ def _setting(r: Run, key: str):
     return upgrade(r.cfg).get(key)
 
 
-def _label(runs: list[Run]) -> None:
+def label_runs(runs: list[Run]) -> None:
     """Cell label = method, plus any EXTRA setting that differs between runs of one size,
     shown for every size so a series keeps one label across sizes (settings that only
     change with the size, like the per-size epochs, stay out). Runs of different precision
@@ -91,30 +91,18 @@ def uses_bank(cfg: dict) -> bool:
         or prior_needs(cfg.get("prior", "none")) == "bank"
 
 
-def _meta(r: Run) -> dict | None:
-    """A run's recorded bank metadata (a string map), or None."""
-    meta = r.cfg.get("bank_meta")
-    return meta if isinstance(meta, dict) and meta else None
-
-
-def _bank_id(r: Run) -> str:
-    """The bank a run trained with, by its metadata (``bank.bank_id``), else its path."""
-    meta = _meta(r)
-    return bank_id(meta) if meta else str(r.cfg.get("bank"))
-
-
 def _name_banks(runs: list[Run]) -> None:
     """``r.bank_name``: the bank's short label (``bank.bank_label``), made unique across the
     runs by a short hash where two different banks read alike."""
     ids: dict[str, set] = {}
     for r in runs:
-        r.bank_name = bank_label(_meta(r)) if _meta(r) else "?"
+        r.bank_name = bank_label(recorded_meta(r.cfg)) if recorded_meta(r.cfg) else "?"
         if r.bank_name == "?":
             r.bank_name = Path(str(r.cfg.get("bank"))).stem
-        ids.setdefault(r.bank_name, set()).add(_bank_id(r))
+        ids.setdefault(r.bank_name, set()).add(run_bank_id(r.cfg))
     for r in runs:
         if len(ids[r.bank_name]) > 1:
-            r.bank_name += "#" + hashlib.sha1(_bank_id(r).encode()).hexdigest()[:6]
+            r.bank_name += "#" + hashlib.sha1(run_bank_id(r.cfg).encode()).hexdigest()[:6]
 
 
 def check_cells(cells: dict[tuple, list[Run]]) -> None:
@@ -127,7 +115,7 @@ def check_cells(cells: dict[tuple, list[Run]]) -> None:
                 raise UsageError(f"cell n={c.size} {c.label} ({c.layers}) holds seed {r.seed} twice: {seen[r.seed].dir} "
                                  f"and {r.dir}; report them from separate folders")
             seen[r.seed] = r
-        if len({_bank_id(r) for r in rs}) > 1:
+        if len({run_bank_id(r.cfg) for r in rs}) > 1:
             raise UsageError(f"cell n={c.size} {c.label} ({c.layers}) mixes runs with different banks; "
                              f"report them from separate folders")
 
@@ -167,9 +155,9 @@ def paired(d: np.ndarray) -> tuple[float, float | None, float | None, float | No
     return m, m - h, m + h, float(stats.ttest_1samp(d, 0.0).pvalue), "paired t"
 
 
-def _cells(runs: list[Run]) -> dict[tuple, list[Run]]:
+def make_cells(runs: list[Run]) -> dict[tuple, list[Run]]:
     """(train size, method, variant, reg layers) → its finished runs; variants are set here."""
-    _label(runs)
+    label_runs(runs)
     cells: dict[tuple, list[Run]] = {}
     for r in runs:
         if r.status == "ok":
@@ -190,9 +178,9 @@ def paired_cells(ref: list[Run], runs: list[Run]) -> dict | None:
     return {"seeds": [s for s, _ in pairs], "mean": mean, "lo": lo, "hi": hi, "p": p, "test": how}
 
 
-def _created(r: Run) -> str:
+def bank_created(r: Run) -> str:
     """When a run's bank was made (the newest part of a merged bank): orders banks old → new."""
-    meta = _meta(r) or {}
+    meta = recorded_meta(r.cfg) or {}
     parts = merged_parts(meta)
     return max((str(m.get("created", "")) for m in (parts if parts is not None else [meta])), default="")
 
@@ -224,13 +212,13 @@ def cell_records(cells: dict[tuple, list[Run]], keys: list[tuple], refs: Sequenc
 def comparison_refs(keys: list[tuple]) -> list[str]:
     """Reference cells beside the baseline: bank init once new priors are in the runs (as
     before), and whole-filter init, chain init and fine-tuning wherever they were run, so a
-    whole-network grid says where each prior stands against the others (issue 26)."""
+    whole-network grid says where each prior stands against the others."""
     methods = {k.method for k in keys}
     refs = ["bankinit"] if methods - set(SEED_METHODS) else []
     return refs + [m for m in ("filterinit", "chaininit", "finetune") if m in methods and len(methods) > 2]
 
 
-def bank_pairs(cells: dict[tuple, list[Run]], keys: list[tuple], created=_created) -> list[dict]:
+def bank_pairs(cells: dict[tuple, list[Run]], keys: list[tuple], created=bank_created) -> list[dict]:
     """The same method (same size, layers and other settings) trained with two banks, each newer
     bank paired seed by seed with the oldest (``created``: a run → a sortable bank age):
     {"train_size", "method", "reg_layers", "newer", "older", **paired_cells}."""
@@ -254,9 +242,9 @@ def bank_pairs(cells: dict[tuple, list[Run]], keys: list[tuple], created=_create
 
 
 def report_records(cells: dict[tuple, list[Run]], keys: list[tuple], refs: Sequence[str], layers: list[dict],
-                   created=_created) -> dict:
+                   created=bank_created) -> dict:
     """What ``results.json`` keeps of a report's analysis, and all its tables are rendered from
-    (``report_tables``): the cells, the references they are paired with (of ``refs``, the
+    (``fastreg.lab.report.tables``): the cells, the references they are paired with (of ``refs``, the
     baseline and those some cell pairs with), the same method across banks, and the deeper layers measured
     (``{"layer", "judge_rows"}``)."""
     recs = cell_records(cells, keys, refs)
