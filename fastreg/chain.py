@@ -131,8 +131,8 @@ def chain_init(model: nn.Module, sources: Sequence[Mapping[str, torch.Tensor]], 
     convs = chain_layers(model, layers)
     after = norm_after(model)
     if norms and partial:
-        raise UsageError("chain init: these sources come from a bank, which holds no norm layers to copy "
-                         "(norms=True)", "norms")
+        raise UsageError("chain init: these sources come from a bank, which holds no norm layers to copy",
+                         "norms")
     bns = [after[c] for c in convs if c in after] if norms else []
     copied = _copy(model, src, convs + bns, "chain init", partial)
     if partial and len(copied) < len(convs):

@@ -66,7 +66,7 @@ def recorded_meta(cfg: Mapping) -> dict | None:
 
 def run_bank_id(cfg: Mapping) -> str:
     """The identity of the bank a run trained with: ``bank_id`` of its recorded metadata, else
-    the ``--bank`` it was given (runs that recorded none). The one identity the report and
-    resume compare banks by."""
+    the ``--bank`` it was given (runs that recorded none). The identity the report groups and
+    pairs runs by."""
     meta = recorded_meta(cfg)
     return bank_id(meta) if meta else str(cfg.get("bank"))

@@ -152,6 +152,11 @@ def test_resume_by_run_folder_alone_continues_a_killed_run(setup, tmp_path, caps
     assert (c / "checkpoint.pt").exists()                                    # --keep-checkpoint, as recorded
     assert run_main(train.main, ["--out", str(c), "--resume"]) == 0          # finished: its result
     assert "is finished" in capsys.readouterr().out
+    final = json.loads((c / "final.json").read_text())
+    final["lambda"] = final.pop("lam")                                       # a final.json naming it "lambda"
+    (c / "final.json").write_text(json.dumps(final))
+    assert run_main(train.main, ["--resume", str(c)]) == 0
+    assert "λ=0.5, seed 1" in capsys.readouterr().out
 
 
 def test_resume_of_a_checkpoint_file_continues_in_its_own_folder(setup, tmp_path, capsys, monkeypatch):
