@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fastreg.lab import inits, methods, priors, settings, sweep
+from fastreg.lab import inits, methods, settings, sweep
 from fastreg.lab.inits import INITS, Init, register_init
 from fastreg.lab.priors import PRIORS, Prior, register_prior
 
