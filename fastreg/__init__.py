@@ -6,6 +6,8 @@ from .chain import L2SP, chain_init, finetune_init, load_sources  # noqa: E402
 from .discriminator import Discriminator  # noqa: E402
 from .init import init_from_bank  # noqa: E402
 from .regularizer import AdversarialRegularizer  # noqa: E402
+from .transfer import TransferMap, transfer_init  # noqa: E402
 
 __all__ = ["AdversarialRegularizer", "DEFAULT_BANK", "Discriminator", "KernelBank", "L2SP", "chain_init",
-           "finetune_init", "init_from_bank", "load_sources", "packaged_bank", "__version__"]
+           "finetune_init", "init_from_bank", "load_sources", "packaged_bank", "TransferMap", "transfer_init",
+           "__version__"]

@@ -93,27 +93,50 @@ def _copy(model: nn.Module, source: Mapping[str, torch.Tensor], modules: Sequenc
           partial: bool = False) -> list[str]:
     """Copy every parameter and buffer of ``modules`` from ``source`` (fitted by ``take``);
     returns the modules copied. A module the source lacks is refused in one line, or, from a
-    ``partial`` source (a bank: convs only), left as it is."""
+    ``partial`` source (a bank: convs only), left as it is; so is a source of another depth
+    (``same_depth``) and kernels of another size. The new state is built whole and loaded once:
+    a refused copy leaves the model as it was."""
+    same_depth(model, source, what)
     own = unwrap(model).state_dict()
-    done = []
-    with torch.no_grad():
-        for mod in modules:
-            keys = [k for k in own if k.rpartition(".")[0] == mod]
-            if partial and not all(k in source for k in keys):
-                continue
-            done.append(mod)
-            for k in keys:
-                if k not in source:
-                    raise UsageError(f"{what}: the source network has no {k!r} (is it the same architecture "
-                                     f"family?)")
-                if own[k].dim() != source[k].dim():
-                    raise UsageError(f"{what}: {k} is {tuple(source[k].shape)} in the source and "
-                                     f"{tuple(own[k].shape)} here: not the same architecture family")
-                if own[k].dtype in (torch.int64, torch.int32):      # BN's num_batches_tracked
-                    own[k].copy_(source[k].to(own[k].dtype).reshape(own[k].shape))
-                else:
-                    own[k].copy_(take(source[k], own[k]))
+    done, new = [], {}
+    for mod in modules:
+        keys = [k for k in own if k.rpartition(".")[0] == mod]
+        if partial and not all(k in source for k in keys):
+            continue
+        done.append(mod)
+        for k in keys:
+            if k not in source:
+                raise UsageError(f"{what}: the source network has no {k!r} (is it the same architecture "
+                                 f"family?)", "sources")
+            if own[k].dim() != source[k].dim():
+                raise UsageError(f"{what}: {k} is {tuple(source[k].shape)} in the source and "
+                                 f"{tuple(own[k].shape)} here: not the same architecture family", "sources")
+            if own[k].dim() == 4 and tuple(own[k].shape[2:]) != tuple(source[k].shape[2:]):
+                raise UsageError(f"{what}: {k} has {'x'.join(map(str, own[k].shape[2:]))} kernels here and "
+                                 f"{'x'.join(map(str, source[k].shape[2:]))} in the source: kernels are never cut "
+                                 f"or padded to fit", "sources")
+            if own[k].dtype in (torch.int64, torch.int32):      # BN's num_batches_tracked
+                new[k] = source[k].to(own[k].dtype).reshape(own[k].shape).to(own[k].device)
+            else:
+                new[k] = take(source[k], own[k])
+    unwrap(model).load_state_dict({**own, **new})
     return done
+
+
+def same_depth(model: nn.Module, source: Mapping[str, torch.Tensor], what: str) -> None:
+    """Refuse a source with another number of blocks in a stage than the model (a chain and a
+    fine-tuning start copy layers by name: a deeper source's extra blocks would be dropped
+    without a word); ``fastreg.transfer`` maps across depths."""
+    from .transfer import stages
+    import re
+    mods = dict(unwrap(model).named_modules())
+    for st in stages(model):
+        here = len(list(mods[st].children()))
+        idx = {int(m.group(1)) for k in source if (m := re.match(re.escape(st) + r"\.(\d+)\.", k))}
+        there = max(idx) + 1 if idx else here
+        if there != here:
+            raise UsageError(f"{what}: the source network has {there} blocks in {st}, this model {here}: another "
+                             f"depth (transfer_init maps across depths)", "sources")
 
 
 def chain_init(model: nn.Module, sources: Sequence[Mapping[str, torch.Tensor]], layers: str | Sequence[str],

@@ -2,6 +2,8 @@
 CIFAR ResNets, and a builder by name (``build_model``)."""
 from __future__ import annotations
 
+import re
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -87,6 +89,30 @@ class CifarResNet(nn.Module):
         return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
 
 
+class CifarVGG(nn.Module):
+    """VGG-11 for 32x32 images (Simonyan & Zisserman 2015, configuration A): eight 3×3 convs
+    with BatchNorm and ReLU, five 2×2 max-pools, a linear head; ``width`` scales every channel
+    count. A family without residual blocks (``fastreg.transfer``: another family)."""
+    PLAN = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
+
+    def __init__(self, num_classes: int = 10, width: float = 1.0) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = 3
+        for v in self.PLAN:
+            if v == "M":
+                layers.append(nn.MaxPool2d(2))
+                continue
+            c = channels(int(v), width)
+            layers += [nn.Conv2d(c_in, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
+            c_in = c
+        self.features = nn.Sequential(*layers)
+        self.fc = nn.Linear(c_in, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x).flatten(1))
+
+
 def resnet18_cifar(num_classes: int = 10) -> nn.Module:
     """torchvision's ResNet-18 with the usual CIFAR stem: 3×3 stride-1 conv1, no max-pool."""
     import torchvision
@@ -96,7 +122,17 @@ def resnet18_cifar(num_classes: int = 10) -> nn.Module:
     return m
 
 
-ARCHS = ("dwpnet", "resnet20", "resnet18", "timm:NAME")
+ARCHS = ("dwpnet", "resnet20", "resnetN", "resnet18", "vgg11", "timm:NAME")
+WIDTHS = "dwpnet, resnetN and vgg11"    # the archs whose channel counts ``width`` scales
+
+
+def resnet_blocks(arch: str) -> int | None:
+    """Blocks per stage of a CIFAR ResNet named by its depth, ``resnet{6n+2}`` (``resnet8``,
+    ``resnet20``, ``resnet56``): ``n``; None for another name (``resnet18`` is torchvision's)."""
+    m = re.fullmatch(r"resnet(\d+)", arch)
+    if not m or arch == "resnet18" or int(m.group(1)) < 8 or (int(m.group(1)) - 2) % 6:
+        return None
+    return (int(m.group(1)) - 2) // 6
 
 
 def input_channels(architecture: str, layer: str) -> int | None:
@@ -113,25 +149,31 @@ def input_channels(architecture: str, layer: str) -> int | None:
 
 
 def build_model(arch: str, num_classes: int = 10, width: float = 1.0) -> nn.Module:
-    """A classifier by name: ``dwpnet`` (default), ``resnet20``, ``resnet18`` (CIFAR stem) or
-    ``timm:NAME`` (needs timm). ``width`` scales dwpnet and resnet20 only."""
+    """A classifier by name: ``dwpnet`` (default), ``resnet{6n+2}`` (the CIFAR ResNets:
+    ``resnet8``, ``resnet20``, ``resnet32``, ``resnet56``, …), ``resnet18`` (torchvision's, CIFAR
+    stem), ``vgg11`` (CIFAR VGG-11) or ``timm:NAME`` (needs timm). ``width`` scales every channel
+    count of dwpnet, the CIFAR ResNets and vgg11."""
     from .errors import UsageError
-    if arch not in ARCHS[:3] and not arch.startswith("timm:"):
-        raise UsageError(f"unknown arch {arch!r}; choose from {', '.join(ARCHS)}", "arch")
-    if arch not in ("dwpnet", "resnet20") and width != 1.0:
-        raise UsageError(f"width applies to dwpnet and resnet20, not to {arch}", "width")
+    known = arch in ("dwpnet", "resnet18", "vgg11") or resnet_blocks(arch) is not None or arch.startswith("timm:")
+    if not known:
+        raise UsageError(f"unknown arch {arch!r}; choose from {', '.join(ARCHS)} (N = 6n+2: 8, 14, 20, 32, 56, …)",
+                         "arch")
+    if arch in ("resnet18",) or arch.startswith("timm:"):
+        if width != 1.0:
+            raise UsageError(f"width applies to {WIDTHS}, not to {arch}", "width")
     if arch == "dwpnet":
         return DWPNet(num_classes, width)
-    if arch == "resnet20":
-        return CifarResNet(num_classes, 3, width)
+    if resnet_blocks(arch) is not None:
+        return CifarResNet(num_classes, resnet_blocks(arch), width)
+    if arch == "vgg11":
+        return CifarVGG(num_classes, width)
     if arch == "resnet18":
         return resnet18_cifar(num_classes)
-    if arch.startswith("timm:"):
-        try:
-            import timm
-        except ImportError:
-            raise UsageError(f"arch {arch} needs timm (pip install timm)", "arch") from None
-        try:
-            return timm.create_model(arch[5:], pretrained=False, num_classes=num_classes)
-        except RuntimeError as e:
-            raise UsageError(f"arch {arch}: {str(e).splitlines()[0][:200]}", "arch") from None
+    try:
+        import timm
+    except ImportError:
+        raise UsageError(f"arch {arch} needs timm (pip install timm)", "arch") from None
+    try:
+        return timm.create_model(arch[5:], pretrained=False, num_classes=num_classes)
+    except RuntimeError as e:
+        raise UsageError(f"arch {arch}: {str(e).splitlines()[0][:200]}", "arch") from None

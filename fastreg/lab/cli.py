@@ -36,7 +36,7 @@ class Parser(argparse.ArgumentParser):
 
 # the option a user types for a library argument an error names (``errors.UsageError.param``)
 FLAGS = {"arch": "--arch", "width": "--width", "device": "--device", "norms": "--chain-norms",
-         "shrink": "--shrink", "out": "--out"}
+         "shrink": "--shrink", "out": "--out", "sources": "--sources"}
 
 
 def flagged(e: Exception) -> str:

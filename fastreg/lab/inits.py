@@ -22,6 +22,7 @@ from ..chain import chain_init, finetune_init
 from ..errors import BankError, UsageError
 from ..init import init_from_bank
 from ..layers import conv_layers
+from ..transfer import transfer_init
 from ..vae import vae_for
 
 
@@ -38,6 +39,7 @@ class Start:
     device: torch.device
     bank_map: Mapping[str, list[str]] | None
     vae_cache: str = "runs/vae"
+    record: dict = field(default_factory=dict)   # what the run folder keeps of the start (init_map.json)
 
     def vaes(self, unit: str) -> tuple[dict, dict]:
         """Each layer's VAE of its bank kernels in ``unit`` (fitted once, then loaded from the
@@ -143,6 +145,23 @@ register_init(Init("chain", "sources", "the layers of one source network, channe
                    + (", with their norms" if s["chain_norms"] else ""),
                    methods={"chaininit": {"init": "chain"},
                             "chaininit-norms": {"init": "chain", "chain_norms": True}}))
+def _transfer(st: Start) -> list[str]:
+    s = st.settings
+    got = transfer_init(st.model, st.sources, s.seed, norms=s.chain_norms,
+                        bank=st.bank.to(st.device) if st.bank is not None else None, unit=s.init_unit, shrink=s.shrink)
+    st.record["init_map"] = got.as_dict()
+    return got.copied
+
+
+register_init(Init("transfer", "sources", "a source network of another depth or width: new blocks start as "
+                   "identities, wider layers replicate channels, narrower ones select them, and a conv the source "
+                   "cannot place starts from the bank's statistics; see --sources, --chain-norms",
+                   apply=_transfer, copies=True,
+                   label=lambda s: "transferinit" + ("-norms" if s["chain_norms"] else ""),
+                   words=lambda s: "start from a source network of any depth and width (identity blocks, "
+                   "replicated or selected channels)" + (", with its norms" if s["chain_norms"] else ""),
+                   methods={"transferinit": {"init": "transfer"},
+                            "transferinit-norms": {"init": "transfer", "chain_norms": True}}))
 register_init(Init("finetune", "sources", "every layer of a source network but the head",
                    apply=lambda st: finetune_init(st.model, st.sources, st.settings.seed)["modules"],
                    copies=True, whole_sources=True, label=lambda s: "finetune",

@@ -19,7 +19,8 @@ METHOD_KEYS = {"lam": 0.0, "init": "default", "init_unit": "slice", "d_unit": "s
 MENU = ("baseline", "adv0.1", "adv1", "adv10", "bankinit", "bankinit+adv1", "filterinit", "covinit",
         "covinit-slice", "gauss", "advf1", "filterinit+adv1", "filterinit+advf1", "filterinit+advf1-decay",
         "covinit+advf1", "filterinit+gauss", "chaininit", "chaininit-norms", "chaininit+advf1",
-        "chaininit+gauss", "chaininit+l2sp", "finetune", "vaeinit", "vaeinit-slice", "vae", "filterinit+vae")
+        "chaininit+gauss", "chaininit+l2sp", "finetune", "vaeinit", "vaeinit-slice", "vae", "filterinit+vae",
+        "transferinit", "transferinit-norms", "transferinit-norms+l2sp")
 
 PARTS_ONLY = ("l2sp", "advf1-decay")   # parts of the menu's combinations, not methods of their own
 

@@ -100,7 +100,7 @@ register_prior(Prior("vae", "bank", "--prior-weight x the -ELBO per weight of th
                      words=_penalty_words("VAE (-ELBO)"),
                      methods={"vae": {"prior": "vae", "prior_weight": VAE_WEIGHT}}))
 register_prior(Prior("l2sp", "copied", "--prior-weight/2 x the squared distance of the copied layers' parameters "
-                     "to their start (L2-SP; with --init chain or finetune)",
+                     "to their start (L2-SP; with --init chain, transfer or finetune)",
                      build=lambda st, copied: L2SP(st.model, copied, st.settings.prior_weight).to(st.device),
                      label=_l2sp_label,
                      words=lambda s: f"L2-SP toward the start, weight {float(s['prior_weight']):g}",

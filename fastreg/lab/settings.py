@@ -115,7 +115,7 @@ def build_parser() -> Parser:
                         "sources file, or a packaged name; run seed s starts from source s mod their number "
                         "(default: none)")
     p.add_argument("--chain-norms", action="store_true",
-                   help="--init chain: copy the norm layer after each chain conv too (weights and statistics)")
+                   help="--init chain / transfer: copy the norm layers too (weights and running statistics)")
     p.add_argument("--prior", choices=list(PRIORS), default="none",
                    help="a penalty added to the loss: " +
                         "; ".join(f"{n}: {x.help}" for n, x in PRIORS.items() if n != "none"))

@@ -101,6 +101,7 @@ class Prepared:
     reg: object
     layers: list[str]
     fake_max_used: int | None     # kernels per layer and step D saw (recorded, not a setting)
+    record: dict                  # what the run folder keeps of the start (the transfer map)
 
 
 def prepare(s: Settings, device: str | None = None, vae_cache: str = "runs/vae") -> Prepared:
@@ -163,7 +164,8 @@ def prepare(s: Settings, device: str | None = None, vae_cache: str = "runs/vae")
         term = prior.build(start, copied)
     terms = {"prior": term} if term is not None else {}
     reg = Terms({"adv": adv, **terms} if adv is not None else terms) if terms else adv
-    return Prepared(dev, bank, train, test, model, reg, layers, adv.fake_max if adv is not None else None)
+    return Prepared(dev, bank, train, test, model, reg, layers, adv.fake_max if adv is not None else None,
+                    start.record)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -255,6 +257,8 @@ def _main(argv: Sequence[str] | None) -> int:
                                                     "keep_checkpoint": a.keep_checkpoint,
                                                     "protocol": protocol(settings, test),
                                                     "bank_meta": bank.meta if bank else None})
+        if ckpt is None and dist.is_main and "init_map" in run.record:    # which source module started which
+            atomic_write_json(out / "init_map.json", run.record["init_map"])
         if ckpt is None and dist.is_main:    # the filters as training starts (after any bank init)
             atomic_write_bytes(out / START_KERNELS, safetensors_save(_kernels(model, layers),
                                                                      metadata={"format": "fastreg-kernels/1"}))

@@ -37,7 +37,7 @@ def dummy_prior():
 
 def test_a_registered_init_is_everywhere(dummy_init):
     text = " ".join(settings.build_parser().format_help().split())
-    assert "dummy (a test's own start)" in text and "{default,bank,cov,vae,chain,finetune,dummy}" in text
+    assert "dummy (a test's own start)" in text and "{default,bank,cov,vae,chain,transfer,finetune,dummy}" in text
     args = settings.build_parser().parse_args(["--init", "dummy"])           # a choice of --init
     assert args.init == "dummy"
     assert "dummyinit" in methods.methods() and methods.methods()["dummyinit"]["init"] == "dummy"
@@ -73,6 +73,8 @@ MENU = {   # the sweep's methods as the docs and the committed reports name them
     "vaeinit": dict(init="vae", init_unit="filter"), "vaeinit-slice": dict(init="vae"),
     "vae": dict(prior="vae", prior_weight=1e4),
     "filterinit+vae": dict(init="bank", init_unit="filter", prior="vae", prior_weight=1e4),
+    "transferinit": dict(init="transfer"), "transferinit-norms": dict(init="transfer", chain_norms=True),
+    "transferinit-norms+l2sp": dict(init="transfer", chain_norms=True, prior="l2sp", prior_weight=0.01),
 }
 
 

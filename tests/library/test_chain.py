@@ -143,13 +143,18 @@ def test_finetune_copies_every_layer_but_the_head():
 
 def test_a_source_of_another_architecture_is_refused_in_one_line(tmp_path, data, capsys):
     save_sources({"seed0": _resnet().state_dict()}, tmp_path / "src.safetensors", {"architecture": "resnet20"})
-    with pytest.raises(UsageError, match="no 'conv2.weight'"):
-        chain_init(build_model("dwpnet", 5, 0.125), load_sources(tmp_path / "src.safetensors")[0], "all")
-    rc = run_main(train.main, ["--data-root", str(data), "--init", "chain", "--sources", str(tmp_path / "src.safetensors"),
-                               "--reg-layers", "all", "--width", "0.125", "--train-size", "10", "--epochs", "1",
-                               "--out", str(tmp_path / "r")])
-    err = capsys.readouterr().err
-    assert rc == 2 and "same architecture family" in err and err.count("\n") == 1 and not (tmp_path / "r").exists()
+    model = build_model("dwpnet", 5, 0.125)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(UsageError, match="conv1.weight has 7x7 kernels here and 3x3 in the source"):
+        chain_init(model, load_sources(tmp_path / "src.safetensors")[0], "all")
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())     # nothing half-copied
+    for sources in (str(tmp_path / "src.safetensors"), "resnet20_c04"):          # 3x3 sources, a 7x7 conv1
+        rc = run_main(train.main, ["--data-root", str(data), "--init", "chain", "--sources", sources,
+                                   "--reg-layers", "all", "--width", "0.125", "--train-size", "10", "--epochs", "1",
+                                   "--out", str(tmp_path / "r")])
+        err = capsys.readouterr().err
+        assert rc == 2 and "never cut or padded" in err and err.count("\n") == 1 and not (tmp_path / "r").exists()
+        assert err.startswith("error: --sources: chain init: conv1.weight")
     rc = run_main(train.main, ["--data-root", str(data), "--init", "chain", "--out", str(tmp_path / "r")])
     assert rc == 2 and "needs --sources" in capsys.readouterr().err
 

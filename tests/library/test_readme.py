@@ -144,8 +144,11 @@ def test_readme_chain_example_copies_one_source_network():
     from fastreg.models import build_model
     torch.manual_seed(0)
     model = build_model("resnet20", 5)
-    ns = {"model": model}
+    deeper = build_model("resnet32", 5, width=2.0)
+    ns = {"model": model, "deeper": deeper}
     exec(compile(readme_chain_example(), str(README), "exec"), ns)
+    assert ns["started"].modules["layer1.4.conv1"] == "new: identity"
+    assert torch.equal(deeper.conv1.weight[:16].detach(), load_sources("resnet20_c04")[0][0]["conv1.weight"].float())
     src = load_sources("resnet20_c04")[0][0]
     convs = conv_layers(model)
     assert sorted(ns["copied"]["convs"]) == sorted(convs) and any("shortcut" in n for n in convs)
