@@ -141,7 +141,7 @@ def plan(model: nn.Module, source: Mapping[str, torch.Tensor], blocks: str = "fi
         if stage is None:
             out[name] = name if name in src_mods else "new: own init"
             continue
-        j, rel = name[len(stage) + 1:].split(".", 1)
+        j, _, rel = name[len(stage) + 1:].partition(".")      # rel "": the block's own parameters
         m, n = counts[stage]
         k = _pick(int(j), m, n, blocks) if n else None
         if k is None:
@@ -149,7 +149,7 @@ def plan(model: nn.Module, source: Mapping[str, torch.Tensor], blocks: str = "fi
                 identity.append(f"{stage}.{j}")
             out[name] = "new: identity" if n else "new: own init"
             continue
-        src = f"{stage}.{k}.{rel}"
+        src = f"{stage}.{k}" + (f".{rel}" if rel else "")
         out[name] = src if src in src_mods else "new: own init"
     return out, identity
 
@@ -235,7 +235,11 @@ def transfer_init(model: nn.Module, sources: Sequence[Mapping[str, torch.Tensor]
             if noise and key.endswith(".weight") and isinstance(module, (nn.Conv2d, nn.Linear)):
                 t = t + noise * t.std() * torch.randn(t.shape, generator=gen).to(t)
             new[key] = t
-    for block in identity:                 # Net2Deeper: the residual branch's last norm scales to 0
+    for block in identity:                 # Net2Deeper: the residual branch's output scales to 0
+        scales = [k for k, _ in mods[block].named_parameters(recurse=False)]
+        if scales:                         # a block's own scale of its branch (ConvNeXt's layer_scale)
+            new.update({f"{block}.{k}": torch.zeros_like(own[f"{block}.{k}"]) for k in scales})
+            continue
         last = _residual_norm(net, block)
         if last is None or getattr(mods[last], "weight", None) is None:
             raise UsageError(f"transfer: the new block {block} has no norm in its residual branch to start "

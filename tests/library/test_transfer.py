@@ -189,3 +189,24 @@ def test_a_wider_dwpnet_computes_the_narrower_ones_features():
     with torch.no_grad():
         a, b = fc1(src, x), fc1(tgt, x)
     assert float((b - a[:, torch.arange(b.shape[1]) % a.shape[1]]).abs().max()) <= 1e-5 * float(a.abs().max())
+
+
+def test_a_deeper_convnext_starts_as_the_shallower_one_linears_and_layer_scales_included():
+    """ConvNeXt's blocks hold Linear layers and a layer scale of their own: both are mapped, and
+    a new block starts as an identity through its layer scale (0), exactly (eval mode: stochastic
+    depth off)."""
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    tiny = torchvision.models.convnext_tiny(num_classes=10)
+    with torch.no_grad():
+        for name, p in tiny.named_parameters():
+            if name.endswith("layer_scale"):
+                p.normal_(0, 0.3)
+    small = torchvision.models.convnext_small(num_classes=10)
+    got = transfer_init(small, [tiny.state_dict()], quiet=True)
+    assert got.modules["features.5.3.block.3"] == "features.5.3.block.3"            # a Linear in a block
+    assert got.modules["features.5.20"] == "new: identity" and got.modules["features.6.1"] == "features.6.1"
+    tiny.eval(), small.eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(tiny.avgpool(tiny.features(x)), small.avgpool(small.features(x)))
