@@ -100,6 +100,14 @@ def test_shallower_selection_first_or_spaced():
         got = transfer_init(torchvision.models.resnet18(num_classes=10), [r34], blocks=blocks, quiet=True)
         assert got.modules["layer3.1.conv1"] == want + ".conv1", blocks
     assert stages(torchvision.models.resnet18()) == ["layer1", "layer2", "layer3", "layer4"]
+    r18 = torchvision.models.resnet18(num_classes=10)
+    r34 = torchvision.models.resnet34(num_classes=10)
+    transfer_init(r34, [r18.state_dict()], quiet=True)                 # deeper: identity blocks, exactly
+    r18.eval(), r34.eval()
+    x = torch.randn(2, 3, 64, 64)
+    body = lambda m: nn.Sequential(*list(m.children())[:-1])            # noqa: E731  (all but the head)
+    with torch.no_grad():
+        assert torch.equal(body(r18)(x), body(r34)(x))
 
 
 def test_mismatches_are_refused_in_one_line_and_the_model_is_left_as_it_was():
