@@ -89,6 +89,25 @@ class CifarResNet(nn.Module):
         return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
 
 
+class FConvMNIST(nn.Module):
+    """The Deep Weight Prior's MNIST network (its code's ``FConvMNIST``, ``--hid_dim 32 128``):
+    conv 7×7 1→32, LeakyReLU, 2×2 max-pool, conv 5×5 32→128, LeakyReLU, 2×2 max-pool, a
+    linear head over the 128·3·3 features; unpadded convs with biases, for 28×28 digits.
+    ``width`` scales both convs."""
+
+    def __init__(self, num_classes: int = 10, width: float = 1.0, in_channels: int = 1) -> None:
+        super().__init__()
+        c1, c2 = channels(32, width), channels(128, width)
+        self.conv1 = nn.Conv2d(in_channels, c1, 7)
+        self.conv2 = nn.Conv2d(c1, c2, 5)
+        self.fc = nn.Linear(c2 * 9, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.leaky_relu(self.conv1(x), 0.01), 2)
+        x = F.max_pool2d(F.leaky_relu(self.conv2(x), 0.01), 2)
+        return self.fc(x.flatten(1))
+
+
 class CifarVGG(nn.Module):
     """VGG-11 for 32x32 images (Simonyan & Zisserman 2015, configuration A): eight 3×3 convs
     with BatchNorm and ReLU, five 2×2 max-pools, a linear head; ``width`` scales every channel
@@ -122,8 +141,9 @@ def resnet18_cifar(num_classes: int = 10) -> nn.Module:
     return m
 
 
-ARCHS = ("dwpnet", "resnet20", "resnetN", "resnet18", "vgg11", "timm:NAME")
-WIDTHS = "dwpnet, resnetN and vgg11"    # the archs whose channel counts ``width`` scales
+ARCHS = ("dwpnet", "resnet20", "resnetN", "resnet18", "vgg11", "fconv", "timm:NAME")
+WIDTHS = "dwpnet, resnetN, vgg11 and fconv"    # the archs whose channel counts ``width`` scales
+GRAYSCALE = ("fconv",)                          # the archs for 1-channel 28x28 digits (MNIST)
 
 
 def resnet_blocks(arch: str) -> int | None:
@@ -151,10 +171,12 @@ def input_channels(architecture: str, layer: str) -> int | None:
 def build_model(arch: str, num_classes: int = 10, width: float = 1.0) -> nn.Module:
     """A classifier by name: ``dwpnet`` (default), ``resnet{6n+2}`` (the CIFAR ResNets:
     ``resnet8``, ``resnet20``, ``resnet32``, ``resnet56``, …), ``resnet18`` (torchvision's, CIFAR
-    stem), ``vgg11`` (CIFAR VGG-11) or ``timm:NAME`` (needs timm). ``width`` scales every channel
-    count of dwpnet, the CIFAR ResNets and vgg11."""
+    stem), ``vgg11`` (CIFAR VGG-11), ``fconv`` (the Deep Weight Prior's MNIST network, 1×28×28
+    digits) or ``timm:NAME`` (needs timm). ``width`` scales every channel count of dwpnet, the
+    CIFAR ResNets, vgg11 and fconv."""
     from .errors import UsageError
-    known = arch in ("dwpnet", "resnet18", "vgg11") or resnet_blocks(arch) is not None or arch.startswith("timm:")
+    known = arch in ("dwpnet", "resnet18", "vgg11", "fconv") or resnet_blocks(arch) is not None \
+        or arch.startswith("timm:")
     if not known:
         raise UsageError(f"unknown arch {arch!r}; choose from {', '.join(ARCHS)} (N = 6n+2: 8, 14, 20, 32, 56, …)",
                          "arch")
@@ -167,6 +189,8 @@ def build_model(arch: str, num_classes: int = 10, width: float = 1.0) -> nn.Modu
         return CifarResNet(num_classes, resnet_blocks(arch), width)
     if arch == "vgg11":
         return CifarVGG(num_classes, width)
+    if arch == "fconv":
+        return FConvMNIST(num_classes, width)
     if arch == "resnet18":
         return resnet18_cifar(num_classes)
     try:

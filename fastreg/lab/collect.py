@@ -84,6 +84,10 @@ def build_parser() -> Parser:
     p.add_argument("--from-checkpoint", default=None, metavar="FILE",
                    help="bank a pretrained network's conv kernels instead of training (a state_dict: "
                         ".safetensors, or .pt/.pth loaded weights-only; default: none, source models are trained)")
+    p.add_argument("--from-npy", action="append", default=[], metavar="LAYER=FILE",
+                   help="bank these .npy kernels ([N, 1, k, k] or [N, k, k], the Deep Weight Prior's layout) as bank "
+                        "layer LAYER instead of training; repeatable, e.g. conv1=conv7x7_train.npy conv2=conv5x5_test.npy "
+                        "(default: none)")
     p.add_argument("--max-kernels", type=positive_int, default=None,
                    help="at most this many kernels per bank layer, as whole filters evenly spaced (default: all)")
     p.add_argument("--prefix", default="",
@@ -152,6 +156,8 @@ def _main(argv: Sequence[str] | None) -> int:
         raise UsageError(f"unknown dataset {a.dataset!r}; choose one of {', '.join(DATASETS)}")
     if a.from_checkpoint:
         return from_checkpoint(a)
+    if a.from_npy:
+        return from_npy(a)
     seeds, dist, device, recipe, layers, out, plan = _plan(a)
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -283,6 +289,28 @@ def _write_bank(bank: KernelBank, out: Path) -> None:
         save_filter_grid(bank.layers[n], out / f"bank_{n}.png", f"bank {n}: {len(bank.layers[n])} kernels")
     print(f"bank written to {out / 'bank.safetensors'}: " +
           ", ".join(f"{n} {tuple(t.shape)}" for n, t in bank.layers.items()))
+
+
+def from_npy(a) -> int:
+    """``--from-npy LAYER=FILE …``: one bank of ``.npy`` kernel files, a layer each, with each
+    file's name and SHA-256 recorded (the Deep Weight Prior's notMNIST kernels for fconv)."""
+    import hashlib
+    import json
+    layers, files = {}, {}
+    for item in a.from_npy:
+        name, eq, path = item.partition("=")
+        if not eq or not name or not path or name in layers:
+            raise UsageError(f"--from-npy wants LAYER=FILE with each layer once, got {item!r}")
+        layers[name] = KernelBank.from_npy(path, name).layers[name]
+        files[name] = {"file": Path(path).name, "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()}
+    out = Path(a.out or "runs/bank-npy")
+    check_out_dir(out)
+    bank = KernelBank(layers, {"source": "imported .npy kernels", "files": json.dumps(files, sort_keys=True),
+                               "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "fastreg_version": __version__})
+    bank = bank.subsample(a.max_kernels).prefixed(a.prefix)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_bank(bank, out)
+    return 0
 
 
 def from_checkpoint(a) -> int:

@@ -96,7 +96,7 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     return x, y.astype(np.int64), present
 
 
-def _online(timeout: float = 3.0) -> bool:
+def online(timeout: float = 3.0) -> bool:
     if os.environ.get("FASTREG_OFFLINE") == "1":
         return False
     try:
@@ -113,7 +113,7 @@ def _load_torchvision(root: Path, name: str, split: str) -> tuple[np.ndarray, np
     try:
         ds = cls(str(root), train=train, download=False)
     except RuntimeError:
-        if not _online():
+        if not online():
             return None
         ds = cls(str(root), train=train, download=True)
     return np.asarray(ds.data, dtype=np.uint8), np.asarray(ds.targets, dtype=np.int64)
@@ -191,8 +191,8 @@ def to_device_tensor(images: np.ndarray | torch.Tensor, device: torch.device | s
     (``from_numpy`` would alias them, and ``div_`` below would write into a float one)."""
     x = torch.tensor(images, device=device) if isinstance(images, np.ndarray) else images.to(device)
     x = x.permute(0, 3, 1, 2).float().div_(255.0)
-    m = torch.tensor(mean, device=device).view(1, 3, 1, 1)
-    s = torch.tensor(std, device=device).view(1, 3, 1, 1)
+    m = torch.tensor(mean, device=device).view(1, -1, 1, 1)    # one per channel: RGB, or one for MNIST
+    s = torch.tensor(std, device=device).view(1, -1, 1, 1)
     return ((x - m) / s).contiguous()
 
 
@@ -244,7 +244,7 @@ def fits(n_floats: int, device) -> bool:
     return 4 * n_floats < 4 * 2**30
 
 
-def _take(x: np.ndarray, y: np.ndarray, present: np.ndarray | None, idx: np.ndarray, device,
+def take_rows(x: np.ndarray, y: np.ndarray, present: np.ndarray | None, idx: np.ndarray, device,
           where: Path | str, mean: tuple = MEAN, std: tuple = STD) -> Split:
     """Rows ``idx`` of one loaded split, on ``device``; refuses rows a data pack left out."""
     _require_rows(present, idx, str(where))
@@ -263,8 +263,11 @@ def target_sets(root: Path, train_size: int, data_seed: int, device, dataset: st
         if classes is not None:
             raise UsageError("--classes selects CIFAR classes; an image folder's classes are its folders")
         return _imagefolder_sets(root, train_size, data_seed, device, image_size)
+    if dataset == "mnist":
+        from .mnist import mnist_sets
+        return mnist_sets(root, train_size, data_seed, device, classes)
     if dataset != "cifar10":
-        raise UsageError(f"--dataset for train: cifar10 or imagefolder, got {dataset!r}")
+        raise UsageError(f"--dataset for train: cifar10, mnist or imagefolder, got {dataset!r}")
     xtr, ytr, ptr = _load("cifar10", root, "train")
     xte, yte, pte = _load("cifar10", root, "test")
     pool = keep(ytr, split_target_source(ytr)[0], classes)
@@ -273,8 +276,8 @@ def target_sets(root: Path, train_size: int, data_seed: int, device, dataset: st
     names = [CIFAR10_CLASSES[c] for c in classes] if classes is not None else CIFAR10_CLASSES
     where = "the CIFAR-10 target pool" + (f" ({describe(classes)})" if classes is not None else "")
     sub = stratified_subset(pool, ytr, train_size, k, data_seed, names, where)
-    train = _take(xtr, ytr, ptr, sub, device, npz_path(root, "cifar10", "train"))
-    test = _take(xte, relabel(yte, classes), pte, test_idx, device, npz_path(root, "cifar10", "test"))
+    train = take_rows(xtr, ytr, ptr, sub, device, npz_path(root, "cifar10", "train"))
+    test = take_rows(xte, relabel(yte, classes), pte, test_idx, device, npz_path(root, "cifar10", "test"))
     train.split, test.split, train.classes, test.classes = "train", "test", tuple(names), tuple(names)
     return train, test, k
 
@@ -286,8 +289,8 @@ def source_sets(name: str, root: Path, device, classes: Sequence[int] | None = N
     xte, yte, pte = _load(name, root, "test")
     idx = keep(ytr, split_target_source(ytr)[1] if name == "cifar10" else np.arange(len(ytr)), classes)
     test_idx = keep(yte, np.arange(len(yte)), classes)
-    return (_take(xtr, relabel(ytr, classes), ptr, idx, device, npz_path(root, name, "train")),
-            _take(xte, relabel(yte, classes), pte, test_idx, device, npz_path(root, name, "test")),
+    return (take_rows(xtr, relabel(ytr, classes), ptr, idx, device, npz_path(root, name, "train")),
+            take_rows(xte, relabel(yte, classes), pte, test_idx, device, npz_path(root, name, "test")),
             len(classes) if classes is not None else DATASETS[name])
 
 
@@ -303,9 +306,9 @@ def _imagefolder_sets(root: Path, train_size: int, data_seed: int, device,
     px = xtr.reshape(-1, 3).astype(np.float64) / 255.0
     mean, std = tuple(px.mean(0).tolist()), tuple(np.maximum(px.std(0), 1e-3).tolist())
     xte = imagefolder.decode(te_paths, size)
-    train = _take(xtr, tr_y[sub], None, np.arange(len(sub)), device, root / "train", mean, std)
+    train = take_rows(xtr, tr_y[sub], None, np.arange(len(sub)), device, root / "train", mean, std)
     train.index = sub
-    test = _take(xte, te_y, None, np.arange(len(te_y)), device, root, mean, std)
+    test = take_rows(xte, te_y, None, np.arange(len(te_y)), device, root, mean, std)
     train.split, test.split = "train", imagefolder.test_split(root)
     train.classes = test.classes = tuple(classes)
     return train, test, len(classes)

@@ -12,7 +12,8 @@ if TYPE_CHECKING:
 
 
 PROTOCOL = ("dataset", "classes", "image_size", "eval_split")   # what makes two runs' accuracies comparable
-DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "imagefolder": "image folder"}
+DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "imagefolder": "image folder", "mnist": "MNIST"}
+SPLITS = {"rest": "the digits of its pool not drawn for training"}   # a split named by what it holds
 
 
 def protocol(cfg: dict, test: "Split | None" = None) -> dict:
@@ -25,7 +26,7 @@ def protocol(cfg: dict, test: "Split | None" = None) -> dict:
         rec = cfg["protocol"]
         return {**{k: rec.get(k) for k in PROTOCOL}, "eval_images": rec.get("eval_images")}
     dataset = cfg.get("dataset", "cifar10")
-    size = int(cfg.get("image_size", 32)) if dataset == "imagefolder" else 32    # CIFAR is 32x32 as stored
+    size = {"imagefolder": int(cfg.get("image_size", 32)), "mnist": 28}.get(dataset, 32)   # CIFAR: 32x32 as stored
     if test is not None:
         return {"dataset": dataset, "classes": list(test.classes), "image_size": size, "eval_split": test.split,
                 "eval_images": len(test)}
@@ -51,6 +52,7 @@ def describe_protocol(p: dict) -> str:
         what = "all 10 classes"
     else:
         what = f"{len(cls)} classes ({', '.join(cls[:6])}{', …' if len(cls) > 6 else ''})"
-    split = f"its {p['eval_split']} split" if p["eval_split"] else "its held-out images (split not recorded)"
+    split = (SPLITS.get(p["eval_split"], f"its {p['eval_split']} split") if p["eval_split"]
+             else "its held-out images (split not recorded)")
     count = f" ({p['eval_images']} images)" if p.get("eval_images") else ""
     return f"{name}, {what}, {p['image_size']}×{p['image_size']} images, accuracy on {split}{count}"

@@ -44,9 +44,10 @@ MAIN_D_UNIT = "slice"   # the seed's adversarial term: D judges 2-D kernels (REA
 
 def build_parser() -> Parser:
     p = Parser(prog="python -m fastreg.train", description=DESCRIPTION)
-    p.add_argument("--dataset", choices=("cifar10", "imagefolder"), default="cifar10",
-                   help="cifar10 (the project's target pool), or imagefolder: your own images, --data-root "
-                        "DIR with train/ and val/ (or test/) class folders")
+    p.add_argument("--dataset", choices=("cifar10", "mnist", "imagefolder"), default="cifar10",
+                   help="cifar10 (the project's target pool); mnist (with --arch fconv: mnist5k.npz in the data "
+                        "folder, tested on the digits not drawn, or torchvision's MNIST); or imagefolder: your own "
+                        "images, --data-root DIR with train/ and val/ (or test/) class folders")
     p.add_argument("--classes", default=None,
                    help="CIFAR-10 classes to classify (indices or names, e.g. 5,6,7,8,9 for the class-disjoint "
                         "protocol against a bank of classes 0-4), relabelled 0..K-1 (default: all ten)")
@@ -202,9 +203,11 @@ NOT_SETTINGS = ("resume", "out", "device", "keep_checkpoint", "vae_cache")   # w
 
 def config_of(a) -> dict:
     """The run's settings as they go into config.json (and are checked on resume): every
-    option but where it runs and what it keeps, the loop's own settings, the version."""
+    option but where it runs and what it keeps, the loop's own settings (digits are not
+    flipped or shifted: no augmentation on MNIST), the version."""
     own = {k: v for k, v in vars(a).items() if k not in NOT_SETTINGS}
-    return {**own, "loop": dict(LOOP), "settings_version": VERSION}
+    loop = {**LOOP, "augment": getattr(a, "dataset", "cifar10") != "mnist"}
+    return {**own, "loop": loop, "settings_version": VERSION}
 
 
 def given(parser: argparse.ArgumentParser, argv) -> set[str]:
@@ -280,7 +283,8 @@ def resolve_defaults(a) -> None:
     if isinstance(a.classes, str):
         a.classes = parse_classes(a.classes, "cifar10", DATASETS["cifar10"])
     if a.train_size is None:
-        a.train_size = 100 if a.dataset == "cifar10" else imagefolder.default_train_size(data_root(a.data_root))
+        a.train_size = (imagefolder.default_train_size(data_root(a.data_root)) if a.dataset == "imagefolder"
+                        else 100)
     if a.data_seed is None:
         a.data_seed = a.seed
     if a.epochs is None:

@@ -25,7 +25,7 @@ from ..distributed import close_process_group, from_env, wrap
 from ..errors import BankError, UsageError
 from ..io_util import atomic_write_bytes, atomic_write_json, check_out_dir, read_json, safe_torch_load
 from ..layers import conv_layers, select_layers
-from ..models import build_model
+from ..models import GRAYSCALE, build_model
 from ..terms import Terms
 from ..regularizer import AdversarialRegularizer
 from .banks import bank_id, bank_label, load_bank
@@ -134,6 +134,9 @@ def prepare(s: Settings, device: str | None = None, vae_cache: str = "runs/vae")
                          f"{' or '.join(n for n, i in INITS.items() if i.copies)}")
     if s.arch == "dwpnet" and s.image_size != 32:
         raise UsageError("--arch dwpnet takes 32x32 images: use --image-size 32 or another --arch")
+    if (s.dataset == "mnist") != (s.arch in GRAYSCALE):
+        raise UsageError(f"--dataset mnist takes --arch {' or '.join(GRAYSCALE)} (1-channel 28x28 digits), and "
+                         f"--arch {' or '.join(GRAYSCALE)} takes --dataset mnist; got {s.dataset} and {s.arch}")
     train, test, num_classes = target_sets(data_root(s.data_root), s.train_size, s.data_seed, dev,
                                            s.dataset, s.image_size, s.classes)
     torch.manual_seed(s.seed)

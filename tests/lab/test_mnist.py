@@ -1,0 +1,84 @@
+"""MNIST as a dataset (the Deep Weight Prior's target): the offline 5000-digit pool split into n
+stratified training digits and the rest as test set, the paper's network (``fconv``), no
+augmentation, and a bank from ``.npy`` kernels in one command with its provenance."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from fastreg import KernelBank
+from fastreg.lab import collect, train
+from fastreg.lab.cli import run_main
+from fastreg.lab.mnist import mnist_sets
+from fastreg.models import build_model
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    """A stand-in for mnist5k.npz: 30 digits a class, each class a bright bar at its own row."""
+    root = tmp_path_factory.mktemp("mnist")
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 40, (300, 28, 28), dtype=np.uint8)
+    y = np.repeat(np.arange(10), 30)
+    for i, c in enumerate(y):
+        x[i, 2 + 2 * c: 4 + 2 * c, 4:24] = 255
+    np.savez_compressed(root / "mnist5k.npz", images=x, labels=y)
+    return root
+
+
+def test_the_training_digits_are_drawn_per_seed_and_the_rest_is_the_test_set(digits):
+    tr, te, k = mnist_sets(digits, 50, 3, "cpu")
+    assert k == 10 and tr.x.shape == (50, 1, 28, 28) and te.x.shape == (250, 1, 28, 28)
+    assert set(tr.index.tolist()).isdisjoint(te.index.tolist()) and len(set(tr.index) | set(te.index)) == 300
+    assert np.bincount(tr.y.numpy(), minlength=10).tolist() == [5] * 10
+    assert float(tr.x.min()) >= 0 and float(tr.x.max()) == 1.0           # pixels in [0, 1], not normalized
+    assert not torch.equal(tr.x, mnist_sets(digits, 50, 4, "cpu")[0].x)   # another data seed, other digits
+    assert te.split == "rest" and tr.classes == tuple("0123456789")
+
+
+def test_fconv_is_the_papers_network():
+    m = build_model("fconv", 10)
+    shapes = {n: tuple(p.shape) for n, p in m.named_parameters()}
+    assert shapes == {"conv1.weight": (32, 1, 7, 7), "conv1.bias": (32,), "conv2.weight": (128, 32, 5, 5),
+                      "conv2.bias": (128,), "fc.weight": (10, 1152), "fc.bias": (10,)}
+    assert m(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_train_on_mnist_records_its_protocol_and_trains_without_augmentation(digits, tmp_path, capsys):
+    out = tmp_path / "r"
+    argv = ["--dataset", "mnist", "--arch", "fconv", "--data-root", str(digits), "--bank", "none",
+            "--train-size", "20", "--epochs", "2", "--batch-size", "20", "--out", str(out)]
+    assert run_main(train.main, argv) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["protocol"] == {"dataset": "mnist", "classes": list("0123456789"), "image_size": 28,
+                               "eval_split": "rest", "eval_images": 280}
+    assert cfg["loop"]["augment"] is False
+    capsys.readouterr()
+    for bad in (["--dataset", "mnist", "--arch", "dwpnet"], ["--arch", "fconv"]):
+        assert run_main(train.main, ["--data-root", str(digits), "--bank", "none", *bad,
+                                     "--out", str(tmp_path / "bad")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--dataset mnist takes --arch fconv" in err and not (tmp_path / "bad").exists()
+
+
+def test_a_bank_from_npy_kernels_in_one_command_with_provenance(tmp_path, capsys):
+    k7 = np.random.default_rng(0).normal(size=(120, 1, 7, 7)).astype(np.float32)
+    k5 = np.random.default_rng(1).normal(size=(300, 5, 5)).astype(np.float32)
+    np.save(tmp_path / "conv7x7_train.npy", k7)
+    np.save(tmp_path / "conv5x5_test.npy", k5)
+    out = tmp_path / "bank"
+    assert run_main(collect.main, ["--from-npy", f"conv1={tmp_path / 'conv7x7_train.npy'}",
+                                   "--from-npy", f"conv2={tmp_path / 'conv5x5_test.npy'}", "--out", str(out)]) == 0
+    bank = KernelBank.load(out / "bank.safetensors")
+    assert torch.equal(bank.layers["conv1"], torch.from_numpy(k7[:, 0])) and bank.layers["conv2"].shape == (300, 5, 5)
+    files = json.loads(bank.meta["files"])
+    assert files["conv1"] == {"file": "conv7x7_train.npy",
+                              "sha256": hashlib.sha256((tmp_path / "conv7x7_train.npy").read_bytes()).hexdigest()}
+    capsys.readouterr()
+    for bad in (["--from-npy", "conv1"], ["--from-npy", f"conv1={tmp_path / 'missing.npy'}"]):
+        assert run_main(collect.main, [*bad, "--out", str(tmp_path / "b2")]) == 2
+        assert capsys.readouterr().err.count("\n") == 1 and not (tmp_path / "b2").exists()
