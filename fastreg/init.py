@@ -34,12 +34,14 @@ def _draws(conv: nn.Conv2d, bank: KernelBank, draw: Draw, kind: str, seed: int, 
 
 def init_from_bank(model: nn.Module, bank: KernelBank, layers: str | Sequence[str] = "all",
                    kind: str = "bank", unit: str = "filter", seed: int = 0, shrink: float = 0.1,
-                   bank_map: Mapping[str, Sequence[str]] | None = None, vaes=None) -> dict[str, str]:
+                   bank_map: Mapping[str, Sequence[str]] | None = None, vaes=None, rescale: bool = True
+                   ) -> dict[str, str]:
     """Replace the weights of ``layers`` (names or a selector) by bank draws (``kind="bank"``),
     Gaussian draws (``kind="cov"``) or draws from each layer's fitted VAE (``kind="vae"``,
     ``vaes``: layer → ``fastreg.vae.KernelVAE`` of that unit), filter by filter where the bank's filters fit (a
     depthwise filter is one bank kernel), else slice by slice, said in one line on stderr;
-    returns the unit used per layer. Each layer keeps its weights' std.
+    returns the unit used per layer. Each layer keeps its weights' std (``rescale=False``: the
+    draws as they are, as the Deep Weight Prior initializes from its VAE).
 
     Seeds: layer ``li`` draws with ``seed*1000 + 500 + li`` (bank), ``+ 700 + li`` (cov) or
     ``+ 900 + li`` (vae).
@@ -66,7 +68,7 @@ def init_from_bank(model: nn.Module, bank: KernelBank, layers: str | Sequence[st
         s = seed * 1000 + {"bank": 500, "cov": 700, "vae": 900}[kind] + li
         draws = _draws(conv, bank, draw, kind, s, shrink, (vaes or {}).get(name)).to(w.device).reshape(w.shape)
         with torch.no_grad():
-            w.copy_(draws * (w.std() / draws.std().clamp_min(1e-12)))
+            w.copy_(draws * (w.std() / draws.std().clamp_min(1e-12)) if rescale else draws)
     if notes:
         sys.stderr.write(fallback_note(notes, f"{kind} init"))
     return used

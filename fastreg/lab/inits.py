@@ -106,13 +106,18 @@ def _drawn(kind: str) -> Callable[[Start], list[str]]:
         s = st.settings
         vaes = st.vaes(s.init_unit)[0] if kind == "vae" else None
         init_from_bank(st.model, st.bank.to(st.device), st.layers, kind, s.init_unit, s.seed, s.shrink,
-                       st.bank_map, vaes)
+                       st.bank_map, vaes, rescale=getattr(s, "init_scale", "layer") == "layer")
         return []
     return apply
 
 
+def _unscaled(s: Mapping) -> str:
+    """The label's ending for draws kept as drawn (``--init-scale none``)."""
+    return "-unscaled" if s.get("init_scale", "layer") == "none" else ""
+
+
 def _label(prefix: str) -> Callable[[Mapping], str]:
-    return lambda s: prefix + ("init" if s["init_unit"] == "filter" else "init-slice")
+    return lambda s: prefix + ("init" if s["init_unit"] == "filter" else "init-slice") + _unscaled(s)
 
 
 def _chain(st: Start) -> list[str]:
@@ -124,7 +129,7 @@ register_init(Init("default", "", "the model's own random init; the default with
                    apply=lambda st: [], label=lambda s: "", words=lambda s: ""))
 register_init(Init("bank", "bank", "bank filters, the prior that helps most on a first layer; the default",
                    apply=_drawn("bank"),
-                   label=lambda s: "filterinit" if s["init_unit"] == "filter" else "bankinit",
+                   label=lambda s: ("filterinit" if s["init_unit"] == "filter" else "bankinit") + _unscaled(s),
                    words=lambda s: f"start from bank kernels ({_unit_words(s)})",
                    methods={"bankinit": {"init": "bank", "init_unit": "slice"},
                             "filterinit": {"init": "bank", "init_unit": "filter"}}))

@@ -149,6 +149,7 @@ class Trainer:
         model.eval()
         t, y = self.test, self.test.y
         n = len(t) if idx is None else idx.numel()
+        samples = int(getattr(model, "prediction_samples", 1))   # a Bayesian net: softmax averaged over passes
         loss = correct = 0.0
         for i, s in enumerate(range(0, n, batch)):
             if i % self.dist.world != self.dist.rank:
@@ -156,7 +157,11 @@ class Trainer:
             b = slice(s, s + batch)
             xb, yb = (t.rows(b), y[b]) if idx is None else (t.rows(idx[b]), y[idx[b]])
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp):
-                out = model(xb).float()
+                if samples == 1:
+                    out = model(xb).float()
+                else:                # log of the mean predictive probability: cross-entropy and argmax of it
+                    out = torch.stack([F.softmax(model(xb).float(), 1) for _ in range(samples)]).mean(0)
+                    out = out.clamp_min(1e-12).log()
             loss += float(F.cross_entropy(out, yb, reduction="sum"))
             correct += float((out.argmax(1) == yb).sum())
         if self.dist.active:

@@ -65,8 +65,9 @@ def describe(settings: dict) -> str:
 def method_of(cfg: dict) -> str:
     """The method name of a run's settings (inverse of ``methods``): its init, prior and
     adversarial parts joined by '+', 'baseline' when it has none."""
-    c = {k: cfg.get(k, v) for k, v in METHOD_KEYS.items()}
-    labels = [_label(INITS, c["init"], c, "init"), _label(PRIORS, c["prior"], c, ""), adversarial_label(c)]
+    c = {**cfg, **{k: cfg.get(k, v) for k, v in METHOD_KEYS.items()}}
+    labels = [_label(INITS, c["init"], c, "init"), _label(PRIORS, c["prior"], c, ""), adversarial_label(c),
+              f"vi-{cfg.get('vi_prior', 'normal')}" if cfg.get("inference", "map") == "vi" else ""]
     name = "+".join(x for x in labels if x) or "baseline"
     bank = cfg.get("bank")
     return name + (" (no D)" if bank is not None and str(bank).lower() == "none" else "")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..bank import bank_file, packaged_listing
 from ..errors import UsageError
+from ..bayes import PRIORS as VI_PRIORS
 from ..init import UNITS
 from ..layers import LAYER_WEIGHTS, select_layers
 from ..models import ARCHS, build_model
@@ -111,6 +112,21 @@ def build_parser() -> Parser:
     p.add_argument("--init-unit", choices=UNITS, default="filter",
                    help="draw whole filters (their channels kept together) or independent 2-D "
                         "slices; whole filters need the bank's filters to have the layer's inputs")
+    p.add_argument("--init-scale", choices=("layer", "none"), default="layer",
+                   help="bank, cov and vae inits: scale the draws to the layer's own init std (layer), or keep them "
+                        "as drawn (none, as the Deep Weight Prior initializes from its VAE)")
+    p.add_argument("--inference", choices=("map", "vi"), default="map",
+                   help="map: train the weights (every prior above); vi: a factorized Gaussian posterior over the "
+                        "regularized convs' weights, trained on the ELBO with --vi-prior, predicting by the mean of "
+                        "--vi-samples passes (DESIGN.md §15)")
+    p.add_argument("--vi-prior", choices=VI_PRIORS, default="normal",
+                   help="--inference vi: the prior of the KL term: normal (N(0, 1)), loguniform (sparse variational "
+                        "dropout's approximation), vae (the Deep Weight Prior: a VAE fitted to the bank's 2-D kernels, "
+                        "its KL bounded through the VAE)")
+    p.add_argument("--vi-samples", type=positive_int, default=10, help="--inference vi: passes averaged to predict")
+    p.add_argument("--vi-log-sigma2", type=float, default=-10.0,
+                   help="--inference vi: the posterior's log-variance at the start")
+    p.add_argument("--kl-weight", type=nonneg_float, default=1.0, help="--inference vi: the weight of the KL term")
     p.add_argument("--sources", default=None,
                    help="source networks for --init chain / finetune: a collect folder (its seed*/model.pt), a "
                         "sources file, or a packaged name; run seed s starts from source s mod their number "

@@ -26,6 +26,7 @@ from ..errors import BankError, UsageError
 from ..io_util import atomic_write_bytes, atomic_write_json, check_out_dir, read_json, safe_torch_load
 from ..layers import conv_layers, select_layers
 from ..models import GRAYSCALE, build_model
+from ..bayes import KLTerm, to_bayes
 from ..terms import Terms
 from ..regularizer import AdversarialRegularizer
 from .banks import bank_id, bank_label, load_bank
@@ -132,6 +133,11 @@ def prepare(s: Settings, device: str | None = None, vae_cache: str = "runs/vae")
     if prior.needs == "copied" and not init.copies:
         raise UsageError(f"--prior {s.prior} pulls toward a network's start: it needs --init "
                          f"{' or '.join(n for n, i in INITS.items() if i.copies)}")
+    vi = getattr(s, "inference", "map") == "vi"
+    if vi and (s.lam or s.prior != "none"):
+        raise UsageError("--inference vi takes its prior from --vi-prior: give --lambda 0 and no --prior")
+    if vi and s.vi_prior == "vae" and bank is None:
+        raise UsageError("--vi-prior vae needs a bank (the VAE is fitted to its 2-D kernels)")
     if s.arch == "dwpnet" and s.image_size != 32:
         raise UsageError("--arch dwpnet takes 32x32 images: use --image-size 32 or another --arch")
     if (s.dataset == "mnist") != (s.arch in GRAYSCALE):
@@ -143,6 +149,8 @@ def prepare(s: Settings, device: str | None = None, vae_cache: str = "runs/vae")
     model = build_model(s.arch, num_classes, s.width).to(dev)
     layers = (select_layers(model, s.reg_layers) if bank is None else   # patterns: the convs the bank serves
               select_layers(model, s.reg_layers, bank.kernel_sizes(), bank_map or {}, "--reg-layers"))
+    if bank is not None:
+        _gray_bank(model, layers, bank, bank_map)
     adv = None
     if bank is not None:
         steps = s.epochs * math.ceil(s.train_size / s.batch_size)
@@ -166,9 +174,36 @@ def prepare(s: Settings, device: str | None = None, vae_cache: str = "runs/vae")
     if prior.needs == "copied":
         term = prior.build(start, copied)
     terms = {"prior": term} if term is not None else {}
+    if vi:                              # the regularized convs become Bayesian, their KL joins the loss
+        terms["kl"] = _kl_term(start, len(train))
     reg = Terms({"adv": adv, **terms} if adv is not None else terms) if terms else adv
     return Prepared(dev, bank, train, test, model, reg, layers, adv.fake_max if adv is not None else None,
                     start.record)
+
+
+def _gray_bank(model, layers: list[str], bank: KernelBank, bank_map) -> None:
+    """A conv over one input channel (a grayscale image's first layer, not a depthwise conv) takes
+    grayscale kernels: a bank whose filters serving it are RGB is refused in one line."""
+    convs = conv_layers(model)
+    for n in layers:
+        c = convs[n]
+        if c.in_channels == 1 and c.groups == 1:
+            src = bank.plan(n, c.weight.shape, "slice", bank_map).src
+            rgb = [b for b in src if bank.filter_rows(b) > 1]
+            if rgb:
+                raise UsageError(f"{n} takes one input channel, and the bank's {rgb[0]} holds filters of "
+                                 f"{bank.filter_rows(rgb[0])} channels: give a bank of grayscale kernels "
+                                 f"(collect --from-npy)")
+
+
+def _kl_term(st: Start, n_train: int) -> KLTerm:
+    """The ELBO's KL term over the regularized convs, made Bayesian (DESIGN.md §15)."""
+    s = st.settings
+    vaes = units = None
+    if s.vi_prior == "vae":            # the Deep Weight Prior: a VAE of the bank's 2-D kernels, unscaled
+        vaes, units = st.vaes("slice")
+    to_bayes(st.model, st.layers, s.vi_log_sigma2, s.vi_samples)
+    return KLTerm(st.model, s.vi_prior, n_train, s.kl_weight, vaes, units, None, s.seed).to(st.device)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

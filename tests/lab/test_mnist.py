@@ -82,3 +82,26 @@ def test_a_bank_from_npy_kernels_in_one_command_with_provenance(tmp_path, capsys
     for bad in (["--from-npy", "conv1"], ["--from-npy", f"conv1={tmp_path / 'missing.npy'}"]):
         assert run_main(collect.main, [*bad, "--out", str(tmp_path / "b2")]) == 2
         assert capsys.readouterr().err.count("\n") == 1 and not (tmp_path / "b2").exists()
+
+
+def test_vi_runs_record_their_method_and_refuse_what_they_cannot_serve(digits, tmp_path, capsys):
+    """--inference vi makes the regularized convs Bayesian (the KL term in the metrics, the method
+    named by its prior); an adversarial term or a penalty beside it, the VAE prior without a
+    bank, and an RGB bank for a grayscale first layer are each one line, exit 2."""
+    from fastreg.lab.methods import method_of
+    base = ["--dataset", "mnist", "--arch", "fconv", "--data-root", str(digits), "--train-size", "20",
+            "--epochs", "2", "--batch-size", "20", "--reg-layers", "conv1,conv2", "--weight-decay", "0"]
+    out = tmp_path / "vi"
+    assert run_main(train.main, [*base, "--bank", "none", "--lambda", "0", "--inference", "vi",
+                                 "--vi-prior", "loguniform", "--out", str(out)]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert method_of(cfg) == "vi-loguniform (no D)" and cfg["vi_samples"] == 10
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["kl_per_weight"] > 0 and 0 <= rows[-1]["test_acc"] <= 1
+    capsys.readouterr()
+    for bad, msg in ((["--bank", "none", "--inference", "vi", "--lambda", "1"], "--lambda 0 and no --prior"),
+                     (["--bank", "none", "--lambda", "0", "--inference", "vi", "--vi-prior", "vae"], "needs a bank"),
+                     (["--bank", "dwpnet_e24"], "takes one input channel")):
+        assert run_main(train.main, [*base, *bad, "--out", str(tmp_path / "bad")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and msg in err and not (tmp_path / "bad").exists(), err

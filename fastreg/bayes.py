@@ -1,0 +1,173 @@
+"""Variational inference over conv weights (DESIGN.md §15), as the Deep Weight Prior trains
+its Bayesian CNNs: a fully factorized Gaussian posterior ``q(w) = N(μ, σ²)`` per conv weight,
+sampled by the local reparameterization trick, and the ELBO's KL term under one of three priors.
+
+- ``BayesConv2d``: an ``nn.Conv2d`` whose ``weight`` is the posterior mean μ and whose
+  ``log_sigma2`` is log σ² (the bias stays a point estimate, as in the paper's code). Every
+  forward pass samples the pre-activations: ``conv(x, μ) + sqrt(conv(x², σ²)) · ε``.
+- ``kl_normal``: ``KL(q ‖ N(0, 1))``, closed form.
+- ``kl_loguniform``: the log-uniform prior's KL as sparse variational dropout approximates it
+  (Molchanov, Ashukha & Vetrov, ICML 2017, eq. 14), with ``α = σ² / μ²``.
+- ``kl_vae_bound``: the Deep Weight Prior's bound through a kernel VAE: ``KL(q ‖ p) ≤ −H(q) −
+  Σ_kernels ELBO(w_kernel)``, ``w ~ q`` one sample, the VAE's ELBO a lower bound on log p.
+- ``KLTerm``: ``weight · Σ_layers KL / N`` added to the mean cross-entropy (the negative ELBO
+  per training example), a ``fastreg.terms.Regularizer``.
+
+Prediction averages the softmax over ``prediction_samples`` stochastic passes (``to_bayes``
+sets it on the model; the lab's evaluation reads it).
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import conv_layers, unwrap
+
+# Molchanov et al. (2017), eq. 14: −KL ≈ k1·σ(k2 + k3·log α) − ½·log(1 + 1/α) − k1
+K1, K2, K3 = 0.63576, 1.87320, 1.48695
+PRIORS = ("normal", "loguniform", "vae")
+
+
+class BayesConv2d(nn.Conv2d):
+    """A conv with a factorized Gaussian posterior over its weights: mean ``weight``, log-variance
+    ``log_sigma2``; each forward pass samples its output (local reparameterization)."""
+
+    def __init__(self, conv: nn.Conv2d, log_sigma2: float = -10.0) -> None:
+        super().__init__(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                         conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode,
+                         device=conv.weight.device, dtype=conv.weight.dtype)
+        with torch.no_grad():
+            self.weight.copy_(conv.weight)
+            if conv.bias is not None:
+                self.bias.copy_(conv.bias)
+        self.log_sigma2 = nn.Parameter(torch.full_like(self.weight, float(log_sigma2)))
+        self.stochastic = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mu = self._conv_forward(x, self.weight, self.bias)
+        if not self.stochastic:
+            return mu
+        var = self._conv_forward(x * x, self.log_sigma2.exp(), None)
+        return mu + var.clamp_min(1e-16).sqrt() * torch.randn_like(mu)
+
+    def sample_weight(self, gen: torch.Generator | None = None) -> torch.Tensor:
+        """One weight sample ``μ + σ·ε`` (differentiable in μ and σ)."""
+        eps = torch.randn(self.weight.shape, generator=gen).to(self.weight)
+        return self.weight + torch.exp(0.5 * self.log_sigma2) * eps
+
+
+def to_bayes(model: nn.Module, layers: Sequence[str], log_sigma2: float = -10.0,
+             prediction_samples: int = 10) -> list[str]:
+    """Replace ``layers`` (conv names) by ``BayesConv2d`` with their current weights as the
+    posterior means; the model then predicts by averaging ``prediction_samples`` passes."""
+    net = unwrap(model)
+    convs = conv_layers(net)
+    for name in layers:
+        if name not in convs:
+            raise ValueError(f"unknown conv layer {name!r}")
+        parent = net.get_submodule(name.rpartition(".")[0]) if "." in name else net
+        setattr(parent, name.rpartition(".")[2], BayesConv2d(convs[name], log_sigma2))
+    net.prediction_samples = int(prediction_samples)
+    return list(layers)
+
+
+def kl_normal(mu: torch.Tensor, log_sigma2: torch.Tensor) -> torch.Tensor:
+    """``KL(N(μ, σ²) ‖ N(0, 1))`` summed over the weights."""
+    return 0.5 * (log_sigma2.exp() + mu * mu - 1.0 - log_sigma2).sum()
+
+
+def kl_loguniform(mu: torch.Tensor, log_sigma2: torch.Tensor) -> torch.Tensor:
+    """``KL(q ‖ log-uniform)`` summed over the weights, Molchanov et al.'s approximation at
+    ``log α = log σ² − log μ²`` (up to the prior's infinite constant, which it drops)."""
+    log_alpha = log_sigma2 - torch.log(mu * mu + 1e-16)
+    neg_kl = K1 * torch.sigmoid(K2 + K3 * log_alpha) - 0.5 * F.softplus(-log_alpha) - K1
+    return -neg_kl.sum()
+
+
+def entropy(log_sigma2: torch.Tensor) -> torch.Tensor:
+    """The entropy of the factorized Gaussian, summed over the weights."""
+    return 0.5 * (log_sigma2 + 1.0 + math.log(2 * math.pi)).sum()
+
+
+def kl_vae_bound(layer: BayesConv2d, vae, unit: str = "slice", scale: float = 1.0,
+                 gen: torch.Generator | None = None) -> torch.Tensor:
+    """An upper bound on ``KL(q ‖ p)`` for the prior the kernel VAE ``vae`` defines over the
+    layer's 2-D kernels (``unit="slice"``, the Deep Weight Prior's) or whole filters:
+    ``−H(q) − Σ ELBO(w/scale) + (numbers)·log scale``, one weight sample ``w ~ q``."""
+    w = layer.sample_weight(gen)
+    rows = w.reshape(w.shape[0], -1) if unit == "filter" else w.reshape(-1, w.shape[-2] * w.shape[-1])
+    eps = torch.randn(len(rows), vae.z_dim, generator=gen).to(rows)
+    log_p = vae.elbo(rows.float() / scale, eps).sum() - rows.numel() * math.log(scale)
+    return -entropy(layer.log_sigma2) - log_p
+
+
+class KLTerm(nn.Module):
+    """``weight · Σ_layers KL(q ‖ prior) / n_train`` over the model's ``BayesConv2d`` layers: with
+    the mean cross-entropy, the negative ELBO per training example. ``prior``: ``normal``,
+    ``loguniform``, or ``vae`` (``vaes``: layer → ``KernelVAE``, ``units``, ``scales``)."""
+
+    def __init__(self, model: nn.Module, prior: str, n_train: int, weight: float = 1.0,
+                 vaes: Mapping[str, nn.Module] | None = None, units: Mapping[str, str] | None = None,
+                 scales: Mapping[str, float] | None = None, seed: int = 0) -> None:
+        super().__init__()
+        if prior not in PRIORS:
+            raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
+        if n_train < 1 or not weight >= 0:
+            raise ValueError(f"need n_train >= 1 and weight >= 0, got {n_train} and {weight}")
+        self.layers = {n: m for n, m in unwrap(model).named_modules() if isinstance(m, BayesConv2d)}
+        if not self.layers:
+            raise ValueError("the model has no BayesConv2d layer (fastreg.bayes.to_bayes)")
+        if prior == "vae" and set(vaes or {}) != set(self.layers):
+            raise ValueError(f"prior 'vae' needs a VAE for each Bayesian layer: {sorted(self.layers)}")
+        self.prior, self.n_train, self.weight = prior, int(n_train), float(weight)
+        self.vaes = nn.ModuleDict({k.replace(".", "__"): v for k, v in (vaes or {}).items()})
+        for p in self.vaes.parameters():
+            p.requires_grad_(False)
+        self.units, self.scales = dict(units or {}), dict(scales or {})
+        self.gen = torch.Generator().manual_seed(seed)
+        self._stats = torch.zeros(2)
+
+    def kl(self) -> torch.Tensor:
+        """Σ over the layers of their KL (or its bound), in nats."""
+        total = 0.0
+        for name, m in self.layers.items():
+            if self.prior == "normal":
+                total = total + kl_normal(m.weight, m.log_sigma2)
+            elif self.prior == "loguniform":
+                total = total + kl_loguniform(m.weight, m.log_sigma2)
+            else:
+                vae = self.vaes[name.replace(".", "__")].to(m.weight.device)
+                total = total + kl_vae_bound(m, vae, self.units.get(name, "slice"), self.scales.get(name, 1.0),
+                                             self.gen)
+        return total
+
+    def generator_loss(self) -> torch.Tensor:
+        kl = self.kl()
+        numbers = sum(m.weight.numel() for m in self.layers.values())
+        self._stats = self._stats + torch.tensor([float(kl.detach()) / numbers, 1.0])
+        return self.weight * kl / self.n_train
+
+    def discriminator_step(self) -> None:
+        """Nothing to train beside the classifier: the posterior's parameters are the model's."""
+
+    def pop_stats(self) -> dict[str, float]:
+        n = float(self._stats[1])
+        out = {"kl_per_weight": float(self._stats[0]) / n} if n else {}
+        self._stats = torch.zeros(2)
+        return out
+
+    def trained_parameters(self) -> list[nn.Parameter]:
+        return []
+
+    def distribute(self, dist) -> "KLTerm":
+        return self
+
+    def checkpoint_state(self) -> dict:
+        return {"gen": self.gen.get_state()}
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        self.gen.set_state(state["gen"])

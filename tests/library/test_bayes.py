@@ -1,0 +1,129 @@
+"""Variational inference over conv weights (fastreg.bayes, DESIGN.md §15): the KL terms against
+float64 hand computations, the log-uniform approximation against its published formula, the
+local reparameterization's moments, the Deep Weight Prior's bound, and a VI run that learns."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fastreg.bayes import (K1, K2, K3, BayesConv2d, KLTerm, entropy, kl_loguniform, kl_normal, kl_vae_bound,
+                           to_bayes)
+from fastreg.layers import conv_layers
+from fastreg.vae import KernelVAE
+
+
+def _layer(seed: int = 0) -> BayesConv2d:
+    torch.manual_seed(seed)
+    m = BayesConv2d(nn.Conv2d(2, 3, 3), log_sigma2=-4.0)
+    with torch.no_grad():
+        m.log_sigma2.uniform_(-6, 0)
+    return m
+
+
+def test_kl_normal_and_entropy_against_float64_by_hand():
+    m = _layer()
+    mu, ls2 = m.weight.detach().double().numpy(), m.log_sigma2.detach().double().numpy()
+    want = sum(0.5 * (math.exp(l) + u * u - 1 - l) for u, l in zip(mu.ravel(), ls2.ravel()))
+    assert float(kl_normal(m.weight, m.log_sigma2)) == pytest.approx(want, rel=1e-5)
+    want_h = sum(0.5 * math.log(2 * math.pi * math.e * math.exp(l)) for l in ls2.ravel())
+    assert float(entropy(m.log_sigma2)) == pytest.approx(want_h, rel=1e-5)
+
+
+@pytest.mark.parametrize("log_alpha", [-6.0, -2.0, 0.0, 1.5, 4.0])
+def test_kl_loguniform_is_the_published_approximation(log_alpha):
+    """Molchanov et al. (2017), eq. 14, at a few log α: −KL ≈ k1·σ(k2 + k3 log α) − ½ log(1 + 1/α) − k1."""
+    mu = torch.tensor([0.7], dtype=torch.float64)
+    ls2 = torch.log(mu * mu) + log_alpha
+    a = math.exp(log_alpha)
+    want = -(0.63576 / (1 + math.exp(-(1.87320 + 1.48695 * log_alpha))) - 0.5 * math.log(1 + 1 / a) - 0.63576)
+    assert float(kl_loguniform(mu, ls2)) == pytest.approx(want, rel=1e-9, abs=1e-12)
+    assert (K1, K2, K3) == (0.63576, 1.87320, 1.48695)
+
+
+def test_kl_loguniform_falls_as_the_noise_grows():
+    mu = torch.full((5,), 0.5)
+    kls = [float(kl_loguniform(mu, torch.log(mu * mu) + la)) for la in (-8, -4, 0, 4, 8)]
+    assert all(a > b for a, b in zip(kls, kls[1:])) and kls[-1] < 0.01 * kls[0]
+
+
+def test_local_reparameterization_has_the_weight_samples_moments():
+    """Each output is Gaussian with mean conv(x, μ) + b and variance conv(x², σ²): the moments of
+    4000 passes match them (the weight-sampling distribution's, since the weights are independent)."""
+    m = _layer(1)
+    x = torch.randn(1, 2, 5, 5)
+    with torch.no_grad():
+        outs = torch.stack([m(x) for _ in range(4000)])
+        mean = F.conv2d(x, m.weight, m.bias)
+        var = F.conv2d(x * x, m.log_sigma2.exp())
+    assert torch.allclose(outs.mean(0), mean, atol=4 * float(var.sqrt().max()) / math.sqrt(4000))
+    assert torch.allclose(outs.var(0), var, rtol=0.15)
+    m.stochastic = False
+    assert torch.equal(m(x), mean)
+
+
+def test_the_vae_bound_is_minus_entropy_minus_the_elbo_of_one_sample():
+    m = _layer(2)
+    torch.manual_seed(5)
+    vae = KernelVAE(9, 8, 2).eval()
+    g1, g2 = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    got = kl_vae_bound(m, vae, "slice", 2.0, g1)
+    w = (m.weight + torch.exp(0.5 * m.log_sigma2) * torch.randn(m.weight.shape, generator=g2)).reshape(-1, 9)
+    eps = torch.randn(len(w), 2, generator=g2)
+    want = -entropy(m.log_sigma2) - (vae.elbo(w / 2.0, eps).sum() - w.numel() * math.log(2.0))
+    assert float(got) == pytest.approx(float(want), rel=1e-6)
+    got.backward()
+    assert m.weight.grad.abs().sum() > 0 and m.log_sigma2.grad.abs().sum() > 0
+
+
+def test_to_bayes_keeps_names_and_weights_and_klterm_is_kl_over_n():
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3))
+    w0 = net[2].weight.detach().clone()
+    to_bayes(net, ["0", "2"], log_sigma2=-8.0, prediction_samples=7)
+    assert isinstance(net[2], BayesConv2d) and torch.equal(net[2].weight.detach(), w0)
+    assert list(conv_layers(net)) == ["0", "2"] and net.prediction_samples == 7
+    term = KLTerm(net, "normal", n_train=50, weight=2.0)
+    want = 2.0 * (kl_normal(net[0].weight, net[0].log_sigma2) + kl_normal(net[2].weight, net[2].log_sigma2)) / 50
+    assert float(term.generator_loss()) == pytest.approx(float(want), rel=1e-6)
+    assert set(term.pop_stats()) == {"kl_per_weight"}
+    with pytest.raises(ValueError, match="needs a VAE for each"):
+        KLTerm(net, "vae", 50)
+
+
+def test_a_vi_run_learns_a_toy_problem():
+    """Bars: class 0 horizontal, class 1 vertical, in noise. A Bayesian conv net trained on the
+    negative ELBO (cross-entropy + KL/N, standard normal prior) classifies held-out images with
+    its predictive (10 passes averaged)."""
+    g = torch.Generator().manual_seed(0)
+
+    def data(n):
+        x = 0.3 * torch.randn(n, 1, 12, 12, generator=g)
+        y = torch.randint(0, 2, (n,), generator=g)
+        pos = torch.randint(2, 10, (n,), generator=g)
+        for i in range(n):
+            if y[i]:
+                x[i, 0, :, pos[i]] += 1.5
+            else:
+                x[i, 0, pos[i], :] += 1.5
+        return x, y
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(8, 2))
+    to_bayes(net, ["0"], log_sigma2=-8.0)
+    xtr, ytr = data(200)
+    term = KLTerm(net, "normal", n_train=200)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(150):
+        loss = F.cross_entropy(net(xtr), ytr) + term.generator_loss()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    xte, yte = data(200)
+    with torch.no_grad():
+        p = torch.stack([F.softmax(net(xte), 1) for _ in range(net.prediction_samples)]).mean(0)
+    assert float((p.argmax(1) == yte).float().mean()) > 0.9
+    assert float(net[0].log_sigma2.mean()) > -8.0       # the KL term pulled the variances up from their init
