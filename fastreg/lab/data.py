@@ -263,11 +263,8 @@ def target_sets(root: Path, train_size: int, data_seed: int, device, dataset: st
         if classes is not None:
             raise UsageError("--classes selects CIFAR classes; an image folder's classes are its folders")
         return _imagefolder_sets(root, train_size, data_seed, device, image_size)
-    if dataset == "mnist":
-        from .mnist import mnist_sets
-        return mnist_sets(root, train_size, data_seed, device, classes)
     if dataset != "cifar10":
-        raise UsageError(f"--dataset for train: cifar10, mnist or imagefolder, got {dataset!r}")
+        raise UsageError(f"--dataset for train: cifar10 or imagefolder (mnist: fastreg.lab.mnist), got {dataset!r}")
     xtr, ytr, ptr = _load("cifar10", root, "train")
     xte, yte, pte = _load("cifar10", root, "test")
     pool = keep(ytr, split_target_source(ytr)[0], classes)

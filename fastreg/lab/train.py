@@ -31,6 +31,7 @@ from ..terms import Terms
 from ..regularizer import AdversarialRegularizer
 from .banks import bank_id, bank_label, load_bank
 from .data import data_root, target_sets
+from .mnist import mnist_sets
 from .protocol import protocol
 from .device import amp_precision, pick_device
 from .inits import INITS, Start, init_of
@@ -143,8 +144,11 @@ def prepare(s: Settings, device: str | None = None, vae_cache: str = "runs/vae")
     if (s.dataset == "mnist") != (s.arch in GRAYSCALE):
         raise UsageError(f"--dataset mnist takes --arch {' or '.join(GRAYSCALE)} (1-channel 28x28 digits), and "
                          f"--arch {' or '.join(GRAYSCALE)} takes --dataset mnist; got {s.dataset} and {s.arch}")
-    train, test, num_classes = target_sets(data_root(s.data_root), s.train_size, s.data_seed, dev,
-                                           s.dataset, s.image_size, s.classes)
+    if s.dataset == "mnist":
+        train, test, num_classes = mnist_sets(data_root(s.data_root), s.train_size, s.data_seed, dev, s.classes)
+    else:
+        train, test, num_classes = target_sets(data_root(s.data_root), s.train_size, s.data_seed, dev,
+                                               s.dataset, s.image_size, s.classes)
     torch.manual_seed(s.seed)
     model = build_model(s.arch, num_classes, s.width).to(dev)
     layers = (select_layers(model, s.reg_layers) if bank is None else   # patterns: the convs the bank serves
