@@ -116,6 +116,10 @@ def _unscaled(s: Mapping) -> str:
     return "-unscaled" if s.get("init_scale", "layer") == "none" else ""
 
 
+def _as_drawn(s: Mapping) -> str:
+    return ", kept as drawn" if s.get("init_scale", "layer") == "none" else ""
+
+
 def _label(prefix: str) -> Callable[[Mapping], str]:
     return lambda s: prefix + ("init" if s["init_unit"] == "filter" else "init-slice") + _unscaled(s)
 
@@ -130,19 +134,20 @@ register_init(Init("default", "", "the model's own random init; the default with
 register_init(Init("bank", "bank", "bank filters, the prior that helps most on a first layer; the default",
                    apply=_drawn("bank"),
                    label=lambda s: ("filterinit" if s["init_unit"] == "filter" else "bankinit") + _unscaled(s),
-                   words=lambda s: f"start from bank kernels ({_unit_words(s)})",
+                   words=lambda s: f"start from bank kernels ({_unit_words(s)}{_as_drawn(s)})",
                    methods={"bankinit": {"init": "bank", "init_unit": "slice"},
                             "filterinit": {"init": "bank", "init_unit": "filter"}}))
 register_init(Init("cov", "bank", "draws from a Gaussian fitted to the bank",
                    apply=_drawn("cov"), label=_label("cov"),
-                   words=lambda s: f"start from draws from a Gaussian fitted to the bank ({_unit_words(s)})",
+                   words=lambda s: f"start from draws from a Gaussian fitted to the bank ({_unit_words(s)}{_as_drawn(s)})",
                    methods={"covinit": {"init": "cov", "init_unit": "filter"},
                             "covinit-slice": {"init": "cov", "init_unit": "slice"}}))
 register_init(Init("vae", "bank", "draws from a VAE fitted to the bank, as the Deep Weight Prior initializes",
                    apply=_drawn("vae"), label=_label("vae"),
-                   words=lambda s: f"start from draws from a VAE fitted to the bank ({_unit_words(s)})",
+                   words=lambda s: f"start from draws from a VAE fitted to the bank ({_unit_words(s)}{_as_drawn(s)})",
                    methods={"vaeinit": {"init": "vae", "init_unit": "filter"},
-                            "vaeinit-slice": {"init": "vae", "init_unit": "slice"}}))
+                            "vaeinit-slice": {"init": "vae", "init_unit": "slice"},
+                            "vaeinit-slice-unscaled": {"init": "vae", "init_unit": "slice", "init_scale": "none"}}))
 register_init(Init("chain", "sources", "the layers of one source network, channels kept coherent: see --sources",
                    apply=_chain, copies=True,
                    label=lambda s: "chaininit" + ("-norms" if s["chain_norms"] else ""),

@@ -6,7 +6,8 @@ Every part of a name comes from the tables of inits (``inits.INITS``) and priors
 from __future__ import annotations
 
 from .inits import INITS
-from .priors import ADVERSARIAL_METHODS, PRIORS, adversarial_label, adversarial_words
+from .priors import (ADVERSARIAL_METHODS, PRIORS, VI_METHODS, adversarial_label, adversarial_words, vi_label,
+                     vi_words)
 
 # A run's train settings that make its method (all others default); runs written before a
 # setting existed read as its old behaviour (2-D slices, no prior, constant λ).
@@ -20,9 +21,12 @@ MENU = ("baseline", "adv0.1", "adv1", "adv10", "bankinit", "bankinit+adv1", "fil
         "covinit-slice", "gauss", "advf1", "filterinit+adv1", "filterinit+advf1", "filterinit+advf1-decay",
         "covinit+advf1", "filterinit+gauss", "chaininit", "chaininit-norms", "chaininit+advf1",
         "chaininit+gauss", "chaininit+l2sp", "finetune", "vaeinit", "vaeinit-slice", "vae", "filterinit+vae",
-        "transferinit", "transferinit-norms", "transferinit-norms+l2sp")
+        "transferinit", "transferinit-norms", "transferinit-norms+l2sp",
+        # the Deep Weight Prior's experiment (DESIGN.md §15): its init, its penalty, its Bayesian CNNs
+        "vaeinit-slice-unscaled", "vae-slice", "vaeinit-slice-unscaled+vi-normal",
+        "vaeinit-slice-unscaled+vi-loguniform", "vaeinit-slice-unscaled+vi-vae")
 
-PARTS_ONLY = ("l2sp", "advf1-decay")   # parts of the menu's combinations, not methods of their own
+PARTS_ONLY = ("l2sp", "advf1-decay", *VI_METHODS)   # parts of the menu's combinations, not methods of their own
 
 # Named lists of methods ``sweep --methods`` takes beside method names.
 PRESETS: dict[str, tuple[str, ...]] = {
@@ -32,6 +36,9 @@ PRESETS: dict[str, tuple[str, ...]] = {
     "seed": ("baseline", "adv0.1", "adv1", "adv10", "bankinit", "bankinit+adv1"),
     # the README's whole-network comparison (needs --sources): chain init against the transfer baselines
     "whole-network": ("baseline", "filterinit", "chaininit", "chaininit+l2sp", "finetune"),
+    # the Deep Weight Prior's MNIST experiment (DESIGN.md §15): three Bayesian CNNs, five cheap priors
+    "dwp": ("baseline", "bankinit", "vaeinit-slice-unscaled", "vae-slice", "adv1", "vaeinit-slice-unscaled+vi-normal",
+            "vaeinit-slice-unscaled+vi-loguniform", "vaeinit-slice-unscaled+vi-vae"),
 }
 DEFAULT_PRESET = "main"
 SEED_METHODS = PRESETS["seed"]
@@ -44,6 +51,8 @@ def parts() -> dict[str, dict]:
         for entry in table.values():
             out.update({n: dict(v) for n, v in entry.methods.items()})
     out.update({n: dict(v) for n, v in ADVERSARIAL_METHODS.items()})
+    out.update({n: dict(v) for n, v in VI_METHODS.items()})
+    out["vae-slice"] = {**out["vae"], "prior_unit": "slice"}      # the penalty over 2-D kernels, as DWP's prior
     return out
 
 
@@ -58,7 +67,7 @@ def methods() -> dict[str, dict]:
 def describe(settings: dict) -> str:
     """What a method does, in words, from its settings (``sweep --help`` lists these)."""
     c = {**METHOD_KEYS, **settings}
-    words = [_entry(INITS, c["init"]).words(c), _entry(PRIORS, c["prior"]).words(c), adversarial_words(c)]
+    words = [_entry(INITS, c["init"]).words(c), _entry(PRIORS, c["prior"]).words(c), adversarial_words(c), vi_words(c)]
     return "; ".join(w for w in words if w) or "the model's own random init, no prior"
 
 
@@ -67,7 +76,7 @@ def method_of(cfg: dict) -> str:
     adversarial parts joined by '+', 'baseline' when it has none."""
     c = {**cfg, **{k: cfg.get(k, v) for k, v in METHOD_KEYS.items()}}
     labels = [_label(INITS, c["init"], c, "init"), _label(PRIORS, c["prior"], c, ""), adversarial_label(c),
-              f"vi-{cfg.get('vi_prior', 'normal')}" if cfg.get("inference", "map") == "vi" else ""]
+              vi_label(c)]
     name = "+".join(x for x in labels if x) or "baseline"
     bank = cfg.get("bank")
     return name + (" (no D)" if bank is not None and str(bank).lower() == "none" else "")

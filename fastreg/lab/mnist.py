@@ -43,6 +43,16 @@ def _torchvision(root: Path, train: bool) -> tuple[np.ndarray, np.ndarray] | Non
     return ds.data.numpy()[..., None].astype(np.uint8), ds.targets.numpy().astype(np.int64)
 
 
+def labels(root: Path) -> tuple[np.ndarray, str]:
+    """The labels of the pool training digits are drawn from, and where it is (for messages)."""
+    if source(root) == "mnist5k":
+        return _offline(root / OFFLINE)[1], OFFLINE
+    got = _torchvision(root, True)
+    if got is None:
+        raise UsageError(f"no MNIST in {root} and no network: put {OFFLINE} or torchvision's MNIST files there")
+    return got[1], "the MNIST training set"
+
+
 def source(root: Path) -> str:
     """Which MNIST a run uses: ``mnist5k`` (the offline subset) or ``mnist`` (torchvision's)."""
     return "mnist5k" if (root / OFFLINE).exists() else "mnist"

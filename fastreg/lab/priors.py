@@ -129,6 +129,24 @@ def adversarial_words(s: Mapping) -> str:
             + (", λ decaying to 0" if s["lambda_schedule"] == "linear" else ""))
 
 
+# ------------------------------------------------------------------ variational inference
+VI_METHODS = {  # the sweep's variational parts (DESIGN.md §15): name → settings
+    f"vi-{p}": {"inference": "vi", "vi_prior": p} for p in ("normal", "loguniform", "vae")}
+
+
+def vi_label(s: Mapping) -> str:
+    """``vi-normal``, ``vi-loguniform``, ``vi-vae`` for a variational run; ``""`` otherwise."""
+    return f"vi-{s.get('vi_prior', 'normal')}" if s.get("inference", "map") == "vi" else ""
+
+
+def vi_words(s: Mapping) -> str:
+    if s.get("inference", "map") != "vi":
+        return ""
+    return {"normal": "variational posterior, standard normal prior",
+            "loguniform": "variational posterior, log-uniform prior",
+            "vae": "variational posterior, the Deep Weight Prior (a VAE of the bank's kernels)"}[s.get("vi_prior", "normal")]
+
+
 ADVERSARIAL_METHODS = {   # the sweep's adversarial parts: name → settings
     "adv0.1": {"lam": 0.1}, "adv1": {"lam": 1.0}, "adv10": {"lam": 10.0},
     "advf1": {"lam": 1.0, "d_unit": "filter"},

@@ -69,7 +69,10 @@ def build_parser() -> Parser:
                    help="conv layers to regularize / bank-initialize: full module names, globs "
                         "(layer*.*.conv1), all (every conv of 3x3 or more), k3/k5/k7; comma-separated")
     p.add_argument("--epochs", type=positive_int, default=None,
-                   help="default: max(30, 30000 / train-size), i.e. >= 300 steps")
+                   help="default: max(30, 30000 / train-size), i.e. >= 300 steps; or from --steps")
+    p.add_argument("--steps", type=positive_int, default=None,
+                   help="train this many optimizer steps instead: the epochs that hold them at --batch-size "
+                        "(default: from --epochs)")
     p.add_argument("--batch-size", type=positive_int, default=100, help="images per step")
     p.add_argument("--lr", type=positive_float, default=1e-3, help="AdamW peak learning rate (cosine decay)")
     p.add_argument("--weight-decay", type=nonneg_float, default=5e-4, help="AdamW weight decay")
@@ -303,6 +306,11 @@ def resolve_defaults(a) -> None:
                         else 100)
     if a.data_seed is None:
         a.data_seed = a.seed
+    if getattr(a, "steps", None) is not None:
+        per = -(-a.train_size // a.batch_size)              # steps an epoch
+        if a.epochs is not None and a.epochs != -(-a.steps // per):
+            raise UsageError(f"--epochs {a.epochs} and --steps {a.steps} disagree; give one of them")
+        a.epochs = -(-a.steps // per)
     if a.epochs is None:
         a.epochs = max(30, round(30000 / a.train_size))
     if a.eval_every is None:

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from . import train
@@ -37,7 +38,7 @@ from .runs import run_state
 from .settings import build_parser as train_parser, config_of, settings_diff
 # train options the sweep sets itself: not allowed after ``--``
 CONTROLLED = ("train_size", "seed", "data_seed", "out", "resume", "reg_layers", "width", "amp", "bank",
-              "data_root", "device", "epochs", "arch", "classes", "sources", *METHOD_KEYS)
+              "data_root", "device", "epochs", "arch", "classes", "sources", "dataset", *METHOD_KEYS)
 
 
 def build_parser() -> Parser:
@@ -53,11 +54,13 @@ def build_parser() -> Parser:
                    help="comma-separated method names, or a preset (both listed below); main: the README's "
                         "comparison, the plain model, whole-filter bank init, and the main job")
     p.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds (data seed = seed)")
+    p.add_argument("--dataset", choices=("cifar10", "mnist"), default="cifar10",
+                   help="the target data, as in train (mnist: with --arch fconv)")
     p.add_argument("--arch", default="dwpnet", help="classifier (see train --help)")
     p.add_argument("--reg-layers", default="conv1",
                    help="regularized / bank-initialized layers, a selector as in train "
                         "(give each variant its own --out)")
-    p.add_argument("--width", type=positive_float, default=None, help="classifier channel multiplier (default: 1, dwpnet and resnet20 only)")
+    p.add_argument("--width", type=positive_float, default=None, help="classifier channel multiplier (default: 1; dwpnet, resnetN, vgg11, fconv)")
     p.add_argument("--amp", action="store_true",
                    help="bf16 autocast where the device has native bf16, else fp32 (see train --help)")
     p.add_argument("--bank", default=None, help=f"bank file or packaged bank name, as in train (default: "
@@ -122,11 +125,16 @@ def plan(a, extra: list[str]) -> list[tuple[str, Path, list[str]]]:
     for n in select_layers(model, a.reg_layers, bank.kernel_sizes(), what="--reg-layers"):   # the bank serves them
         bank.source(n, conv_layers(model)[n].kernel_size[0])
     classes = parse_classes(a.classes, "cifar10", DATASETS["cifar10"])
-    _, labels = load_arrays("cifar10", data_root(a.data_root), "train")
-    pool = keep(labels, split_target_source(labels)[0], classes)
+    if a.dataset == "mnist":
+        from .mnist import labels as mnist_labels
+        labels, where = mnist_labels(data_root(a.data_root))
+        pool = np.arange(len(labels))
+    else:
+        _, labels = load_arrays("cifar10", data_root(a.data_root), "train")
+        pool, where = keep(labels, split_target_source(labels)[0], classes), "the CIFAR-10 target pool"
+        labels = relabel(labels, classes)
     for n in sizes:      # every size fits (the messages of train's data loading, before any run)
-        stratified_subset(pool, relabel(labels, classes), n, len(classes or range(DATASETS["cifar10"])), 0,
-                          where="the CIFAR-10 target pool")
+        stratified_subset(pool, labels, n, len(classes or range(10)), 0, where=where)
     runs = []
     for n in sizes:
         for m in chosen:
@@ -138,6 +146,7 @@ def plan(a, extra: list[str]) -> list[tuple[str, Path, list[str]]]:
                 argv += ["--width", f"{a.width:g}"] if a.width else []
                 argv += ["--arch", a.arch] if a.arch != "dwpnet" else []
                 argv += ["--classes", ",".join(map(str, classes))] if classes is not None else []
+                argv += ["--dataset", a.dataset] if a.dataset != "cifar10" else []
                 argv += ["--sources", a.sources] if a.sources and INITS[menu[m]["init"]].needs == "sources" else []
                 argv += ["--epochs", str(a.epochs)] if a.epochs else []
                 argv += ["--amp"] if a.amp else []

@@ -75,6 +75,10 @@ MENU = {   # the sweep's methods as the docs and the committed reports name them
     "filterinit+vae": dict(init="bank", init_unit="filter", prior="vae", prior_weight=1e4),
     "transferinit": dict(init="transfer"), "transferinit-norms": dict(init="transfer", chain_norms=True),
     "transferinit-norms+l2sp": dict(init="transfer", chain_norms=True, prior="l2sp", prior_weight=0.01),
+    "vaeinit-slice-unscaled": dict(init="vae", init_scale="none"),
+    "vae-slice": dict(prior="vae", prior_weight=1e4, prior_unit="slice"),
+    **{f"vaeinit-slice-unscaled+vi-{p}": dict(init="vae", init_scale="none", inference="vi", vi_prior=p)
+       for p in ("normal", "loguniform", "vae")},
 }
 
 

@@ -105,3 +105,20 @@ def test_vi_runs_record_their_method_and_refuse_what_they_cannot_serve(digits, t
         assert run_main(train.main, [*base, *bad, "--out", str(tmp_path / "bad")]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and msg in err and not (tmp_path / "bad").exists(), err
+
+
+def test_the_sweep_plans_the_dwp_preset_on_mnist(digits, tmp_path, capsys):
+    """``sweep --dataset mnist --methods dwp``: the protocol's eight rows (DESIGN.md §15), each
+    run told its dataset; a size the pool cannot hold is refused before any run."""
+    from fastreg.lab import sweep
+    from fastreg.lab.methods import PRESETS
+    from helpers import smooth_kernels
+    bank = tmp_path / "gray.safetensors"
+    KernelBank({"conv1": smooth_kernels(200, 7), "conv2": smooth_kernels(400, 5)}).save(bank)
+    base = ["--dataset", "mnist", "--arch", "fconv", "--data-root", str(digits), "--bank", str(bank),
+            "--reg-layers", "conv1,conv2", "--methods", "dwp", "--seeds", "0", "--dry-run"]
+    assert run_main(sweep.main, [*base, "--sizes", "50", "--out", "x", "--", "--steps", "20"]) == 0
+    plan = capsys.readouterr().out
+    assert plan.count("--dataset mnist") == len(PRESETS["dwp"]) == 8 and "--inference vi --vi-prior vae" in plan
+    assert run_main(sweep.main, [*base, "--sizes", "400", "--out", "x"]) == 2
+    assert "needs 40 images per class" in capsys.readouterr().err
