@@ -7,7 +7,8 @@ from .discriminator import Discriminator  # noqa: E402
 from .init import init_from_bank  # noqa: E402
 from .regularizer import AdversarialRegularizer  # noqa: E402
 from .transfer import TransferMap, transfer_init  # noqa: E402
+from .vae import VAEPrior, vae_prior  # noqa: E402
 
 __all__ = ["AdversarialRegularizer", "DEFAULT_BANK", "Discriminator", "KernelBank", "L2SP", "chain_init",
            "finetune_init", "init_from_bank", "load_sources", "packaged_bank", "TransferMap", "transfer_init",
-           "__version__"]
+           "VAEPrior", "vae_prior", "__version__"]

@@ -100,7 +100,8 @@ class KernelBank:
     def __init__(self, layers: Mapping[str, torch.Tensor], meta: Mapping[str, str] | None = None):
         if not layers:
             raise BankError("a bank needs at least one layer")
-        self.layers = {n: _validate_layer(n, t, "bank") for n, t in layers.items()}
+        squeeze = lambda t: t[:, 0] if t.dim() == 4 and t.shape[1] == 1 else t   # noqa: E731  (DWP's [N, 1, k, k])
+        self.layers = {n: _validate_layer(n, squeeze(torch.as_tensor(t)), "bank") for n, t in layers.items()}
         self.meta = {"format": FORMAT, **{k: str(v) for k, v in (meta or {}).items()}}
 
     # ---- building -------------------------------------------------------------
@@ -127,7 +128,9 @@ class KernelBank:
 
     @classmethod
     def from_npy(cls, path: str | Path, layer: str | None = None) -> "KernelBank":
-        """Import a DWP-layout ``.npy`` (``[N, 1, k, k]`` or ``[N, k, k]``) as a one-layer bank."""
+        """Import a DWP-layout ``.npy`` (``[N, 1, k, k]`` or ``[N, k, k]``) as a one-layer bank,
+        its layer named ``layer``, else after the file (``conv7x7_train``), so that two imports
+        of one kernel size merge."""
         path = Path(path)
         try:
             a = np.load(path, allow_pickle=False)
@@ -142,9 +145,9 @@ class KernelBank:
             raise BankError(f"{path}: expected [N, 1, k, k] or [N, k, k], got {a.shape}")
         if not np.issubdtype(a.dtype, np.floating):
             raise BankError(f"{path}: non-float dtype {a.dtype}")
-        k = a.shape[-1]
         t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
-        return cls({layer or f"k{k}": _validate_layer(layer or f"k{k}", t, str(path))},
+        name = layer or path.stem
+        return cls({name: _validate_layer(name, t, str(path))},
                    {"source": f"imported from {path.name}", "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
 
     def subsample(self, max_kernels: int | None) -> "KernelBank":

@@ -233,19 +233,21 @@ class VAEPrior(nn.Module):
         return self
 
 
-def vae_for(bank, layer: str, weight_shape, unit: str, cache: str | Path, bank_map=None, epochs: int = 300,
-            seed: int = 0, progress=None) -> tuple[KernelVAE, str, Path]:
+def vae_for(bank, layer: str, weight_shape, unit: str, cache: str | Path | None = None, bank_map=None,
+            epochs: int = 300, seed: int = 0, progress=None) -> tuple[KernelVAE, str, Path | None]:
     """The VAE of the bank kernels that serve classifier layer ``layer`` in ``unit``
     (``KernelBank.plan``: a depthwise layer's filters are slices; whole filters that do not fit
     fall back to slices): loaded from ``cache`` when fitted before to the same kernels, sizes,
-    epochs and seed, else fitted (resumable) and saved there. Returns (vae, the unit it models,
-    its file)."""
+    epochs and seed, else fitted (resumable) and saved there; ``cache=None`` fits it in memory.
+    Returns (vae, the unit it models, its file or None)."""
     import hashlib
     import time
     draw = bank.plan(layer, weight_shape, unit, bank_map)
     x = bank.units(draw.src, draw.bank_unit).cpu()
     x = x.reshape(len(x), -1)
     hidden, z = default_size(x.shape[1], int(weight_shape[-1]))
+    if cache is None:
+        return fit(x, hidden, z, epochs, seed, progress=progress)[0], draw.unit, None
     h = hashlib.sha1(x.numpy().tobytes())
     h.update(json.dumps([hidden, z, epochs, seed]).encode())
     path = Path(cache) / f"vae-{draw.bank_unit}-{x.shape[1]}-{h.hexdigest()[:12]}.safetensors"
@@ -282,3 +284,22 @@ def curve_of(meta: Mapping[str, str]) -> list[float]:
 
 def layers_of(meta: Mapping[str, str]) -> Sequence[str]:
     return json.loads(meta.get("bank_layers", "[]"))
+
+
+def vae_prior(model: nn.Module, bank, layers: str | Sequence[str], weight: float, unit: str = "filter",
+              epochs: int = 300, cache: str | Path | None = None, bank_map=None, layer_weights: str = "mean",
+              seed: int = 0) -> "VAEPrior":
+    """The learned prior in one call: for each of ``layers`` (names or a selector), the VAE of
+    the bank kernels that serve it in ``unit`` (``vae_for``; fitted, or found in ``cache``) and
+    the scale that brings them to the layer's own (``layer_scale``), as ``VAEPrior``:
+    ``loss += prior.generator_loss()``."""
+    from .layers import conv_layers, select_layers
+    if isinstance(layers, str):
+        layers = select_layers(model, layers, bank.kernel_sizes(), bank_map or {}, "VAE prior")
+    convs = conv_layers(model)
+    vaes, units, scales = {}, {}, {}
+    for n in layers:
+        w = convs[n].weight
+        vaes[n], units[n], _ = vae_for(bank, n, w.shape, unit, cache, bank_map, epochs, seed=0)
+        scales[n] = layer_scale(bank, n, w, bank_map)
+    return VAEPrior(model, vaes, weight, units, scales, layer_weights, seed)

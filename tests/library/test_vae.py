@@ -145,3 +145,36 @@ def test_vae_init_and_penalty_through_train(data, tmp_path, capsys):
     rc = run_main(train.main, common + ["--init", "vae", "--out", str(tmp_path / "bad")])
     err = capsys.readouterr().err
     assert rc == 2 and "not a readable safetensors file" in err and not (tmp_path / "bad").exists()
+
+
+# ------------------------------------------------------------ the learned prior from a user's loop
+def test_the_learned_prior_from_a_users_own_loop(tmp_path):
+    """What a researcher writing their own MNIST loop needs: the DWP layout in ``KernelBank``
+    itself, two imports of one kernel size merged, one call for a layer's VAE prior (no cache
+    folder needed), draws kept as drawn, and an unknown layer named in one line."""
+    import numpy as np
+    from torch import nn
+    from fastreg import KernelBank, init_from_bank, vae_prior
+    from fastreg.errors import UsageError
+    from fastreg.vae import vae_for
+    from helpers import smooth_kernels
+    k7 = smooth_kernels(200, 7).unsqueeze(1)                       # [N, 1, 7, 7], as DWP ships them
+    assert KernelBank({"conv1": k7}).layers["conv1"].shape == (200, 7, 7)
+    np.save(tmp_path / "a.npy", k7.numpy())
+    np.save(tmp_path / "b.npy", smooth_kernels(100, 7, 1).unsqueeze(1).numpy())
+    both = KernelBank.merge([KernelBank.load(tmp_path / "a.npy"), KernelBank.load(tmp_path / "b.npy")])
+    assert sorted(both.layers) == ["a", "b"]
+    net = nn.Sequential(nn.Conv2d(1, 8, 7), nn.ReLU(), nn.Conv2d(8, 4, 3))
+    vae, unit, path = vae_for(both, "0", net[0].weight.shape, "filter", None, epochs=3)
+    assert path is None and unit == "filter" and vae.dim == 49
+    prior = vae_prior(net, both, "k7", weight=1.0, epochs=3)
+    loss = prior.generator_loss()
+    loss.backward()
+    assert torch.isfinite(loss) and net[0].weight.grad.abs().sum() > 0
+    init_from_bank(net, both, ["0"], "vae", "slice", vaes={"0": vae_for(both, "0", net[0].weight.shape, "slice",
+                                                                         None, epochs=3)[0]}, rescale=False)
+    g = torch.Generator().manual_seed(900)
+    want = vae_for(both, "0", net[0].weight.shape, "slice", None, epochs=3)[0].sample(8, g, mean=True)
+    assert torch.allclose(net[0].weight.detach().reshape(8, -1), want, atol=1e-6)     # as drawn
+    with pytest.raises(UsageError, match="unknown layer 'conv1'"):
+        init_from_bank(net, both, ["conv1"])
