@@ -69,6 +69,10 @@ def to_bayes(model: nn.Module, layers: Sequence[str], log_sigma2: float = -10.0,
     for name in layers:
         if name not in convs:
             raise ValueError(f"unknown conv layer {name!r}")
+        if type(convs[name]) is not nn.Conv2d:    # a subclass's own forward (same padding, ...) would be lost
+            raise ValueError(f"layer {name} is a {type(convs[name]).__name__}, a conv with its own forward: "
+                             f"variational inference serves plain nn.Conv2d layers")
+    for name in layers:
         parent = net.get_submodule(name.rpartition(".")[0]) if "." in name else net
         setattr(parent, name.rpartition(".")[2], BayesConv2d(convs[name], log_sigma2))
     net.prediction_samples = int(prediction_samples)

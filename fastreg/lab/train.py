@@ -206,7 +206,10 @@ def _kl_term(st: Start, n_train: int) -> KLTerm:
     vaes = units = None
     if s.vi_prior == "vae":            # the Deep Weight Prior: a VAE of the bank's 2-D kernels, unscaled
         vaes, units = st.vaes("slice")
-    to_bayes(st.model, st.layers, s.vi_log_sigma2, s.vi_samples)
+    try:
+        to_bayes(st.model, st.layers, s.vi_log_sigma2, s.vi_samples)
+    except ValueError as e:
+        raise UsageError(f"--inference vi: {e}") from None
     return KLTerm(st.model, s.vi_prior, n_train, s.kl_weight, vaes, units, None, s.seed).to(st.device)
 
 

@@ -126,3 +126,15 @@ def test_a_vi_run_learns_a_toy_problem():
         p = torch.stack([F.softmax(net(xte), 1) for _ in range(net.prediction_samples)]).mean(0)
     assert float((p.argmax(1) == yte).float().mean()) > 0.9
     assert float(net[0].log_sigma2.mean()) > -8.0       # the KL term pulled the variances up from their init
+
+
+
+def test_a_conv_with_its_own_forward_is_refused_and_nothing_is_replaced():
+    class SameConv(nn.Conv2d):            # like timm's Conv2dSame: its forward pads itself
+        def forward(self, x):
+            return super().forward(F.pad(x, (1, 1, 1, 1)))
+
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), SameConv(4, 4, 3))
+    with pytest.raises(ValueError, match="layer 1 is a SameConv, a conv with its own forward"):
+        to_bayes(net, ["0", "1"])
+    assert type(net[0]) is nn.Conv2d and not hasattr(net, "prediction_samples")
