@@ -35,7 +35,7 @@ from ..models import build_model
 from .inits import INITS
 from .methods import DEFAULT_PRESET, METHOD_KEYS, PRESETS, describe, method_argv, methods
 from .runs import run_state
-from .settings import build_parser as train_parser, config_of, settings_diff
+from .settings import build_parser as train_parser, config_of, resolve_defaults, settings_diff
 # train options the sweep sets itself: not allowed after ``--``
 CONTROLLED = ("train_size", "seed", "data_seed", "out", "resume", "reg_layers", "width", "amp", "bank",
               "data_root", "device", "epochs", "arch", "classes", "sources", "dataset", *METHOD_KEYS)
@@ -165,7 +165,9 @@ def plan(a, extra: list[str]) -> list[tuple[str, Path, list[str]]]:
 
 def _check_same(d: Path, argv: list[str]) -> None:
     """A run dir from an earlier sweep must hold the same settings (paths aside)."""
-    new = config_of(train_parser().parse_args(argv))
+    a = train_parser().parse_args(argv)
+    resolve_defaults(a)                          # as train records them (classes parsed, epochs set)
+    new = config_of(a)
     old = read_json(d / "config.json")
     diff = settings_diff(old, new, ignore=("bank", "sources", "data_root", "backend"), skip_unset=True)
     if diff:
