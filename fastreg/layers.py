@@ -116,6 +116,12 @@ def selection(shapes: Mapping[str, tuple[int, int]], selector: str, where: str =
     return [n for n in shapes if n in chosen], [n for n in shapes if n in left - chosen]
 
 
+def _another_rank() -> bool:
+    """A process of a distributed job other than rank 0: it keeps the one-line notes to itself."""
+    import torch.distributed as dist
+    return dist.is_available() and dist.is_initialized() and dist.get_rank() != 0
+
+
 def select_layers(model: nn.Module, selector: str, sizes: Collection[int] | None = None,
                   mapped: Collection[str] = (), what: str = "") -> list[str]:
     """``select`` over a model's conv layers. ``sizes``: the kernel sizes a bank holds (with
@@ -125,7 +131,7 @@ def select_layers(model: nn.Module, selector: str, sizes: Collection[int] | None
     if sizes is None:
         return select(shapes, selector)
     names, left = selection(shapes, selector, "the model", set(sizes), set(mapped))
-    if left:
+    if left and not _another_rank():
         many = len(left) > 1
         sys.stderr.write(f"{what or 'layers'} {selector!r}: leaves {len(left)} conv{'s' * many} alone, the bank has "
                          f"no kernels of {'their' if many else 'its'} size (only {_sizes(sizes)}): "
