@@ -93,3 +93,31 @@ def test_dwp_table_refuses_two_protocols_in_one_report(tmp_path):
     (tmp_path / "r.json").write_text(json.dumps({"format": 2, "cells": [], "runs": runs}))
     r = subprocess.run([sys.executable, str(DWP), str(tmp_path / "r.md")], capture_output=True, text=True)
     assert r.returncode == 2 and "twice" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+MNIST = SCRIPT.parent / "mnist_dwp_table.py"
+
+
+def test_mnist_dwp_table_pairs_the_priors_seed_by_seed(tmp_path):
+    vi = "vaeinit-slice-unscaled+vi-"
+    runs = (_runs(vi + "normal", [70, 72, 71], 50) + _runs(vi + "vae", [75, 76, 77], 50)
+            + _runs(vi + "loguniform", [74, 76, 77], 50) + _runs("baseline", [60, 61, 62], 50)
+            + _runs(vi + "vae", [90, 91], 1000) + _runs(vi + "normal", [89, 91], 1000))
+    (tmp_path / "r.json").write_text(json.dumps({"format": 2, "cells": [], "runs": runs}))
+    out = subprocess.run([sys.executable, str(MNIST), str(tmp_path / "r.md")], capture_output=True, text=True,
+                         check=True).stdout
+    first, second = out.split("\n\n")
+    line = lambda text, key: next(x for x in text.splitlines() if key in x).split("|")  # noqa: E731
+    assert line(first, f"`{vi}vae`")[2:4] == [" 76.00 % ", " 90.50 % (2 seeds) "]
+    assert line(first, "`baseline`")[3].strip() == "not run"
+    normal = line(second, "DWP vs standard normal")       # +5, +4, +6 → +5.00; +1, 0 at 1000
+    assert normal[2].strip().startswith("**+5.00 [") and normal[3].strip().startswith("+0.50 [")
+    assert line(second, "DWP vs log-uniform")[2].strip() == "+0.33 [−1.10, +1.77]"
+    assert not any("bank init" in x for x in second.splitlines())                   # not run: no row
+
+
+def test_mnist_dwp_table_refuses_two_protocols_in_one_report(tmp_path):
+    runs = _runs("baseline", [30, 31], 50) + _runs("baseline", [40], 50)
+    (tmp_path / "r.json").write_text(json.dumps({"format": 2, "cells": [], "runs": runs}))
+    r = subprocess.run([sys.executable, str(MNIST), str(tmp_path / "r.md")], capture_output=True, text=True)
+    assert r.returncode == 2 and "twice" in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -1,0 +1,83 @@
+"""Print the Deep Weight Prior MNIST tables of docs/results.md (DESIGN.md §15) from a report's
+JSON (per-run rows), so no number is copied by hand.
+
+    python docs/scripts/mnist_dwp_table.py docs/reports/dwp_mnist.md
+
+Table 1: every row of the sweep's preset ``dwp`` (three variational posteriors, five point
+estimates), its mean test accuracy over the seeds at each train size. Table 2: the paper's
+question, the DWP prior against the standard-normal and the log-uniform prior (every VI row
+starts from the same VAE init), and the cheap priors against the model's own init: paired Δ
+in pp, 95 % CI over the seeds (paired t), bold where it excludes 0. One protocol per report: a
+label met twice at one size and seed is refused.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from fastreg.lab.report import paired
+from report_cells import delta, load
+
+VI = "vaeinit-slice-unscaled+vi-"
+ROWS = [(VI + "normal", "VI, standard-normal prior"), (VI + "loguniform", "VI, log-uniform prior"),
+        (VI + "vae", "VI, DWP prior"), ("baseline", "point estimate, own init"),
+        ("bankinit", "point estimate, bank init (notMNIST kernels)"),
+        ("vaeinit-slice-unscaled", "point estimate, VAE init"), ("vae-slice", "point estimate, VAE penalty"),
+        ("adv1", "point estimate, adversarial term")]
+PAIRS = [(VI + "vae", VI + "normal", "DWP vs standard normal (VI)"),
+         (VI + "vae", VI + "loguniform", "DWP vs log-uniform (VI)"),
+         (VI + "vae", "vaeinit-slice-unscaled", "DWP (VI) vs its own VAE init as a point estimate"),
+         ("bankinit", "baseline", "bank init vs own init"),
+         ("vaeinit-slice-unscaled", "baseline", "VAE init vs own init"),
+         ("vae-slice", "baseline", "VAE penalty vs own init"), ("adv1", "baseline", "adversarial term vs own init")]
+
+
+def _fmt(d: list[float] | None, seeds: int) -> str:
+    if not d:
+        return "not run"
+    m, lo, hi, _, test = paired(np.array(d))
+    return delta({"mean": m, "lo": lo, "hi": hi, "test": test, "seeds": d}, seeds)
+
+
+def main(report: str) -> None:
+    data = load(report)
+    acc: dict[tuple[int, str], dict[int, float]] = {}
+    for r in data["runs"]:
+        if r["status"] != "ok":
+            continue
+        seeds = acc.setdefault((r["train_size"], r["method"]), {})
+        if r["seed"] in seeds:
+            print(f"{report}: {r['method']} at n = {r['train_size']} holds seed {r['seed']} twice "
+                  "(more than one protocol in one report)", file=sys.stderr)
+            sys.exit(2)
+        seeds[r["seed"]] = 100 * r["test_acc"]
+    sizes = sorted({n for n, _ in acc})
+    most = max((len(s) for s in acc.values()), default=0)
+    print("| row | " + " | ".join(f"n = {n}" for n in sizes) + " |")
+    print("|---" + "|---:" * len(sizes) + "|")
+    for m, what in ROWS:
+        if any((n, m) in acc for n in sizes):
+            cells = [f"{np.mean(list(acc[(n, m)].values())):.2f} %" + ("" if len(acc[(n, m)]) == most
+                     else f" ({len(acc[(n, m)])} seeds)") if (n, m) in acc else "not run" for n in sizes]
+            print(f"| {what}: `{m}` | " + " | ".join(cells) + " |")
+    print()
+    print("| paired Δ (pp) | " + " | ".join(f"n = {n}" for n in sizes) + " |")
+    print("|---" + "|---" * len(sizes) + "|")
+    for a, b, what in PAIRS:
+        if not any((n, a) in acc and (n, b) in acc for n in sizes):
+            continue
+        cells = []
+        for n in sizes:
+            x, y = acc.get((n, a)), acc.get((n, b))
+            shared = sorted(set(x or {}) & set(y or {}))
+            cells.append(_fmt([x[s] - y[s] for s in shared], most) if shared else "not run")
+        print(f"| {what} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2 or not Path(sys.argv[1]).with_suffix(".json").is_file():
+        print("usage: mnist_dwp_table.py REPORT.md (REPORT.json beside it)", file=sys.stderr)
+        sys.exit(2)
+    main(sys.argv[1])
