@@ -12,14 +12,21 @@ The target's modules are placed on the source's by role (``plan``):
   always new.
 - **widths.** A dimension of ``c`` channels from one of ``C``: a wider target replicates,
   channel ``j`` ← source channel ``j mod C``, and divides a conv's or linear's weights over a
-  replicated *input* channel by its number of copies (Net2WiderNet): the target then computes
-  the source's function, each feature repeated. A narrower target keeps the evenly spaced
+  replicated *input* channel by its number of copies (Net2WiderNet): with batch norms the
+  target then computes the source's function, each feature repeated (a group or layer norm
+  over replicated channels sees other statistics: replicated, said in the map, not exact).
+  Only channel counts are mapped (a conv's or linear's dims 0 and 1, a per-channel tensor's
+  dim 0); the model's input channels and a linear outside the stages (its inputs may be
+  flattened maps) must match. A narrower target keeps the evenly spaced
   channels ``floor(j·C/c)`` (Weight Selection). The map depends only on ``(C, c)``, so the
   channels a residual stage adds together stay the same channels.
 
 Nothing is fitted silently: a module on both sides whose kernels differ in size, or whose
-tensors differ in rank, is refused with its name; so is a source that shares no module with
-the target, unless a ``bank`` is given, whose statistics then start every conv the source
+tensors differ in rank, is refused with its name; so is a block placed on a source block that
+lacks one of its modules (another family sharing some names), a source tensor of a placed
+module that nothing takes, a new block that does not pass its input through (no residual
+connection), a model without a Linear head, and a source that shares no module with the
+target, unless a ``bank`` is given, whose statistics then start every conv the source
 cannot place (covariance draws of whole filters, ``init_from_bank(kind="cov")``). The new
 state is built whole and loaded once: a refused transfer leaves the model as it was.
 """
@@ -49,6 +56,7 @@ class TransferMap:
     source: int
     modules: dict[str, str] = field(default_factory=dict)
     stages: list[str] = field(default_factory=list)
+    approximate: list[str] = field(default_factory=list)   # group/layer norms over replicated channels
 
     @property
     def copied(self) -> list[str]:
@@ -70,7 +78,7 @@ class TransferMap:
         return [f"{k} ← {', '.join(v)}" for k, v in groups.items()]
 
     def as_dict(self) -> dict:
-        return {"source": self.source, "modules": dict(self.modules)}
+        return {"source": self.source, "modules": dict(self.modules), "approximate": list(self.approximate)}
 
 
 def stages(model: nn.Module) -> list[str]:
@@ -123,8 +131,8 @@ def _pick(j: int, m: int, n: int, blocks: str) -> int | None:
 
 def plan(model: nn.Module, source: Mapping[str, torch.Tensor], blocks: str = "first"
          ) -> tuple[dict[str, str], list[str]]:
-    """(target module → the source module it takes, its name in ``source``, or ``"new: …"``;
-    the new identity blocks)."""
+    """(target module → the source module it takes, its name in ``source``, ``"new: …"``, or
+    ``"missing: …"`` where a placed block's source block lacks it; the new identity blocks)."""
     if blocks not in BLOCKS:
         raise ValueError(f"blocks must be one of {BLOCKS}, got {blocks!r}")
     st = stages(model)
@@ -150,7 +158,7 @@ def plan(model: nn.Module, source: Mapping[str, torch.Tensor], blocks: str = "fi
             out[name] = "new: identity" if n else "new: own init"
             continue
         src = f"{stage}.{k}" + (f".{rel}" if rel else "")
-        out[name] = src if src in src_mods else "new: own init"
+        out[name] = src if src in src_mods else f"missing: {src}"     # refused by transfer_init, in order
     return out, identity
 
 
@@ -183,9 +191,58 @@ def _check(name: str, key: str, src: torch.Tensor, dst: torch.Tensor, module: nn
         k, kk = "x".join(map(str, src.shape[2:])), "x".join(map(str, dst.shape[2:]))
         raise UsageError(f"transfer: {name} has {kk} kernels here and {k} in the source: kernels are never "
                          f"cut or padded to fit", "sources")
+    free = (0, 1) if isinstance(module, (nn.Conv2d, nn.Linear)) and key.endswith(".weight") else (0,)
+    other = [d for d, (a, b) in enumerate(zip(src.shape, dst.shape)) if a != b and d not in free]
+    if other:
+        raise UsageError(f"transfer: {key} is {tuple(src.shape)} in the source and {tuple(dst.shape)} here: only "
+                         f"channel counts are mapped", "sources")
     if isinstance(module, nn.Conv2d) and module.groups not in (1, module.in_channels) and src.shape != dst.shape:
         raise UsageError(f"transfer: {name} is a grouped conv of another width than the source's: not mapped",
                          "sources")
+
+
+def _check_resize(net: nn.Module, name: str, key: str, module: nn.Module, src: torch.Tensor,
+                  stage_names: list[str], source: Mapping[str, torch.Tensor], mapping: Mapping[str, str]) -> None:
+    """Channel counts that may be mapped: never the model's input channels; a linear outside the
+    stages only where it reads the channels of the conv before it on both sides (DWPNet's fc1),
+    not flattened feature maps (a VGG classifier's C·H·W inputs)."""
+    convs = list(conv_layers(net))
+    if name == (convs[0] if convs else None) and key.endswith(".weight") and src.shape[1] != module.weight.shape[1]:
+        raise UsageError(f"transfer: {name} takes {module.weight.shape[1]} input channels here and {src.shape[1]} "
+                         f"in the source: the input is never cut or replicated", "sources")
+    inside = any(name.startswith(s + ".") for s in stage_names)
+    if not isinstance(module, nn.Linear) or inside or not key.endswith(".weight") or src.shape[1] == module.in_features:
+        return
+    order = [n for n, _ in net.named_modules()]
+    before = [c for c in convs if order.index(c) < order.index(name)]
+    prev = before[-1] if before else None
+    sw = source.get(f"{mapping.get(prev, '')}.weight") if prev else None
+    if prev is None or sw is None or module.in_features != net.get_submodule(prev).out_channels \
+            or src.shape[1] != sw.shape[0]:
+        raise UsageError(f"transfer: {name} takes {module.in_features} inputs here and {src.shape[1]} in the "
+                         f"source, not the channels of the conv before it (flattened feature maps?): not mapped",
+                         "sources")
+
+
+def _check_identity(block: nn.Module, name: str, state: Mapping[str, torch.Tensor]) -> None:
+    """A new block must pass its input through once its residual branch is at 0 (Net2Deeper); a
+    block with no residual connection would erase the features instead."""
+    scratch = copy.deepcopy(block).eval()
+    scratch.load_state_dict({k[len(name) + 1:]: v for k, v in state.items() if k.startswith(name + ".")})
+    conv = next((m for m in scratch.modules() if isinstance(m, nn.Conv2d)), None)
+    p = next(scratch.parameters())
+    ok = False
+    if conv is not None:
+        x = torch.rand(2, conv.in_channels, 8, 8, generator=torch.Generator().manual_seed(0)).to(p)
+        with torch.no_grad():
+            try:
+                y = scratch(x)
+                ok = y.shape == x.shape and bool(torch.allclose(y, x, rtol=1e-4, atol=1e-5))
+            except (RuntimeError, TypeError):
+                ok = False
+    if not ok:
+        raise UsageError(f"transfer: the new block {name} does not pass its input through with its residual "
+                         f"branch at 0 (no residual connection?): a deeper target needs residual blocks", "sources")
 
 
 def transfer_init(model: nn.Module, sources: Sequence[Mapping[str, torch.Tensor]], seed: int = 0,
@@ -207,8 +264,11 @@ def transfer_init(model: nn.Module, sources: Sequence[Mapping[str, torch.Tensor]
                          f"{', …' if len(src) > 3 else ''}): not a network to start from", "sources")
     net = unwrap(model)
     mods = dict(net.named_modules())
+    if _head(net) is None:
+        raise UsageError("transfer: the model has no Linear layer to take as its new head; not mapped", "sources")
     mapping, identity = plan(net, src, blocks)
-    placed = [m for m, s in mapping.items() if not s.startswith("new:")]
+    st = stages(net)
+    placed = [m for m, s in mapping.items() if not s.startswith(("new:", "missing:"))]
     if not placed and bank is None:
         first = next(iter(conv_layers(net)), next(iter(mapping), "?"))
         raise UsageError(f"transfer: the source network has no layer that corresponds to this model's (first: "
@@ -218,16 +278,26 @@ def transfer_init(model: nn.Module, sources: Sequence[Mapping[str, torch.Tensor]
     gen = torch.Generator().manual_seed(seed * 1000 + 800)
     for name, s in mapping.items():
         module = mods[name]
+        if s.startswith("missing:"):
+            raise UsageError(f"transfer: {name} has no counterpart {s[9:]} in the source's block: another kind of "
+                             f"block (another family?); not mapped", "sources")
         if s.startswith("new:") or (not norms and isinstance(module, NORMS)):
             if not s.startswith("new:"):
                 mapping[name] = "new: own init"
             continue
-        for key in [k for k in own if k.rpartition(".")[0] == name]:
+        keys = [k for k in own if k.rpartition(".")[0] == name]
+        unused = sorted(k for k in src if k.rpartition(".")[0] == s and name + k[len(s):] not in keys)
+        if unused:
+            raise UsageError(f"transfer: the source's {unused[0]} has no counterpart in {name}: not the same kind "
+                             f"of layer", "sources")
+        for key in keys:
             skey = s + key[len(name):]
             if skey not in src:
                 raise UsageError(f"transfer: the source's {s} has no {skey.rpartition('.')[2]!r}: not the same "
                                  f"kind of layer as {name}", "sources")
             _check(name, key, src[skey], own[key], module)
+            if src[skey].shape != own[key].shape:
+                _check_resize(net, name, key, module, src[skey], st, src, mapping)
             if not own[key].is_floating_point():          # a norm's num_batches_tracked
                 new[key] = src[skey].to(own[key].dtype).reshape(own[key].shape).to(own[key].device)
                 continue
@@ -245,6 +315,13 @@ def transfer_init(model: nn.Module, sources: Sequence[Mapping[str, torch.Tensor]
             raise UsageError(f"transfer: the new block {block} has no norm in its residual branch to start "
                              f"it as an identity", "sources")
         new[last + ".weight"] = torch.zeros_like(own[last + ".weight"])
+        if own.get(last + ".bias") is not None:      # a trained or custom-initialized target's bias too
+            new[last + ".bias"] = torch.zeros_like(own[last + ".bias"])
+    for block in identity:
+        _check_identity(mods[block], block, {**own, **new})
+    approximate = [n for n, s in mapping.items() if not s.startswith("new:") and isinstance(mods[n], NORMS)
+                   and not isinstance(mods[n], nn.BatchNorm2d) and any(new[k].shape != src[s + k[len(n):]].shape
+                                                                    for k in new if k.rpartition(".")[0] == n)]
     stats = []
     if bank is not None:
         sizes = set(bank.kernel_sizes())
@@ -260,9 +337,12 @@ def transfer_init(model: nn.Module, sources: Sequence[Mapping[str, torch.Tensor]
         new.update({n + ".weight": drawn[n + ".weight"] for n in stats})
         mapping.update({n: "new: bank statistics" for n in stats})
     net.load_state_dict({**own, **new})
-    result = TransferMap(seed % len(sources), mapping, stages(net))
+    result = TransferMap(seed % len(sources), mapping, st, approximate)
     if not quiet:
         sys.stderr.write(f"transfer init from source {result.source}: {len(result.copied)} modules copied, "
                          f"{len(mapping) - len(result.copied)} new\n" + "".join(f"  {line}\n" for line in result.lines()))
+        if approximate:
+            sys.stderr.write(f"  note: {len(approximate)} group/layer norms over replicated channels (e.g. "
+                             f"{approximate[0]}): the wider model does not compute the source's function exactly\n")
     return result
 

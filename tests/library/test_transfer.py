@@ -218,3 +218,78 @@ def test_a_deeper_convnext_starts_as_the_shallower_one_linears_and_layer_scales_
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(tiny.avgpool(tiny.features(x)), small.avgpool(small.features(x)))
+
+
+class _Plain(nn.Module):
+    """conv → BN → ReLU, no residual connection: a new one cannot start as an identity."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+
+    def forward(self, x):
+        return F.relu(self.bn(self.conv(x)))
+
+
+class _Toy(nn.Module):
+    def __init__(self, c: int = 8, blocks: int = 2, cin: int = 3, norm: str = "bn", head: bool = True) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(cin, c, 3, padding=1, bias=False)
+        self.norm = nn.BatchNorm2d(c) if norm == "bn" else nn.GroupNorm(2, c)
+        self.layer1 = nn.Sequential(*[_Plain(c) for _ in range(blocks)])
+        self.fc = nn.Linear(c, 5) if head else nn.Identity()
+
+
+def test_a_new_block_without_a_residual_connection_is_refused():
+    tgt = _Toy(blocks=3)
+    before = {k: v.clone() for k, v in tgt.state_dict().items()}
+    with pytest.raises(UsageError, match="new block layer1.2 does not pass its input through"):
+        transfer_init(tgt, [_Toy(blocks=2).state_dict()], quiet=True)
+    assert all(torch.equal(before[k], v) for k, v in tgt.state_dict().items())
+
+
+def test_a_new_identity_block_zeroes_its_last_norm_bias_too():
+    """A target whose norms are not at their init (trained, or a custom init) still starts as
+    the source: the new blocks' residual branches are 0, bias included."""
+    sd = _source()
+    src = build_model("resnet20", 5)
+    src.load_state_dict(sd)
+    tgt = build_model("resnet32", 5)
+    with torch.no_grad():
+        for m in tgt.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.bias.normal_(0, 0.5)
+    transfer_init(tgt, [sd], quiet=True)
+    src.eval(), tgt.eval()
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(_features(src, x), _features(tgt, x))
+
+
+def test_shapes_that_are_not_channel_counts_are_refused():
+    # another family sharing names: torchvision's ResNet-18 (CIFAR stem) from ResNet-20 sources
+    with pytest.raises(UsageError, match=r"layer2.0.downsample.0 has no counterpart layer2.0.downsample.0"):
+        transfer_init(build_model("resnet18", 10), [_source()], quiet=True)
+    with pytest.raises(UsageError, match="no Linear layer to take as its new head"):
+        transfer_init(_Toy(head=False), [_Toy(head=False).state_dict()], quiet=True)
+    with pytest.raises(UsageError, match="stem takes 1 input channels here and 3 in the source"):
+        transfer_init(_Toy(cin=1), [_Toy(cin=3).state_dict()], quiet=True)
+    src = _Toy().state_dict()
+    src["stem.bias"] = torch.zeros(8)                    # a source bias the target has no place for
+    with pytest.raises(UsageError, match="the source's stem.bias has no counterpart in stem"):
+        transfer_init(_Toy(), [src], quiet=True)
+
+    class Flat(nn.Module):                               # a classifier over flattened C·4·4 maps
+        def __init__(self, c: int) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, c, 3, bias=False)
+            self.fc1, self.fc2 = nn.Linear(c * 16, 32), nn.Linear(32, 5)
+    with pytest.raises(UsageError, match="fc1 takes 256 inputs here and 128 in the source, not the channels"):
+        transfer_init(Flat(16), [Flat(8).state_dict()], quiet=True)
+
+
+def test_a_group_norm_over_replicated_channels_is_said_to_be_approximate(capsys):
+    got = transfer_init(_Toy(16, norm="gn"), [_Toy(8, norm="gn").state_dict()])
+    assert got.approximate == ["norm"] and got.as_dict()["approximate"] == ["norm"]
+    assert "1 group/layer norms over replicated channels (e.g. norm)" in capsys.readouterr().err
+    assert transfer_init(_Toy(16), [_Toy(8).state_dict()], quiet=True).approximate == []   # batch norm: exact
