@@ -38,7 +38,7 @@ SOURCE_ROWS = ("baseline", "chaininit", "chaininit-norms", "finetune")
 SOURCES = (None, "resnet20_c04")    # ResNet-20 runs of the class-disjoint sources (own init: none)
 TARGETS = {SOURCE: "ResNet-20 (the sources' own)", ("resnet8", 1.0): "ResNet-8", ("resnet32", 1.0): "ResNet-32", ("resnet56", 1.0): "ResNet-56",
            ("resnet20", 2.0): "ResNet-20 ×2 width", ("resnet20", 0.5): "ResNet-20 ×0.5 width",
-           ("vgg11", 1.0): "VGG-11 (another family)"}
+           ("vgg11", 1.0): "VGG-11 (another family)", ("vgg11", 0.5): "VGG-11 ×0.5 width (another family)"}
 VERSUS = ("baseline", "transferinit-norms", "chaininit-norms")
 
 
