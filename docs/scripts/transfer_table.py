@@ -104,7 +104,10 @@ def main(report: str, reference: str | None = None) -> None:
             cols.append("" if (target, method) == (SOURCE, "finetune") or not shared
                         else _fmt([got[s] - base[s] for s in shared], len(got)))
         name = TARGETS.get(target, f"{target[0]} ×{target[1]:g}")
-        print(f"| {n} | {name} | {WHAT.get(method, method)}: `{method}` | {len(got)} | "
+        what = WHAT.get(method, method)
+        if method == "transferinit" and not target[0].startswith("resnet"):   # nothing to place: the fallback
+            what = "the bank's statistics, every conv (covariance draws: transfer's start for another family)"
+        print(f"| {n} | {name} | {what}: `{method}` | {len(got)} | "
               f"{np.mean(list(got.values())):.2f} % | " + " | ".join(cols) + " |")
 
 

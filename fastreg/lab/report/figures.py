@@ -136,9 +136,10 @@ def figures(cells: dict, deltas: dict, ok: list[Run], bank: torch.Tensor | None,
         ax.set_title(key, fontsize=9)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-    if axes[0].get_legend_handles_labels()[0]:
-        axes[0].legend(fontsize=7)
+    if axes[0].get_legend_handles_labels()[0]:     # beside the panels: long labels hide no curve
+        axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.suptitle(f"Discriminator accuracy and generator loss over training steps, n={n}, seed {seed}"
                  + (f"\n{about}" if about else ""), fontsize=9)
+    fig.subplots_adjust(top=0.78 if about else 0.86, wspace=0.25)   # the title above the panels' own
     out[f"{stem}_training.png"] = _png(fig)
     return out
