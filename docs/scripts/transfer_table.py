@@ -105,6 +105,8 @@ def main(report: str, reference: str | None = None) -> None:
                         else _fmt([got[s] - base[s] for s in shared], len(got)))
         name = TARGETS.get(target, f"{target[0]} ×{target[1]:g}")
         what = WHAT.get(method, method)
+        if target == SOURCE and method == "chaininit-norms":               # its own width: nothing to fill
+            what = "the source's convs and norms (chain init, norms too)"
         if method == "transferinit" and not target[0].startswith("resnet"):   # nothing to place: the fallback
             what = "the bank's statistics, every conv (covariance draws: transfer's start for another family)"
         print(f"| {n} | {name} | {what}: `{method}` | {len(got)} | "
