@@ -394,18 +394,3 @@ def test_presets_combine_with_each_other_and_with_methods():
     assert expand_presets("main,filterinit").split(",") == ["baseline", "filterinit", "filterinit+adv1"]
     assert expand_presets("main,seed").split(",")[:4] == ["baseline", "filterinit", "filterinit+adv1", "adv0.1"]
     assert expand_presets("adv1,adv1") == "adv1,adv1"                  # typed twice: refused by name_list
-
-
-def test_sweep_resume_compares_settings_as_train_records_them(tmp_path):
-    """A rerun of a class-disjoint sweep finds its finished runs the same (classes typed as
-    ``5,6,7,8,9``, recorded as a list); other classes are other settings."""
-    from fastreg.errors import UsageError
-    from fastreg.io_util import atomic_write_json as write_json
-    from fastreg.lab.settings import build_parser, config_of, resolve_defaults
-    argv = ["--train-size", "20", "--classes", "5,6,7,8,9", "--out", str(tmp_path), "--bank", "none"]
-    a = build_parser().parse_args(argv)
-    resolve_defaults(a)                                          # what train does before recording
-    write_json(tmp_path / "config.json", config_of(a))
-    sweep._check_same(tmp_path, argv)                            # the same run: no error
-    with pytest.raises(UsageError, match="classes"):
-        sweep._check_same(tmp_path, [*argv[:2], "--classes", "dog,cat", *argv[4:]])
