@@ -3,8 +3,12 @@ its Bayesian CNNs: a fully factorized Gaussian posterior ``q(w) = N(μ, σ²)`` 
 sampled by the local reparameterization trick, and the ELBO's KL term under one of three priors.
 
 - ``BayesConv2d``: an ``nn.Conv2d`` whose ``weight`` is the posterior mean μ and whose
-  ``log_sigma2`` is log σ² (the bias stays a point estimate, as in the paper's code). Every
-  forward pass samples the pre-activations: ``conv(x, μ) + sqrt(conv(x², σ²)) · ε``.
+  ``log_sigma2`` is log σ² (the bias stays a point estimate, as in the paper's code). In
+  training every forward pass samples the pre-activations, ``conv(x, μ) + sqrt(conv(x², σ²))
+  · ε`` (lower-variance gradients); in evaluation mode a pass draws one weight sample ``μ + σ·ε``
+  for the whole batch: an exact posterior sample of the network (the local trick treats a
+  conv's output positions as independent, which they are not), at the cost of one conv and no
+  noise per activation.
 - ``kl_normal``: ``KL(q ‖ N(0, 1))``, closed form.
 - ``kl_loguniform``: the log-uniform prior's KL as sparse variational dropout approximates it
   (Molchanov, Ashukha & Vetrov, ICML 2017, eq. 14), with ``α = σ² / μ²``.
@@ -34,7 +38,8 @@ PRIORS = ("normal", "loguniform", "vae")
 
 class BayesConv2d(nn.Conv2d):
     """A conv with a factorized Gaussian posterior over its weights: mean ``weight``, log-variance
-    ``log_sigma2``; each forward pass samples its output (local reparameterization)."""
+    ``log_sigma2``; a training pass samples its output (local reparameterization), an
+    evaluation pass its weights (one sample for the batch)."""
 
     def __init__(self, conv: nn.Conv2d, log_sigma2: float = -10.0) -> None:
         super().__init__(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
@@ -48,9 +53,11 @@ class BayesConv2d(nn.Conv2d):
         self.stochastic = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mu = self._conv_forward(x, self.weight, self.bias)
         if not self.stochastic:
-            return mu
+            return self._conv_forward(x, self.weight, self.bias)
+        if not self.training:      # prediction: one posterior sample of the weights, shared by the batch
+            return self._conv_forward(x, self.sample_weight(), self.bias)
+        mu = self._conv_forward(x, self.weight, self.bias)
         var = self._conv_forward(x * x, self.log_sigma2.exp(), None)
         return mu + var.clamp_min(1e-16).sqrt() * torch.randn_like(mu)
 

@@ -138,3 +138,17 @@ def test_a_conv_with_its_own_forward_is_refused_and_nothing_is_replaced():
     with pytest.raises(ValueError, match="layer 1 is a SameConv, a conv with its own forward"):
         to_bayes(net, ["0", "1"])
     assert type(net[0]) is nn.Conv2d and not hasattr(net, "prediction_samples")
+
+
+def test_an_evaluation_pass_draws_one_weight_sample_for_the_batch():
+    """Prediction: each pass is one network drawn from the posterior (the same weights for every
+    example), the draw ``μ + σ·ε`` from the global generator."""
+    m = _layer(3).eval()
+    x = torch.randn(1, 2, 5, 5).expand(4, -1, -1, -1)          # one image, four times
+    torch.manual_seed(11)
+    with torch.no_grad():
+        y = m(x)
+    torch.manual_seed(11)
+    w = m.weight + torch.exp(0.5 * m.log_sigma2) * torch.randn(m.weight.shape)
+    assert torch.allclose(y, F.conv2d(x, w, m.bias), atol=1e-6)
+    assert torch.equal(y[0], y[3]) and not torch.equal(y, m(x))   # shared in a pass, new each pass
