@@ -126,7 +126,8 @@ def build_parser() -> Parser:
                    help="--inference vi: the prior of the KL term: normal (N(0, 1)), loguniform (sparse variational "
                         "dropout's approximation), vae (the Deep Weight Prior: a VAE fitted to the bank's 2-D kernels, "
                         "its KL bounded through the VAE)")
-    p.add_argument("--vi-samples", type=positive_int, default=10, help="--inference vi: passes averaged to predict")
+    p.add_argument("--vi-samples", type=positive_int, default=10, help="--inference vi: posterior samples of the weights (one a pass, "
+                        "shared by the batch) whose softmax is averaged to predict")
     p.add_argument("--vi-log-sigma2", type=float, default=-10.0,
                    help="--inference vi: the posterior's log-variance at the start")
     p.add_argument("--kl-weight", type=nonneg_float, default=1.0, help="--inference vi: the weight of the KL term")
