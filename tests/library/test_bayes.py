@@ -152,3 +152,29 @@ def test_an_evaluation_pass_draws_one_weight_sample_for_the_batch():
     w = m.weight + torch.exp(0.5 * m.log_sigma2) * torch.randn(m.weight.shape)
     assert torch.allclose(y, F.conv2d(x, w, m.bias), atol=1e-6)
     assert torch.equal(y[0], y[3]) and not torch.equal(y, m(x))   # shared in a pass, new each pass
+
+
+@pytest.mark.cuda
+def test_the_posterior_on_cuda_predicts_and_bounds_as_on_the_cpu(monkeypatch):
+    """On a GPU: an evaluation pass is the same weight draw as on the CPU, and each KL term is
+    the float64 value; the ELBO's gradient reaches μ and log σ² on the device."""
+    import copy
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)      # float32 convs, not TF32
+    m = _layer(4).eval()
+    g = copy.deepcopy(m).cuda()
+    x = torch.randn(3, 2, 5, 5)
+    out = torch.full((3, 3, 3, 3), float("nan"), device="cuda")       # poisoned, then written
+    torch.manual_seed(8)
+    with torch.no_grad():
+        out.copy_(g(x.cuda()))
+        torch.manual_seed(8)
+        ref = m.double()(x.double())
+    assert torch.allclose(out.cpu().double(), ref, rtol=1e-5, atol=1e-5)
+    mu, ls2 = m.weight.double(), m.log_sigma2.double()
+    for kl in (kl_normal, kl_loguniform):
+        assert float(kl(g.weight, g.log_sigma2)) == pytest.approx(float(kl(mu, ls2)), rel=1e-5)
+    g.train()
+    vae = KernelVAE(9, 8, 2).eval().cuda()
+    (F.cross_entropy(g(x.cuda()).flatten(1)[:, :3], torch.tensor([0, 1, 2], device="cuda"))
+     + kl_vae_bound(g, vae, "slice") / 100).backward()
+    assert torch.isfinite(g.weight.grad).all() and g.log_sigma2.grad.abs().sum() > 0

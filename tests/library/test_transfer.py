@@ -293,3 +293,17 @@ def test_a_group_norm_over_replicated_channels_is_said_to_be_approximate(capsys)
     assert got.approximate == ["norm"] and got.as_dict()["approximate"] == ["norm"]
     assert "1 group/layer norms over replicated channels (e.g. norm)" in capsys.readouterr().err
     assert transfer_init(_Toy(16), [_Toy(8).state_dict()], quiet=True).approximate == []   # batch norm: exact
+
+
+@pytest.mark.cuda
+def test_transfer_onto_a_model_on_cuda_gives_the_cpu_start():
+    """Sources on the CPU, the target on the GPU: the same state, on the target's device."""
+    sd = _source()
+    torch.manual_seed(3)
+    cpu = build_model("resnet32", 5, 1.5)
+    gpu = build_model("resnet32", 5, 1.5).cuda()
+    gpu.load_state_dict(cpu.state_dict())
+    transfer_init(cpu, [sd], quiet=True)
+    transfer_init(gpu, [sd], quiet=True)
+    for k, v in gpu.state_dict().items():
+        assert v.is_cuda and torch.equal(v.cpu(), cpu.state_dict()[k]), k
