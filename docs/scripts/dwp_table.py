@@ -17,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastreg.lab.report import paired
-from report_cells import delta, load, metric
+from report_cells import accuracies, load, metric, paired_delta
 
 ROWS = [("baseline", "the model's own init"), ("filterinit", "the bank's own whole filters"),
         ("covinit", "a Gaussian fitted to the bank: init"), ("gauss", "a Gaussian fitted to the bank: penalty"),
@@ -29,24 +28,10 @@ LEARNED = ("vaeinit", "vaeinit-slice", "vae", "filterinit+vae")
 VERSUS = (("filterinit", "whole-filter init"), ("covinit", "Gaussian init"), ("gauss", "Gaussian penalty"))
 
 
-def _fmt(d: list[float] | None, seeds: int = 5) -> str:
-    if not d:
-        return "not run"
-    m, lo, hi, _, test = paired(np.array(d))
-    return delta({"mean": m, "lo": lo, "hi": hi, "test": test, "seeds": d}, seeds)
-
 
 def main(report: str) -> None:
     data = load(report)
-    acc: dict[tuple[int, str], dict[int, float]] = {}
-    for r in data["runs"]:
-        if r["status"] == "ok":
-            seeds = acc.setdefault((r["train_size"], r["method"]), {})
-            if r["seed"] in seeds:
-                print(f"{report}: {r['method']} at n = {r['train_size']} holds seed {r['seed']} twice "
-                      "(more than one protocol in one report)", file=sys.stderr)
-                sys.exit(2)
-            seeds[r["seed"]] = 100 * r["test_acc"]
+    acc = accuracies(report, data)
     cells = {(c["train_size"], c["label"]): c for c in data["cells"]}
     sizes = sorted({n for n, _ in acc})
 
@@ -63,7 +48,7 @@ def main(report: str) -> None:
         if m == "baseline":
             parts = [f"{np.mean(list(acc[(n, m)].values())):.2f} %" if (n, m) in acc else "not run" for n in sizes]
         else:
-            parts = [_fmt(delta(n, m, "baseline")) for n in sizes]
+            parts = [paired_delta(delta(n, m, "baseline"), 5) for n in sizes]
         parts += [metric(cells.get((100, m)), "auc"), metric(cells.get((100, m)), "mmd", ".4f")]
         print(f"| {what}: `{m}` | " + " | ".join(parts) + " |")
     print()
@@ -75,7 +60,7 @@ def main(report: str) -> None:
             continue
         for i, n in enumerate(n for n in sizes if (n, m) in acc):
             print(f"| {f'{what}: `{m}`' if i == 0 else ''} | {n} | "
-                  + " | ".join(_fmt(delta(n, m, ref)) for ref, _ in versus) + " |")
+                  + " | ".join(paired_delta(delta(n, m, ref), 5) for ref, _ in versus) + " |")
 
 
 if __name__ == "__main__":

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastreg.lab.report import paired
-from report_cells import delta, load
+from report_cells import accuracies, load, paired_delta
 
 VI = "vaeinit-slice-unscaled+vi-"
 ROWS = [(VI + "normal", "VI, standard-normal prior"), (VI + "loguniform", "VI, log-uniform prior"),
@@ -34,25 +33,9 @@ PAIRS = [(VI + "vae", VI + "normal", "DWP vs standard normal (VI)"),
          ("vae-slice", "baseline", "VAE penalty vs own init"), ("adv1", "baseline", "adversarial term vs own init")]
 
 
-def _fmt(d: list[float] | None, seeds: int) -> str:
-    if not d:
-        return "not run"
-    m, lo, hi, _, test = paired(np.array(d))
-    return delta({"mean": m, "lo": lo, "hi": hi, "test": test, "seeds": d}, seeds)
-
 
 def main(report: str) -> None:
-    data = load(report)
-    acc: dict[tuple[int, str], dict[int, float]] = {}
-    for r in data["runs"]:
-        if r["status"] != "ok":
-            continue
-        seeds = acc.setdefault((r["train_size"], r["method"]), {})
-        if r["seed"] in seeds:
-            print(f"{report}: {r['method']} at n = {r['train_size']} holds seed {r['seed']} twice "
-                  "(more than one protocol in one report)", file=sys.stderr)
-            sys.exit(2)
-        seeds[r["seed"]] = 100 * r["test_acc"]
+    acc = accuracies(report, load(report))
     sizes = sorted({n for n, _ in acc})
     most = max((len(s) for s in acc.values()), default=0)
     print("| row | " + " | ".join(f"n = {n}" for n in sizes) + " |")
@@ -72,7 +55,7 @@ def main(report: str) -> None:
         for n in sizes:
             x, y = acc.get((n, a)), acc.get((n, b))
             shared = sorted(set(x or {}) & set(y or {}))
-            cells.append(_fmt([x[s] - y[s] for s in shared], most) if shared else "not run")
+            cells.append(paired_delta([x[s] - y[s] for s in shared], most) if shared else "not run")
         print(f"| {what} | " + " | ".join(cells) + " |")
 
 

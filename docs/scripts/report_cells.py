@@ -63,3 +63,29 @@ def metric(c: dict | None, key: str, spec: str = ".3f") -> str:
 def acc(c: dict) -> str:
     """A cell's test accuracy, mean ± std over its seeds."""
     return f"{c['acc_mean']:.2f}" + (f" ± {c['acc_std']:.2f}" if c["acc_std"] is not None else "") + " %"
+
+
+def paired_delta(diffs: list[float] | None, seeds: int, missing: str = "not run") -> str:
+    """Per-seed paired differences (pp) as a ``delta`` cell (95 % CI, paired t); ``missing``
+    where there are none."""
+    if not diffs:
+        return missing
+    import numpy as np
+    from fastreg.lab.report import paired
+    m, lo, hi, _, test = paired(np.array(diffs))
+    return delta({"mean": m, "lo": lo, "hi": hi, "test": test, "seeds": diffs}, seeds)
+
+
+def accuracies(report: str | Path, data: dict) -> dict[tuple[int, str], dict[int, float]]:
+    """(train size, method label) → {seed: test accuracy in %} over the finished runs; exit 2
+    where a label holds a seed twice (more than one protocol in one report)."""
+    acc: dict[tuple[int, str], dict[int, float]] = {}
+    for r in data["runs"]:
+        if r["status"] != "ok":
+            continue
+        seeds = acc.setdefault((r["train_size"], r["method"]), {})
+        if r["seed"] in seeds:
+            _refuse(f"{report}: {r['method']} at n = {r['train_size']} holds seed {r['seed']} twice "
+                    "(more than one protocol in one report)")
+        seeds[r["seed"]] = 100 * r["test_acc"]
+    return acc

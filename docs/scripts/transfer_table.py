@@ -23,8 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastreg.lab.report import paired
-from report_cells import delta, load
+from report_cells import load, paired_delta
 
 ORDER = ["baseline", "transferinit-norms", "transferinit", "transferinit-norms+l2sp", "chaininit", "chaininit-norms",
          "finetune", "filterinit", "covinit"]
@@ -45,12 +44,6 @@ VERSUS = ("baseline", "transferinit-norms", "chaininit-norms")
 def _target(extra: dict) -> tuple[str, float]:
     return str(extra.get("arch", "dwpnet")), float(extra.get("width") or 1.0)
 
-
-def _fmt(d: list[float] | None, seeds: int) -> str:
-    if not d:
-        return ""
-    m, lo, hi, _, test = paired(np.array(d))
-    return delta({"mean": m, "lo": lo, "hi": hi, "test": test, "seeds": d}, seeds)
 
 
 def _accuracies(report: str, acc: dict, keep=lambda target, method, extra: True) -> None:
@@ -97,12 +90,12 @@ def main(report: str, reference: str | None = None) -> None:
         for ref in VERSUS:
             base = acc.get((n, target, ref))
             shared = sorted(set(got) & set(base or {}))
-            cols.append("" if ref == method or not shared else _fmt([got[s] - base[s] for s in shared], len(got)))
+            cols.append("" if ref == method or not shared else paired_delta([got[s] - base[s] for s in shared], len(got)))
         if reference:
             base = finetune.get(n) or {}
             shared = sorted(set(got) & set(base))
             cols.append("" if (target, method) == (SOURCE, "finetune") or not shared
-                        else _fmt([got[s] - base[s] for s in shared], len(got)))
+                        else paired_delta([got[s] - base[s] for s in shared], len(got)))
         name = TARGETS.get(target, f"{target[0]} ×{target[1]:g}")
         what = WHAT.get(method, method)
         if target == SOURCE and method == "chaininit-norms":               # its own width: nothing to fill
