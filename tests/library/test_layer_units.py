@@ -66,6 +66,18 @@ def test_messages_name_the_models_layer():
         select_layers(nn.Sequential(nn.Linear(3, 8)), "all")
 
 
+
+def test_only_rank_0_writes_the_layer_note(monkeypatch, capsys):
+    """Under torchrun every rank selects the same layers; one line is enough, from rank 0."""
+    import torch.distributed as dist
+    bank = KernelBank({"k3": smooth_kernels(100, 3)})
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(8, 8, 11))
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    for rank, says in ((0, True), (1, False)):
+        monkeypatch.setattr(dist, "get_rank", lambda rank=rank: rank)
+        assert select_layers(model, "all", sizes=bank.kernel_sizes()) == ["0"]
+        assert ("leaves 1 conv alone" in capsys.readouterr().err) is says
+
 # ------------------------------------------------------------------ λ over many layers
 def test_lambda_means_the_same_for_one_layer_or_fifty():
     """``layers="all"`` at λ = 1 on MobileNetV3-small (12 convs of 3x3 or 5x5): a G loss of the
