@@ -12,6 +12,9 @@ sampled by the local reparameterization trick, and the ELBO's KL term under one 
 - ``kl_normal``: ``KL(q ‖ N(0, 1))``, closed form.
 - ``kl_loguniform``: the log-uniform prior's KL as sparse variational dropout approximates it
   (Molchanov, Ashukha & Vetrov, ICML 2017, eq. 14), with ``α = σ² / μ²``.
+- ``TruncAlphaConv2d`` and ``kl_loguniform_trunc``: the posterior the Deep Weight Prior's code
+  pairs with the log-uniform prior, ``N(μ, α μ²)`` with ``α = sigmoid(a) < 1``, and the KL of
+  variational dropout (Kingma, Salimans & Welling, NeurIPS 2015) that holds for ``α ≤ 1``.
 - ``kl_vae_bound``: the Deep Weight Prior's bound through a kernel VAE: ``KL(q ‖ p) ≤ −H(q) −
   Σ_kernels ELBO(w_kernel)``, ``w ~ q`` one sample, the VAE's ELBO a lower bound on log p.
 - ``KLTerm``: ``weight · Σ_layers KL / N`` added to the mean cross-entropy (the negative ELBO
@@ -33,7 +36,10 @@ from .layers import conv_layers, unwrap
 
 # Molchanov et al. (2017), eq. 14: −KL ≈ k1·σ(k2 + k3·log α) − ½·log(1 + 1/α) − k1
 K1, K2, K3 = 0.63576, 1.87320, 1.48695
-PRIORS = ("normal", "loguniform", "vae")
+# Kingma et al. (2015), eq. 21, for α ≤ 1: −KL ≈ ½·log α + c1·α + c2·α² + c3·α³ (constant dropped)
+C1, C2, C3 = 1.16145124, -1.50204118, 0.58629921
+PRIORS = ("normal", "loguniform", "loguniform-trunc", "vae")
+TRUNC = "loguniform-trunc"        # the one prior served by the truncated-α posterior, and only by it
 
 
 class BayesConv2d(nn.Conv2d):
@@ -58,19 +64,46 @@ class BayesConv2d(nn.Conv2d):
         if not self.training:      # prediction: one posterior sample of the weights, shared by the batch
             return self._conv_forward(x, self.sample_weight(), self.bias)
         mu = self._conv_forward(x, self.weight, self.bias)
-        var = self._conv_forward(x * x, self.log_sigma2.exp(), None)
+        var = self._conv_forward(x * x, self.sigma2(), None)
         return mu + var.clamp_min(1e-16).sqrt() * torch.randn_like(mu)
 
     def sample_weight(self, gen: torch.Generator | None = None) -> torch.Tensor:
         """One weight sample ``μ + σ·ε`` (differentiable in μ and σ)."""
         eps = torch.randn(self.weight.shape, generator=gen).to(self.weight)
-        return self.weight + torch.exp(0.5 * self.log_sigma2) * eps
+        return self.weight + self.sigma() * eps
+
+    def sigma2(self) -> torch.Tensor:
+        return self.log_sigma2.exp()
+
+    def sigma(self) -> torch.Tensor:
+        return torch.exp(0.5 * self.log_sigma2)
+
+
+class TruncAlphaConv2d(BayesConv2d):
+    """The posterior ``N(μ, α μ²)``, ``α = sigmoid(alpha_logit)`` per weight (so ``α < 1``), as the
+    Deep Weight Prior's code trains its log-uniform rows; ``alpha_logit`` starts at −2 there
+    (``α ≈ 0.12``). Sampled like ``BayesConv2d``; it has no ``log_sigma2``."""
+
+    def __init__(self, conv: nn.Conv2d, alpha_logit: float = -2.0) -> None:
+        super().__init__(conv)
+        del self.log_sigma2
+        self.alpha_logit = nn.Parameter(torch.full_like(self.weight, float(alpha_logit)))
+
+    def sigma2(self) -> torch.Tensor:
+        return torch.sigmoid(self.alpha_logit) * self.weight * self.weight
+
+    def sigma(self) -> torch.Tensor:
+        return (self.sigma2() + 1e-12).sqrt()
 
 
 def to_bayes(model: nn.Module, layers: Sequence[str], log_sigma2: float = -10.0,
-             prediction_samples: int = 10) -> list[str]:
-    """Replace ``layers`` (conv names) by ``BayesConv2d`` with their current weights as the
-    posterior means; the model then predicts by averaging ``prediction_samples`` passes."""
+             prediction_samples: int = 10, posterior: str = "gaussian", alpha_logit: float = -2.0) -> list[str]:
+    """Replace ``layers`` (conv names) by ``BayesConv2d`` (``posterior="gaussian"``, σ² free,
+    starting at ``exp(log_sigma2)``) or ``TruncAlphaConv2d`` (``"trunc-alpha"``, σ² = α μ²,
+    starting at ``α = sigmoid(alpha_logit)``) with their current weights as the posterior means;
+    the model then predicts by averaging ``prediction_samples`` passes."""
+    if posterior not in ("gaussian", "trunc-alpha"):
+        raise ValueError(f"posterior must be 'gaussian' or 'trunc-alpha', got {posterior!r}")
     net = unwrap(model)
     convs = conv_layers(net)
     for name in layers:
@@ -81,7 +114,8 @@ def to_bayes(model: nn.Module, layers: Sequence[str], log_sigma2: float = -10.0,
                              f"variational inference serves plain nn.Conv2d layers")
     for name in layers:
         parent = net.get_submodule(name.rpartition(".")[0]) if "." in name else net
-        setattr(parent, name.rpartition(".")[2], BayesConv2d(convs[name], log_sigma2))
+        setattr(parent, name.rpartition(".")[2], BayesConv2d(convs[name], log_sigma2) if posterior == "gaussian"
+                else TruncAlphaConv2d(convs[name], alpha_logit))
     net.prediction_samples = int(prediction_samples)
     return list(layers)
 
@@ -97,6 +131,14 @@ def kl_loguniform(mu: torch.Tensor, log_sigma2: torch.Tensor) -> torch.Tensor:
     log_alpha = log_sigma2 - torch.log(mu * mu + 1e-16)
     neg_kl = K1 * torch.sigmoid(K2 + K3 * log_alpha) - 0.5 * F.softplus(-log_alpha) - K1
     return -neg_kl.sum()
+
+
+def kl_loguniform_trunc(alpha_logit: torch.Tensor) -> torch.Tensor:
+    """``KL(q ‖ log-uniform)`` summed over the weights for ``q = N(μ, α μ²)``, ``α =
+    sigmoid(alpha_logit)``: Kingma et al.'s approximation for ``α ≤ 1`` (it depends on α only)."""
+    log_alpha = -F.softplus(-alpha_logit)
+    a = log_alpha.exp()
+    return -(0.5 * log_alpha + C1 * a + C2 * a * a + C3 * a * a * a).sum()
 
 
 def entropy(log_sigma2: torch.Tensor) -> torch.Tensor:
@@ -119,7 +161,8 @@ def kl_vae_bound(layer: BayesConv2d, vae, unit: str = "slice", scale: float = 1.
 class KLTerm(nn.Module):
     """``weight · Σ_layers KL(q ‖ prior) / n_train`` over the model's ``BayesConv2d`` layers: with
     the mean cross-entropy, the negative ELBO per training example. ``prior``: ``normal``,
-    ``loguniform``, or ``vae`` (``vaes``: layer → ``KernelVAE``, ``units``, ``scales``)."""
+    ``loguniform``, ``loguniform-trunc`` (on ``TruncAlphaConv2d`` layers), or ``vae`` (``vaes``:
+    layer → ``KernelVAE``, ``units``, ``scales``)."""
 
     def __init__(self, model: nn.Module, prior: str, n_train: int, weight: float = 1.0,
                  vaes: Mapping[str, nn.Module] | None = None, units: Mapping[str, str] | None = None,
@@ -132,6 +175,10 @@ class KLTerm(nn.Module):
         self.layers = {n: m for n, m in unwrap(model).named_modules() if isinstance(m, BayesConv2d)}
         if not self.layers:
             raise ValueError("the model has no BayesConv2d layer (fastreg.bayes.to_bayes)")
+        trunc = sorted(n for n, m in self.layers.items() if isinstance(m, TruncAlphaConv2d))
+        if (prior == TRUNC) != bool(trunc) or (prior == TRUNC and len(trunc) != len(self.layers)):
+            raise ValueError(f"prior {TRUNC!r} goes with the truncated-α posterior and only with it "
+                             f"(to_bayes(..., posterior='trunc-alpha')); layers with it: {trunc or 'none'}")
         if prior == "vae" and set(vaes or {}) != set(self.layers):
             raise ValueError(f"prior 'vae' needs a VAE for each Bayesian layer: {sorted(self.layers)}")
         self.prior, self.n_train, self.weight = prior, int(n_train), float(weight)
@@ -150,6 +197,8 @@ class KLTerm(nn.Module):
                 total = total + kl_normal(m.weight, m.log_sigma2)
             elif self.prior == "loguniform":
                 total = total + kl_loguniform(m.weight, m.log_sigma2)
+            elif self.prior == TRUNC:
+                total = total + kl_loguniform_trunc(m.alpha_logit)
             else:
                 vae = self.vaes[name.replace(".", "__")].to(m.weight.device)
                 total = total + kl_vae_bound(m, vae, self.units.get(name, "slice"), self.scales.get(name, 1.0),

@@ -21,12 +21,14 @@ from report_cells import accuracies, load, paired_delta
 
 VI = "vaeinit-slice-unscaled+vi-"
 ROWS = [(VI + "normal", "VI, standard-normal prior"), (VI + "loguniform", "VI, log-uniform prior"),
+        (VI + "loguniform-trunc", "VI, log-uniform prior, the paper's truncated-α posterior (added)"),
         (VI + "vae", "VI, DWP prior"), ("baseline", "point estimate, own init"),
         ("bankinit", "point estimate, bank init (notMNIST kernels)"),
         ("vaeinit-slice-unscaled", "point estimate, VAE init"), ("vae-slice", "point estimate, VAE penalty"),
         ("adv1", "point estimate, adversarial term")]
 PAIRS = [(VI + "vae", VI + "normal", "DWP vs standard normal (VI)"),
          (VI + "vae", VI + "loguniform", "DWP vs log-uniform (VI)"),
+         (VI + "vae", VI + "loguniform-trunc", "DWP vs log-uniform, truncated α (VI, added)"),
          (VI + "vae", "vaeinit-slice-unscaled", "DWP (VI) vs its own VAE init as a point estimate"),
          ("bankinit", "baseline", "bank init vs own init"),
          ("vaeinit-slice-unscaled", "baseline", "VAE init vs own init"),

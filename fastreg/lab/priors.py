@@ -131,11 +131,11 @@ def adversarial_words(s: Mapping) -> str:
 
 # ------------------------------------------------------------------ variational inference
 VI_METHODS = {  # the sweep's variational parts (DESIGN.md §15): name → settings
-    f"vi-{p}": {"inference": "vi", "vi_prior": p} for p in ("normal", "loguniform", "vae")}
+    f"vi-{p}": {"inference": "vi", "vi_prior": p} for p in ("normal", "loguniform", "loguniform-trunc", "vae")}
 
 
 def vi_label(s: Mapping) -> str:
-    """``vi-normal``, ``vi-loguniform``, ``vi-vae`` for a variational run; ``""`` otherwise."""
+    """``vi-`` and the prior (``vi-normal``, ``vi-vae``, ...) for a variational run; ``""`` otherwise."""
     return f"vi-{s.get('vi_prior', 'normal')}" if s.get("inference", "map") == "vi" else ""
 
 
@@ -144,6 +144,7 @@ def vi_words(s: Mapping) -> str:
         return ""
     return {"normal": "variational posterior, standard normal prior",
             "loguniform": "variational posterior, log-uniform prior",
+            "loguniform-trunc": "variational posterior N(μ, αμ²), α < 1, log-uniform prior (the paper's code)",
             "vae": "variational posterior, the Deep Weight Prior (a VAE of the bank's kernels)"}[s.get("vi_prior", "normal")]
 
 

@@ -124,12 +124,14 @@ def build_parser() -> Parser:
                         "--vi-samples passes (DESIGN.md §15)")
     p.add_argument("--vi-prior", choices=VI_PRIORS, default="normal",
                    help="--inference vi: the prior of the KL term: normal (N(0, 1)), loguniform (sparse variational "
-                        "dropout's approximation), vae (the Deep Weight Prior: a VAE fitted to the bank's 2-D kernels, "
-                        "its KL bounded through the VAE)")
+                        "dropout's approximation), loguniform-trunc (the posterior N(μ, αμ²) with α < 1 and "
+                        "variational dropout's KL, as the Deep Weight Prior's code), vae (the Deep Weight Prior: a "
+                        "VAE fitted to the bank's 2-D kernels, its KL bounded through the VAE)")
     p.add_argument("--vi-samples", type=positive_int, default=10, help="--inference vi: posterior samples of the weights (one a pass, "
                         "shared by the batch) whose softmax is averaged to predict")
     p.add_argument("--vi-log-sigma2", type=float, default=-10.0,
-                   help="--inference vi: the posterior's log-variance at the start")
+                   help="--inference vi: the posterior's log-variance at the start (loguniform-trunc: "
+                        "α starts at sigmoid(−2) ≈ 0.12 instead, as the paper's code)")
     p.add_argument("--kl-weight", type=nonneg_float, default=1.0, help="--inference vi: the weight of the KL term")
     p.add_argument("--sources", default=None,
                    help="source networks for --init chain / finetune: a collect folder (its seed*/model.pt), a "

@@ -26,7 +26,7 @@ from ..errors import BankError, UsageError
 from ..io_util import atomic_write_bytes, atomic_write_json, check_out_dir, read_json, safe_torch_load
 from ..layers import conv_layers, select_layers
 from ..models import GRAYSCALE, build_model
-from ..bayes import KLTerm, to_bayes
+from ..bayes import TRUNC, KLTerm, to_bayes
 from ..terms import Terms
 from ..regularizer import AdversarialRegularizer
 from .banks import bank_id, bank_label, load_bank
@@ -207,7 +207,8 @@ def _kl_term(st: Start, n_train: int) -> KLTerm:
     if s.vi_prior == "vae":            # the Deep Weight Prior: a VAE of the bank's 2-D kernels, unscaled
         vaes, units = st.vaes("slice")
     try:
-        to_bayes(st.model, st.layers, s.vi_log_sigma2, s.vi_samples)
+        to_bayes(st.model, st.layers, s.vi_log_sigma2, s.vi_samples,
+                 "trunc-alpha" if s.vi_prior == TRUNC else "gaussian")
     except ValueError as e:
         raise UsageError(f"--inference vi: {e}") from None
     return KLTerm(st.model, s.vi_prior, n_train, s.kl_weight, vaes, units, None, s.seed).to(st.device)

@@ -78,7 +78,7 @@ MENU = {   # the sweep's methods as the docs and the committed reports name them
     "vaeinit-slice-unscaled": dict(init="vae", init_scale="none"),
     "vae-slice": dict(prior="vae", prior_weight=1e4, prior_unit="slice"),
     **{f"vaeinit-slice-unscaled+vi-{p}": dict(init="vae", init_scale="none", inference="vi", vi_prior=p)
-       for p in ("normal", "loguniform", "vae")},
+       for p in ("normal", "loguniform", "loguniform-trunc", "vae")},
 }
 
 

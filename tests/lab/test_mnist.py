@@ -91,13 +91,14 @@ def test_vi_runs_record_their_method_and_refuse_what_they_cannot_serve(digits, t
     from fastreg.lab.methods import method_of
     base = ["--dataset", "mnist", "--arch", "fconv", "--data-root", str(digits), "--train-size", "20",
             "--epochs", "2", "--batch-size", "20", "--reg-layers", "conv1,conv2", "--weight-decay", "0"]
-    out = tmp_path / "vi"
-    assert run_main(train.main, [*base, "--bank", "none", "--lambda", "0", "--inference", "vi",
-                                 "--vi-prior", "loguniform", "--out", str(out)]) == 0
-    cfg = json.loads((out / "config.json").read_text())
-    assert method_of(cfg) == "vi-loguniform (no D)" and cfg["vi_samples"] == 10
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert rows[-1]["kl_per_weight"] > 0 and 0 <= rows[-1]["test_acc"] <= 1
+    for prior in ("loguniform", "loguniform-trunc"):
+        out = tmp_path / prior
+        assert run_main(train.main, [*base, "--bank", "none", "--lambda", "0", "--inference", "vi",
+                                     "--vi-prior", prior, "--out", str(out)]) == 0
+        cfg = json.loads((out / "config.json").read_text())
+        assert method_of(cfg) == f"vi-{prior} (no D)" and cfg["vi_samples"] == 10
+        rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        assert rows[-1]["kl_per_weight"] > 0 and 0 <= rows[-1]["test_acc"] <= 1
     capsys.readouterr()
     for bad, msg in ((["--bank", "none", "--inference", "vi", "--lambda", "1"], "--lambda 0 and no --prior"),
                      (["--bank", "none", "--lambda", "0", "--inference", "vi", "--vi-prior", "vae"], "needs a bank"),
@@ -108,7 +109,7 @@ def test_vi_runs_record_their_method_and_refuse_what_they_cannot_serve(digits, t
 
 
 def test_the_sweep_plans_the_dwp_preset_on_mnist(digits, tmp_path, capsys):
-    """``sweep --dataset mnist --methods dwp``: the protocol's eight rows (DESIGN.md §15), each
+    """``sweep --dataset mnist --methods dwp``: the protocol's nine rows (DESIGN.md §15), each
     run told its dataset; a size the pool cannot hold is refused before any run."""
     from fastreg.lab import sweep
     from fastreg.lab.methods import PRESETS
@@ -119,6 +120,7 @@ def test_the_sweep_plans_the_dwp_preset_on_mnist(digits, tmp_path, capsys):
             "--reg-layers", "conv1,conv2", "--methods", "dwp", "--seeds", "0", "--dry-run"]
     assert run_main(sweep.main, [*base, "--sizes", "50", "--out", "x", "--", "--steps", "20"]) == 0
     plan = capsys.readouterr().out
-    assert plan.count("--dataset mnist") == len(PRESETS["dwp"]) == 8 and "--inference vi --vi-prior vae" in plan
+    assert plan.count("--dataset mnist") == len(PRESETS["dwp"]) == 9 and "--inference vi --vi-prior vae" in plan
+    assert "--vi-prior loguniform-trunc" in plan
     assert run_main(sweep.main, [*base, "--sizes", "400", "--out", "x"]) == 2
     assert "needs 40 images per class" in capsys.readouterr().err

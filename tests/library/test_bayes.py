@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fastreg.bayes import (K1, K2, K3, BayesConv2d, KLTerm, entropy, kl_loguniform, kl_normal, kl_vae_bound,
-                           to_bayes)
+from fastreg.bayes import (C1, C2, C3, K1, K2, K3, BayesConv2d, KLTerm, TruncAlphaConv2d, entropy, kl_loguniform,
+                           kl_loguniform_trunc, kl_normal, kl_vae_bound, to_bayes)
 from fastreg.layers import conv_layers
 from fastreg.vae import KernelVAE
 
@@ -48,6 +48,50 @@ def test_kl_loguniform_falls_as_the_noise_grows():
     mu = torch.full((5,), 0.5)
     kls = [float(kl_loguniform(mu, torch.log(mu * mu) + la)) for la in (-8, -4, 0, 4, 8)]
     assert all(a > b for a, b in zip(kls, kls[1:])) and kls[-1] < 0.01 * kls[0]
+
+
+@pytest.mark.parametrize("alpha", [0.01, 0.12, 0.5, 0.9])
+def test_kl_loguniform_trunc_is_kingmas_approximation(alpha):
+    """Kingma et al. (2015), eq. 21, α ≤ 1: −KL ≈ ½ log α + c1 α + c2 α² + c3 α³; the
+    Deep Weight Prior code's constants; α = sigmoid(logit), so it never reaches 1."""
+    logit = torch.tensor([math.log(alpha / (1 - alpha))] * 3, dtype=torch.float64)
+    want = -3 * (0.5 * math.log(alpha) + 1.16145124 * alpha - 1.50204118 * alpha ** 2 + 0.58629921 * alpha ** 3)
+    assert float(kl_loguniform_trunc(logit)) == pytest.approx(want, rel=1e-9)
+    assert (C1, C2, C3) == (1.16145124, -1.50204118, 0.58629921)
+
+
+def test_the_truncated_alpha_posterior_samples_alpha_mu_squared():
+    """``TruncAlphaConv2d``: variance α μ² per weight (α = sigmoid(logit) starting at
+    sigmoid(−2)), the outputs' moments those of the weight samples; it serves the truncated
+    log-uniform prior and only it, and a mixed model is refused."""
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.Conv2d(3, 3, 3))
+    w0 = net[0].weight.detach().clone()
+    to_bayes(net, ["0", "2"], posterior="trunc-alpha")
+    m = net[0]
+    assert isinstance(m, TruncAlphaConv2d) and not hasattr(m, "log_sigma2") and torch.equal(m.weight.detach(), w0)
+    assert torch.allclose(m.alpha_logit, torch.full_like(w0, -2.0))
+    with torch.no_grad():
+        m.alpha_logit.uniform_(-3, 1)
+        want = torch.sigmoid(m.alpha_logit.double()) * m.weight.double() ** 2
+        assert torch.allclose(m.sigma2().double(), want, rtol=1e-6)
+        x = torch.randn(1, 2, 5, 5)
+        outs = torch.stack([m(x) for _ in range(4000)])
+        var = F.conv2d(x * x, want.float())
+    assert torch.allclose(outs.mean(0), F.conv2d(x, m.weight, m.bias), atol=4 * float(var.sqrt().max()) / math.sqrt(4000))
+    assert torch.allclose(outs.var(0), var, rtol=0.15)
+    term = KLTerm(net, "loguniform-trunc", n_train=40)
+    want = (kl_loguniform_trunc(net[0].alpha_logit) + kl_loguniform_trunc(net[2].alpha_logit)) / 40
+    assert float(term.generator_loss()) == pytest.approx(float(want), rel=1e-6)
+    for prior in ("normal", "loguniform"):
+        with pytest.raises(ValueError, match="truncated-α posterior and only with it"):
+            KLTerm(net, prior, 40)
+    gauss = nn.Sequential(nn.Conv2d(2, 3, 3))
+    to_bayes(gauss, ["0"])
+    with pytest.raises(ValueError, match="truncated-α posterior and only with it"):
+        KLTerm(gauss, "loguniform-trunc", 40)
+    with pytest.raises(ValueError, match="posterior must be"):
+        to_bayes(nn.Sequential(nn.Conv2d(2, 3, 3)), ["0"], posterior="laplace")
 
 
 def test_local_reparameterization_has_the_weight_samples_moments():
