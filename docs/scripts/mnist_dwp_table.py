@@ -45,7 +45,7 @@ def main(report: str) -> None:
     for m, what in ROWS:
         if any((n, m) in acc for n in sizes):
             cells = [f"{np.mean(list(acc[(n, m)].values())):.2f} %" + ("" if len(acc[(n, m)]) == most
-                     else f" ({len(acc[(n, m)])} seeds)") if (n, m) in acc else "not run" for n in sizes]
+                     else f" ({len(acc[(n, m)])} seed{'s' * (len(acc[(n, m)]) > 1)})") if (n, m) in acc else "not run" for n in sizes]
             print(f"| {what}: `{m}` | " + " | ".join(cells) + " |")
     print()
     print("| paired Δ (pp) | " + " | ".join(f"n = {n}" for n in sizes) + " |")

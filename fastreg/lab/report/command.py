@@ -190,7 +190,8 @@ def protocol_groups(runs: list[Run]) -> list[tuple[dict, list[Run]]]:
     out = []
     for k in sorted(groups):
         proto = dict(groups[k][0].protocol)
-        if len({json.dumps(r.protocol.get("eval_images")) for r in groups[k]}) > 1:
+        counted = [r for r in groups[k] if r.status == "ok"] or groups[k]     # as the records rebuild it
+        if len({json.dumps(r.protocol.get("eval_images")) for r in counted}) > 1:
             proto["eval_images"] = None        # the same split, counted differently: no count shown
         out.append((proto, groups[k]))
     return out
