@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
+from ..bayes import PRIORS as VI_PRIORS
 from ..chain import L2SP
 from ..errors import UsageError
 from ..layers import conv_layers
@@ -131,7 +132,7 @@ def adversarial_words(s: Mapping) -> str:
 
 # ------------------------------------------------------------------ variational inference
 VI_METHODS = {  # the sweep's variational parts (DESIGN.md §15): name → settings
-    f"vi-{p}": {"inference": "vi", "vi_prior": p} for p in ("normal", "loguniform", "loguniform-trunc", "vae")}
+    f"vi-{p}": {"inference": "vi", "vi_prior": p} for p in VI_PRIORS}
 
 
 def vi_label(s: Mapping) -> str:

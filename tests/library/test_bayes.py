@@ -217,6 +217,8 @@ def test_the_posterior_on_cuda_predicts_and_bounds_as_on_the_cpu(monkeypatch):
     mu, ls2 = m.weight.double(), m.log_sigma2.double()
     for kl in (kl_normal, kl_loguniform):
         assert float(kl(g.weight, g.log_sigma2)) == pytest.approx(float(kl(mu, ls2)), rel=1e-5)
+    logit = torch.randn(40, dtype=torch.float64)
+    assert float(kl_loguniform_trunc(logit.float().cuda())) == pytest.approx(float(kl_loguniform_trunc(logit)), rel=1e-5)
     g.train()
     vae = KernelVAE(9, 8, 2).eval().cuda()
     (F.cross_entropy(g(x.cuda()).flatten(1)[:, :3], torch.tensor([0, 1, 2], device="cuda"))
