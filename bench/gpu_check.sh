@@ -38,7 +38,7 @@ echo "== CUDA correctness tests =="
 # Separate pytest calls, the sampler's (short) first: one file's failure or cut-off
 # does not take the other's results with it.
 for t in ops/test_disc_step:30 ops/test_sample:45 ops/test_disc_step_triton:150 scale/test_ddp:40 \
-         library/test_bayes:30 library/test_transfer:30; do
+         library/test_bayes:30 library/test_vae_conv:20 library/test_transfer:30; do
   timeout $(left ${t##*:}) $PY -m pytest -q -rA -m cuda tests/${t%%:*}.py -p no:cacheprovider \
     >> "$OUT/cuda_tests.log" 2>&1
   echo "cuda tests ${t%%:*} exit code: $? (124 = cut off by the budget)" | tee -a "$OUT/cuda_tests.log"

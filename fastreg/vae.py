@@ -141,7 +141,7 @@ def save(vae: KernelVAE, path: str | Path, meta: Mapping[str, str]) -> None:
 
 
 def load(path: str | Path) -> tuple[KernelVAE, dict]:
-    """A saved ``KernelVAE`` and its metadata; a file that is not one, or whose tensors do not
+    """A saved ``KernelVAE`` (or the Deep Weight Prior's ``ConvKernelVAE``) and its metadata; a file that is not one, or whose tensors do not
     have the shapes its sizes say, is refused in one line (``BankError``)."""
     from .io_util import read_safetensors
     path = Path(path)
@@ -151,10 +151,15 @@ def load(path: str | Path) -> tuple[KernelVAE, dict]:
         state, meta = read_safetensors(path)
     except ValueError as e:
         raise BankError(str(e)) from None
-    if meta.get("format") != FORMAT:
-        raise BankError(f"{path}: not a fastreg kernel VAE (format {meta.get('format')!r}, expected {FORMAT!r})")
+    from .vae_conv import FORMAT as CONV_FORMAT, ConvKernelVAE
+    if meta.get("format") not in (FORMAT, CONV_FORMAT):
+        raise BankError(f"{path}: not a fastreg kernel VAE (format {meta.get('format')!r}, expected {FORMAT!r} "
+                        f"or {CONV_FORMAT!r})")
     try:
-        vae = KernelVAE(int(meta["dim"]), int(meta["hidden"]), int(meta["z_dim"]))
+        if meta["format"] == CONV_FORMAT:
+            vae = ConvKernelVAE(int(meta["kernel_size"]), int(meta["hidden"]), int(meta["z_dim"]))
+        else:
+            vae = KernelVAE(int(meta["dim"]), int(meta["hidden"]), int(meta["z_dim"]))
         vae.load_state_dict(state)
     except (KeyError, ValueError, RuntimeError) as e:
         raise BankError(f"{path}: its tensors do not make a VAE of its recorded sizes ({str(e).splitlines()[0][:160]})"

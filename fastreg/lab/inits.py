@@ -11,6 +11,7 @@ return the modules they copied, which L2-SP pulls toward their start.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
@@ -24,6 +25,17 @@ from ..init import init_from_bank
 from ..layers import conv_layers
 from ..transfer import transfer_init
 from ..vae import vae_for
+
+
+def parse_vae_files(s: str | None) -> dict[str, str]:
+    """``--vae-files conv1=a.safetensors,conv2=b.safetensors``."""
+    out: dict[str, str] = {}
+    for item in s.split(",") if s else []:
+        layer, eq, path = item.partition("=")
+        if not eq or not layer.strip() or not path.strip() or layer.strip() in out:
+            raise UsageError(f"--vae-files wants LAYER=FILE,... with each layer once, got {s!r}")
+        out[layer.strip()] = path.strip()
+    return out
 
 
 @dataclass
@@ -45,7 +57,14 @@ class Start:
         """Each layer's VAE of its bank kernels in ``unit`` (fitted once, then loaded from the
         VAE cache) and the unit it models; the fit's progress on stderr."""
         s, convs, vaes, units = self.settings, conv_layers(self.model), {}, {}
+        files = parse_vae_files(getattr(s, "vae_files", None))
+        if set(files) - set(self.layers):
+            raise UsageError(f"--vae-files names {', '.join(sorted(set(files) - set(self.layers)))}, not a regularized "
+                             f"layer ({', '.join(self.layers)})")
         for n in self.layers:
+            if n in files:
+                vaes[n], units[n] = self._vae_file(n, files[n], unit, convs[n].weight.shape), "slice"
+                continue
             def progress(epoch, elbo, n=n):
                 if epoch % 50 == 0 or epoch == s.vae_epochs:
                     sys.stderr.write(f"VAE for {n}: epoch {epoch}/{s.vae_epochs}, ELBO {elbo:.3f} nats per number\n")
@@ -55,6 +74,25 @@ class Start:
             except BankError as e:
                 raise UsageError(f"{n}: {e}") from None
         return vaes, units
+
+    def _vae_file(self, layer: str, path: str, unit: str, shape) -> nn.Module:
+        """A saved VAE of 2-D kernels for ``layer`` (``--vae-files``), checked against it; its
+        file and SHA-256 go into the run's record."""
+        import hashlib
+        from ..vae import load
+        if unit != "slice":
+            raise UsageError(f"--vae-files: {layer}: a saved VAE models 2-D slices; this run asks for {unit}s")
+        try:
+            vae, meta = load(path)
+        except BankError as e:
+            raise UsageError(f"--vae-files: {layer}: {e}") from None
+        k = int(shape[-1])
+        if vae.dim != k * k:
+            raise UsageError(f"--vae-files: {layer} has {k}x{k} kernels, {path} models {vae.dim} numbers")
+        self.record.setdefault("vae_files", {})[layer] = {
+            "file": Path(path).name, "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(),
+            "format": meta.get("format"), "source": meta.get("source", "")}
+        return vae
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ VERSION = 2
 LOOP = {"optimizer": "adam", "warmup": 0.05, "schedule": "cosine", "label_smoothing": 0.0, "augment": True}
 # what a setting meant in runs made before it was recorded (version 1 configs)
 UPGRADE = {**METHOD_KEYS, "layer_weights": "sum", "classes": None, "sources": None, "vae_epochs": 300, "arch": "dwpnet",
-           "d_share": "layer", "dataset": "cifar10", "image_size": 32, "bank_map": None, "shrink": 0.1,
+           "d_share": "layer", "dataset": "cifar10", "image_size": 32, "bank_map": None, "vae_files": None, "shrink": 0.1,
            "loop": LOOP}
 
 
@@ -147,6 +147,10 @@ def build_parser() -> Parser:
     p.add_argument("--vae-cache", default="runs/vae",
                    help="folder where fitted VAEs are kept (keyed by the kernels, sizes, epochs and seed) and "
                         "found again")
+    p.add_argument("--vae-files", default=None,
+                   help="LAYER=FILE,...: saved kernel VAEs of 2-D slices to use for those layers instead of fitting "
+                        "one to the bank (--init vae, --prior vae, --vi-prior vae): a fastreg VAE, or the Deep Weight Prior's "
+                        "own, converted by docs/scripts/import_dwp_vae.py (default: none, fit one to the bank)")
     p.add_argument("--prior-weight", type=nonneg_float, default=1.0, help="weight of --prior")
     p.add_argument("--prior-unit", choices=UNITS, default="filter",
                    help="Gaussian over whole filters or over 2-D slices (--prior gauss)")

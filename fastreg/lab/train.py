@@ -139,6 +139,8 @@ def prepare(s: Settings, device: str | None = None, vae_cache: str = "runs/vae")
         raise UsageError("--inference vi takes its prior from --vi-prior: give --lambda 0 and no --prior")
     if vi and s.vi_prior == "vae" and bank is None:
         raise UsageError("--vi-prior vae needs a bank (the VAE is fitted to its 2-D kernels)")
+    if getattr(s, "vae_files", None) and "vae" not in (s.init, s.prior, vi and s.vi_prior):
+        raise UsageError("--vae-files serves --init vae, --prior vae or --vi-prior vae; this run uses none of them")
     if s.arch == "dwpnet" and s.image_size != 32:
         raise UsageError("--arch dwpnet takes 32x32 images: use --image-size 32 or another --arch")
     if (s.dataset == "mnist") != (s.arch in GRAYSCALE):
@@ -305,6 +307,8 @@ def _main(argv: Sequence[str] | None) -> int:
                                                     "bank_meta": bank.meta if bank else None})
         if ckpt is None and dist.is_main and "init_map" in run.record:    # which source module started which
             atomic_write_json(out / "init_map.json", run.record["init_map"])
+        if ckpt is None and dist.is_main and "vae_files" in run.record:   # which saved VAEs served as prior/init
+            atomic_write_json(out / "vae_files.json", run.record["vae_files"])
         if ckpt is None and dist.is_main:    # the filters as training starts (after any bank init)
             atomic_write_bytes(out / START_KERNELS, safetensors_save(_kernels(model, layers),
                                                                      metadata={"format": "fastreg-kernels/1"}))
