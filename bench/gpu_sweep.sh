@@ -17,6 +17,14 @@
 # For the conv1 + conv2 variant (--reg-layers conv1,conv2) leave `baseline` out of
 # --methods: a λ = 0, default-init run does not depend on the reg layers, and the report
 # pairs each cell with the conv1 baseline of the same size and seeds when its own is absent.
+# The Deep Weight Prior's MNIST check with the paper's own VAEs (DESIGN.md §15; ~1.5 h a run on
+# one CPU core): carry mnist5k.npz in a folder, the bank and the converted VAEs, fp32 as the grid:
+#   here:    mkdir -p .gpu-mnist && cp <data folder>/mnist5k.npz .gpu-mnist/ && echo /.gpu-mnist/ >> .git/info/exclude
+#   device:  run(command="OUT=$OUT DATA=.gpu-mnist GPU_SWEEP_AMP= bash bench/gpu_sweep.sh --dataset mnist --arch fconv
+#                 --reg-layers conv1,conv2 --bank runs/dwpbank/bank.safetensors --sizes 50 --seeds 0,1,2,3,4
+#                 --methods vaeinit-slice-unscaled+vi-vae -- --steps 2000 --batch-size 256 --weight-decay 0
+#                 --vae-files conv1=runs/dwpvae/vae7x7.safetensors,conv2=runs/dwpvae/vae5x5.safetensors",
+#                carry=[".gpu-mnist", "runs/dwpbank", "runs/dwpvae"], timeout_s=600)
 # Runs cut off by the budget are left out; rerunning the sweep resumes nothing here
 # (the machine starts bare), so keep each call's grid to what fits.
 source "$(dirname "$0")/gpu_common.sh"
@@ -28,7 +36,8 @@ t0=$(date +%s)
 machine_info
 # The sampler's native op is not built: its pure-torch fallback draws the same indices,
 # and 384 draws per step are not worth the build's minute of GPU time.
-timeout "$BUDGET" $PY -m fastreg.sweep --device "${DEVICE:-cuda}" --amp --data-root "$DATA" --out "$SWEEP" "$@" \
+AMP=${GPU_SWEEP_AMP---amp}     # GPU_SWEEP_AMP= (empty) runs fp32
+timeout "$BUDGET" $PY -m fastreg.sweep --device "${DEVICE:-cuda}" $AMP --data-root "$DATA" --out "$SWEEP" "$@" \
   > "$OUT/sweep.log" 2>&1
 echo "sweep exit code: $? (124 = budget reached) after $(( $(date +%s) - t0 )) s" | tee -a "$OUT/sweep.log"
 n_done=$(find "$SWEEP" -name final.json 2>/dev/null | wc -l)
