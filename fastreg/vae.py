@@ -141,8 +141,9 @@ def save(vae: KernelVAE, path: str | Path, meta: Mapping[str, str]) -> None:
 
 
 def load(path: str | Path) -> tuple[KernelVAE, dict]:
-    """A saved ``KernelVAE`` (or the Deep Weight Prior's ``ConvKernelVAE``) and its metadata; a file that is not one, or whose tensors do not
-    have the shapes its sizes say, is refused in one line (``BankError``)."""
+    """A saved ``KernelVAE`` (or the Deep Weight Prior's ``ConvKernelVAE``) and its metadata; a
+    file that is not one, or whose tensors do not have the shapes its sizes say, is refused in
+    one line (``BankError``)."""
     from .io_util import read_safetensors
     path = Path(path)
     if not path.is_file():

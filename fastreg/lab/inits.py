@@ -11,8 +11,8 @@ return the modules they copied, which L2-SP pulls toward their start.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Mapping
 
 import torch
