@@ -39,13 +39,14 @@ EXTRA = ("arch", "bank", "width", "amp", "precision", "epochs", "batch_size", "l
          "layer_weights", "classes", "sources", "loop")
 # cannot change the classifier of a reference cell (baseline, bankinit: λ = 0, no prior)
 D_ONLY = ("d_hidden", "d_norm", "d_loss", "d_lr", "lecam", "d_share", "fake_max", "layer_weights", "sources")
-OPTIONAL = ("bank", "layer_weights", "sources")   # None where they cannot matter; such runs do not make them vary
+OPTIONAL = ("bank", "layer_weights", "sources", "fake_max")   # None where they cannot matter; such runs do not make them vary
 def _setting(r: Run, key: str):
     """A run's value of an EXTRA setting (precision: as trained, see ``precision_of``)."""
     if key == "precision":
         return precision_of(r.cfg)
-    if key == "fake_max":   # as resolved for the run ("auto" → a number, or None = all kernels)
-        return r.cfg.get("fake_max_used", r.cfg.get("fake_max"))
+    if key == "fake_max":   # as resolved for the run ("auto" → a number, or all kernels); None at λ = 0 (D only judges)
+        v = r.cfg.get("fake_max_used", r.cfg.get("fake_max"))
+        return ("all" if v is None else v) if adversarial(r.cfg) else None
     if key == "bank":       # by name; None where the classifier never sees the bank
         return r.bank_name if uses_bank(r.cfg) else None
     if key == "sources":         # the source networks of chain init and fine-tuning: a name, a folder or folder/file
