@@ -218,6 +218,9 @@ class KLTerm(nn.Module):
         n = float(self._stats[1])
         out = {"kl_per_weight": float(self._stats[0]) / n} if n else {}
         self._stats = torch.zeros(2)
+        with torch.no_grad():   # how far the posterior has moved from a point (log σ² starts at -10)
+            out.update({f"log_sigma2/{k}": float(m.sigma2().clamp_min(1e-30).log().median())
+                        for k, m in self.layers.items()})
         return out
 
     def trained_parameters(self) -> list[nn.Parameter]:

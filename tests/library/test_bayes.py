@@ -132,7 +132,12 @@ def test_to_bayes_keeps_names_and_weights_and_klterm_is_kl_over_n():
     term = KLTerm(net, "normal", n_train=50, weight=2.0)
     want = 2.0 * (kl_normal(net[0].weight, net[0].log_sigma2) + kl_normal(net[2].weight, net[2].log_sigma2)) / 50
     assert float(term.generator_loss()) == pytest.approx(float(want), rel=1e-6)
-    assert set(term.pop_stats()) == {"kl_per_weight"}
+    with torch.no_grad():
+        net[2].log_sigma2[0].fill_(-6.0)      # one filter's 36 weights of 144 moved: the median stays
+        net[2].log_sigma2[1:3].fill_(-7.0)    # 72 more: half the weights at -7 or above, the median -7
+    stats = term.pop_stats()
+    assert set(stats) == {"kl_per_weight", "log_sigma2/0", "log_sigma2/2"}
+    assert stats["log_sigma2/0"] == pytest.approx(-8.0) and stats["log_sigma2/2"] == pytest.approx(-7.0)
     with pytest.raises(ValueError, match="needs a VAE for each"):
         KLTerm(net, "vae", 50)
 
