@@ -135,3 +135,16 @@ def test_printers_refuse_a_report_without_records_or_with_cells_they_would_merge
         r = subprocess.run([sys.executable, str(PRINTERS / script), str(tmp_path / report)], capture_output=True,
                            text=True)
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and says in r.stderr, r.stderr
+
+
+def test_the_kernels_d_sees_label_adversarial_runs_only():
+    """``fake_max`` changes only what D is trained on: it splits adversarial cells ("all" where D
+    saw every kernel), never the λ = 0 runs, whose D only judges."""
+    from fastreg.lab.report.analysis import label_runs
+    from fastreg.lab.runs import Run
+    runs = [Run(Path(f"r{lam}{arch}"), {"train_size": 100, "lam": lam, "seed": 0, "init": "default", "prior": "none",
+                                        "arch": arch, "fake_max_used": fm}, "ok")
+            for lam in (0.0, 1.0) for arch, fm in (("dwpnet", None), ("resnet20", 862))]
+    label_runs(runs)
+    assert [r.variant for r in runs] == ["arch=dwpnet", "arch=resnet20", "arch=dwpnet, fake_max=all",
+                                         "arch=resnet20, fake_max=862"]

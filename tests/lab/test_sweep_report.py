@@ -388,18 +388,6 @@ def test_runs_drawn_from_or_judged_by_a_fit_to_the_bank_are_labelled_by_it():
                                        "vae [bank=b2]", "baseline", "baseline"]
 
 
-def test_the_kernels_d_sees_label_adversarial_runs_only():
-    """``fake_max`` changes only what D is trained on: it splits adversarial cells ("all" where D
-    saw every kernel), never the λ = 0 runs, whose D only judges."""
-    from pathlib import Path
-    runs = [Run(Path(f"r{lam}{arch}"), {"train_size": 100, "lam": lam, "seed": 0, "init": "default", "prior": "none",
-                                        "arch": arch, "fake_max_used": fm}, "ok")
-            for lam in (0.0, 1.0) for arch, fm in (("dwpnet", None), ("resnet20", 862))]
-    cells_mod.label_runs(runs)
-    assert [r.variant for r in runs] == ["arch=dwpnet", "arch=resnet20", "arch=dwpnet, fake_max=all",
-                                         "arch=resnet20, fake_max=862"]
-
-
 def test_presets_combine_with_each_other_and_with_methods():
     from fastreg.lab.sweep import expand_presets
     assert expand_presets("main,filterinit").split(",") == ["baseline", "filterinit", "filterinit+adv1"]
