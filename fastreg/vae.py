@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .errors import BankError
+from .vae_conv import FORMAT as CONV_FORMAT, ConvKernelVAE
 
 FORMAT = "fastreg-vae/1"
 # DWP's sizes: 7x7 kernels hidden 32 / z 2, 5x5 kernels hidden 64 / z 4; whole filters get more
@@ -152,7 +153,6 @@ def load(path: str | Path) -> tuple[KernelVAE, dict]:
         state, meta = read_safetensors(path)
     except ValueError as e:
         raise BankError(str(e)) from None
-    from .vae_conv import FORMAT as CONV_FORMAT, ConvKernelVAE
     if meta.get("format") not in (FORMAT, CONV_FORMAT):
         raise BankError(f"{path}: not a fastreg kernel VAE (format {meta.get('format')!r}, expected {FORMAT!r} "
                         f"or {CONV_FORMAT!r})")

@@ -129,3 +129,14 @@ def name_list(s: str, opt: str, known: Sequence[str]) -> list[str]:
     if len(set(v)) != len(v):
         raise UsageError(f"{opt} lists a name twice: {s!r}")
     return v
+
+
+def layer_pairs(s: str | None, opt: str, form: str) -> dict[str, str]:
+    """``LAYER=VALUE,...`` with each layer once (``--bank-map``, ``--vae-files``); ``{}`` when not given."""
+    out: dict[str, str] = {}
+    for item in s.split(",") if s else []:
+        layer, eq, value = (t.strip() for t in item.partition("="))
+        if not eq or not layer or not value or layer in out:
+            raise UsageError(f"{opt} wants {form} with each layer once, got {s!r}")
+        out[layer] = value
+    return out

@@ -10,6 +10,7 @@ return the modules they copied, which L2-SP pulls toward their start.
 """
 from __future__ import annotations
 
+import hashlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,18 +25,13 @@ from ..errors import BankError, UsageError
 from ..init import init_from_bank
 from ..layers import conv_layers
 from ..transfer import transfer_init
-from ..vae import vae_for
+from ..vae import load as load_vae, vae_for
+from .cli import layer_pairs
 
 
 def parse_vae_files(s: str | None) -> dict[str, str]:
     """``--vae-files conv1=a.safetensors,conv2=b.safetensors``."""
-    out: dict[str, str] = {}
-    for item in s.split(",") if s else []:
-        layer, eq, path = item.partition("=")
-        if not eq or not layer.strip() or not path.strip() or layer.strip() in out:
-            raise UsageError(f"--vae-files wants LAYER=FILE,... with each layer once, got {s!r}")
-        out[layer.strip()] = path.strip()
-    return out
+    return layer_pairs(s, "--vae-files", "LAYER=FILE,...")
 
 
 @dataclass
@@ -78,12 +74,10 @@ class Start:
     def _vae_file(self, layer: str, path: str, unit: str, shape) -> nn.Module:
         """A saved VAE of 2-D kernels for ``layer`` (``--vae-files``), checked against it; its
         file and SHA-256 go into the run's record."""
-        import hashlib
-        from ..vae import load
         if unit != "slice":
             raise UsageError(f"--vae-files: {layer}: a saved VAE models 2-D slices; this run asks for {unit}s")
         try:
-            vae, meta = load(path)
+            vae, meta = load_vae(path)
         except BankError as e:
             raise UsageError(f"--vae-files: {layer}: {e}") from None
         k = int(shape[-1])

@@ -23,7 +23,7 @@ from ..ops import BACKENDS
 from ..regularizer import SHARES, resolve_fake_max
 from . import imagefolder
 from .classes import parse_classes
-from .cli import Parser, fraction, nonneg_float, nonneg_int, positive_float, positive_int
+from .cli import Parser, fraction, layer_pairs, nonneg_float, nonneg_int, positive_float, positive_int
 from .data import DATASETS, data_root
 from .inits import INITS
 from .methods import METHOD_KEYS
@@ -192,15 +192,8 @@ def _fake_max(s: str) -> str | int:
 
 def parse_bank_map(s: str | None) -> dict[str, list[str]] | None:
     """``--bank-map conv1=layer1.0.conv1+layer1.0.conv2,conv2=k5``."""
-    if not s:
-        return None
-    out: dict[str, list[str]] = {}
-    for item in s.split(","):
-        layer, eq, src = item.partition("=")
-        if not eq or not layer.strip() or not src.strip() or layer.strip() in out:
-            raise UsageError(f"--bank-map wants LAYER=BANKLAYER[+BANKLAYER],... with each layer once, got {s!r}")
-        out[layer.strip()] = [t.strip() for t in src.split("+")]
-    return out
+    pairs = layer_pairs(s, "--bank-map", "LAYER=BANKLAYER[+BANKLAYER],...")
+    return {k: [t.strip() for t in v.split("+")] for k, v in pairs.items()} or None
 
 
 class Settings:
