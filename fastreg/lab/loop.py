@@ -96,6 +96,7 @@ class Trainer:
         self.eval_idx = torch.randperm(len(test), generator=g)[: cfg.eval_size].to(device)
         self.epoch, self.step, self.metrics = 0, 0, []
         self.elapsed, self._t_seg = 0.0, time.time()   # training wall time, across resumes
+        self.cpu_elapsed, self._c_seg = 0.0, time.process_time()   # and this process's CPU time
         self._acc = torch.zeros(4, device=device)  # ce sum, correct, seen, non-finite flag
 
     # ---- checkpoint -----------------------------------------------------------------
@@ -104,11 +105,17 @@ class Trainer:
                 "sched": self.sched.state_dict(), "epoch": self.epoch, "step": self.step,
                 "metrics": self.metrics, "rng": _rng_state(self.gen), "acc": self._acc.cpu(),
                 "reg": self.reg.checkpoint_state() if self.reg is not None else None,
-                "config": asdict(self.cfg), "run_config": self.run_config, "elapsed": self.wall_time()}
+                "config": asdict(self.cfg), "run_config": self.run_config, "elapsed": self.wall_time(),
+                "cpu_elapsed": self.cpu_time()}
 
     def wall_time(self) -> float:
         """Seconds spent training this run, summed over every resumed segment."""
         return self.elapsed + time.time() - self._t_seg
+
+    def cpu_time(self) -> float:
+        """CPU seconds of this process (all its threads), summed over resumed segments: unlike the
+        wall time it does not count time the run was paused or waiting for a shared core."""
+        return self.cpu_elapsed + time.process_time() - self._c_seg
 
     def load_state(self, st: dict) -> None:
         if int(st.get("world", 1)) != self.dist.world:
@@ -121,6 +128,7 @@ class Trainer:
         _set_rng_state(st["rng"], self.gen)
         self._acc = st["acc"].to(self.device)
         self.elapsed, self._t_seg = float(st.get("elapsed", 0.0)), time.time()
+        self.cpu_elapsed, self._c_seg = float(st.get("cpu_elapsed", 0.0)), time.process_time()
         if self.reg is not None:
             if st.get("reg") is None:
                 raise ValueError("checkpoint has no regularizer state")

@@ -335,7 +335,7 @@ def _main(argv: Sequence[str] | None) -> int:
     # final.json, which marks the run finished.
     atomic_write_bytes(out / FINAL_KERNELS, safetensors_save(kept, metadata={"format": "fastreg-kernels/1"}))
     atomic_write_json(out / "timing.json", {"wall_time_s": round(trainer.wall_time(), 2),
-                                            "device": str(device)})
+                                            "cpu_time_s": round(trainer.cpu_time(), 2), "device": str(device)})
     atomic_write_json(out / "final.json", final)
     (out / "failed.json").unlink(missing_ok=True)   # left by an earlier attempt the sweep gave up on
     if not a.keep_checkpoint:    # weights + optimizer state: 70 MB for the default job, not needed now
