@@ -8,7 +8,8 @@ sampled by the local reparameterization trick, and the ELBO's KL term under one 
   · ε`` (lower-variance gradients); in evaluation mode a pass draws one weight sample ``μ + σ·ε``
   for the whole batch: an exact posterior sample of the network (the local trick treats a
   conv's output positions as independent, which they are not), at the cost of one conv and no
-  noise per activation.
+  noise per activation. ``predicting(model, how)`` evaluates it another way: ``"local"``, the
+  training pass's per-activation noise (how the paper's code predicts), or ``"mean"``, μ alone.
 - ``kl_normal``: ``KL(q ‖ N(0, 1))``, closed form.
 - ``kl_loguniform``: the log-uniform prior's KL as sparse variational dropout approximates it
   (Molchanov, Ashukha & Vetrov, ICML 2017, eq. 14), with ``α = σ² / μ²``.
@@ -26,7 +27,8 @@ sets it on the model; the lab's evaluation reads it).
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from contextlib import contextmanager
+from typing import Iterator, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +42,7 @@ K1, K2, K3 = 0.63576, 1.87320, 1.48695
 C1, C2, C3 = 1.16145124, -1.50204118, 0.58629921
 PRIORS = ("normal", "loguniform", "loguniform-trunc", "vae")
 TRUNC = "loguniform-trunc"        # the one prior served by the truncated-α posterior, and only by it
+PREDICTIONS = ("weights", "local", "mean")   # how an evaluation pass treats the posterior
 
 
 class BayesConv2d(nn.Conv2d):
@@ -57,11 +60,12 @@ class BayesConv2d(nn.Conv2d):
                 self.bias.copy_(conv.bias)
         self.log_sigma2 = nn.Parameter(torch.full_like(self.weight, float(log_sigma2)))
         self.stochastic = True
+        self.predict = "weights"   # an evaluation pass: one weight sample for the batch (PREDICTIONS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.stochastic:
+        if not self.stochastic or (not self.training and self.predict == "mean"):
             return self._conv_forward(x, self.weight, self.bias)
-        if not self.training:      # prediction: one posterior sample of the weights, shared by the batch
+        if not self.training and self.predict == "weights":   # one posterior sample, shared by the batch
             return self._conv_forward(x, self.sample_weight(), self.bias)
         mu = self._conv_forward(x, self.weight, self.bias)
         var = self._conv_forward(x * x, self.sigma2(), None)
@@ -118,6 +122,31 @@ def to_bayes(model: nn.Module, layers: Sequence[str], log_sigma2: float = -10.0,
                 else TruncAlphaConv2d(convs[name], alpha_logit))
     net.prediction_samples = int(prediction_samples)
     return list(layers)
+
+
+@contextmanager
+def predicting(model: nn.Module, how: str) -> Iterator[nn.Module]:
+    """Within the block the Bayesian convs of ``model`` predict ``how`` (``PREDICTIONS``):
+    ``"weights"`` (the default: exact weight samples), ``"local"`` (independent noise per
+    activation, as in training and in the Deep Weight Prior's code) or ``"mean"`` (the posterior
+    mean, one deterministic pass: ``prediction_samples`` is 1 meanwhile)."""
+    if how not in PREDICTIONS:
+        raise ValueError(f"prediction must be one of {PREDICTIONS}, got {how!r}")
+    net = unwrap(model)
+    mods = [m for m in net.modules() if isinstance(m, BayesConv2d)]
+    old = [m.predict for m in mods]
+    samples = getattr(net, "prediction_samples", None)
+    for m in mods:
+        m.predict = how
+    if how == "mean" and samples is not None:
+        net.prediction_samples = 1
+    try:
+        yield net
+    finally:
+        for m, o in zip(mods, old):
+            m.predict = o
+        if samples is not None:
+            net.prediction_samples = samples
 
 
 def kl_normal(mu: torch.Tensor, log_sigma2: torch.Tensor) -> torch.Tensor:

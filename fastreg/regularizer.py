@@ -166,6 +166,15 @@ class AdversarialRegularizer(nn.Module):
             return self.lam
         return self.lam * max(0.0, 1.0 - int(self.step) / self.lam_decay_steps)
 
+    def relink(self, model: nn.Module) -> None:
+        """Judge the convs ``model`` holds now: after a conv module is replaced (``to_bayes``
+        swaps in Bayesian convs), the term would otherwise keep judging the old, frozen kernels."""
+        convs = conv_layers(model)
+        for name in self.layers:
+            if name not in convs or convs[name].weight.shape != self.model_layers[name].weight.shape:
+                raise ValueError(f"layer {name} is gone from the model or changed shape")
+            self.model_layers[name] = convs[name]
+
     def _fake(self, name: str, li: int) -> torch.Tensor:
         w = self.model_layers[name].weight
         fake = w.reshape(w.shape[0], -1) if self.units[name] == "filter" else w.reshape(-1, w.shape[-2], w.shape[-1])

@@ -26,7 +26,7 @@ from ..errors import BankError, UsageError
 from ..io_util import atomic_write_bytes, atomic_write_json, check_out_dir, read_json, safe_torch_load
 from ..layers import conv_layers, select_layers
 from ..models import GRAYSCALE, build_model
-from ..bayes import TRUNC, KLTerm, to_bayes
+from ..bayes import TRUNC, BayesConv2d, KLTerm, predicting, to_bayes
 from ..terms import Terms
 from ..regularizer import AdversarialRegularizer
 from .banks import bank_id, bank_label, load_bank
@@ -182,6 +182,8 @@ def prepare(s: Settings, device: str | None = None, vae_cache: str = "runs/vae")
     terms = {"prior": term} if term is not None else {}
     if vi:                              # the regularized convs become Bayesian, their KL joins the loss
         terms["kl"] = _kl_term(start, len(train))
+        if adv is not None:             # the judge (λ = 0 here) follows the swapped-in convs
+            adv.relink(model)
     reg = Terms({"adv": adv, **terms} if adv is not None else terms) if terms else adv
     return Prepared(dev, bank, train, test, model, reg, layers, adv.fake_max if adv is not None else None,
                     start.record)
@@ -200,6 +202,20 @@ def _gray_bank(model, layers: list[str], bank: KernelBank, bank_map) -> None:
                 raise UsageError(f"{n} takes one input channel, and the bank's {rgb[0]} holds filters of "
                                  f"{bank.filter_rows(rgb[0])} channels: give a bank of grayscale kernels "
                                  f"(collect --from-npy)")
+
+
+def _other_predictions(trainer: Trainer, model) -> dict:
+    """A Bayesian net's test accuracy predicted the two other ways (``bayes.predicting``): with
+    per-activation noise, as the Deep Weight Prior's code predicts, and by the posterior mean.
+    Recorded beside ``test_acc`` (exact weight samples, the protocol's), after it, never instead."""
+    out: dict = {}
+    if not any(isinstance(m, BayesConv2d) for m in model.modules()):
+        return out
+    for how in ("local", "mean"):
+        with predicting(model, how):
+            r = trainer.evaluate()
+        out[f"test_acc_{how}"], out[f"test_loss_{how}"] = r["test_acc"], r["test_loss"]
+    return out
 
 
 def _kl_term(st: Start, n_train: int) -> KLTerm:
@@ -318,6 +334,7 @@ def _main(argv: Sequence[str] | None) -> int:
         raise
     t0 = time.time()
     last = trainer.run()
+    other = _other_predictions(trainer, model)   # on every rank: an evaluation all-reduces
     if not dist.is_main:
         return 0
     kept = _kernels(model, layers)
@@ -329,7 +346,7 @@ def _main(argv: Sequence[str] | None) -> int:
              "data_seed": a.data_seed, "init": a.init, "reg_layers": layers, "steps": trainer.step,
              "epochs": a.epochs, "device": str(device),
              **{k: last[k] for k in ("g_loss", "d_loss", "d_acc_real", "d_acc_fake") if k in last},
-             "judge_auc": {n: v for n, v in judged.items() if v["judge_auc_end"] is not None}}
+             "judge_auc": {n: v for n, v in judged.items() if v["judge_auc_end"] is not None}, **other}
     # Small copy of the kernels the report measures (conv1 + the regularized layers), so
     # finished runs can be shipped and reported without their checkpoints; before
     # final.json, which marks the run finished.

@@ -99,6 +99,8 @@ def test_vi_runs_record_their_method_and_refuse_what_they_cannot_serve(digits, t
         assert method_of(cfg) == f"vi-{prior} (no D)" and cfg["vi_samples"] == 10
         rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
         assert rows[-1]["kl_per_weight"] > 0 and 0 <= rows[-1]["test_acc"] <= 1
+        final = json.loads((out / "final.json").read_text())   # the two other ways to predict, beside it
+        assert all(0 <= final[f"test_acc_{how}"] <= 1 for how in ("local", "mean"))
     capsys.readouterr()
     for bad, msg in ((["--bank", "none", "--inference", "vi", "--lambda", "1"], "--lambda 0 and no --prior"),
                      (["--bank", "none", "--lambda", "0", "--inference", "vi", "--vi-prior", "vae"], "needs a bank"),

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastreg.bayes import (C1, C2, C3, K1, K2, K3, BayesConv2d, KLTerm, TruncAlphaConv2d, entropy, kl_loguniform,
-                           kl_loguniform_trunc, kl_normal, kl_vae_bound, to_bayes)
+                           kl_loguniform_trunc, kl_normal, kl_vae_bound, predicting, to_bayes)
 from fastreg.layers import conv_layers
 from fastreg.vae import KernelVAE
 
@@ -201,6 +201,30 @@ def test_an_evaluation_pass_draws_one_weight_sample_for_the_batch():
     w = m.weight + torch.exp(0.5 * m.log_sigma2) * torch.randn(m.weight.shape)
     assert torch.allclose(y, F.conv2d(x, w, m.bias), atol=1e-6)
     assert torch.equal(y[0], y[3]) and not torch.equal(y, m(x))   # shared in a pass, new each pass
+
+
+def test_predicting_locally_or_by_the_mean_and_back():
+    """``predicting(net, "local")``: every example and activation gets its own noise, with the
+    local trick's moments (two copies of one image differ); ``"mean"``: one deterministic pass of
+    μ; on leaving the block, weight samples and ``prediction_samples`` are back."""
+    net = nn.Sequential(_layer(5)).eval()
+    net.prediction_samples = 10
+    m = net[0]
+    x = torch.randn(1, 2, 5, 5).expand(2, -1, -1, -1)
+    with torch.no_grad():
+        mean, var = F.conv2d(x, m.weight, m.bias), F.conv2d(x * x, m.log_sigma2.exp())
+        with predicting(net, "mean"):
+            assert torch.equal(net(x), mean) and net.prediction_samples == 1
+        with predicting(net, "local"):
+            y = torch.stack([net(x) for _ in range(4000)])
+        assert not torch.equal(y[:, 0], y[:, 1])
+        assert torch.allclose(y.mean(0), mean, atol=4 * float(var.sqrt().max()) / math.sqrt(4000))
+        assert torch.allclose(y.var(0), var, rtol=0.15)
+        z = net(x)
+    assert torch.equal(z[0], z[1]) and m.predict == "weights" and net.prediction_samples == 10
+    with pytest.raises(ValueError, match="prediction must be one of"):
+        with predicting(net, "median"):
+            pass
 
 
 @pytest.mark.cuda

@@ -167,3 +167,22 @@ def test_lecam_changes_d_update():
             reg.discriminator_step()
         outs.append(torch.cat([p.detach().flatten() for p in reg.discs.parameters()]))
     assert not torch.allclose(outs[0], outs[1])
+
+
+def test_relink_makes_the_judge_see_the_swapped_in_bayesian_conv():
+    """``to_bayes`` replaces conv1's module; after ``relink`` the term's fake batch is the new
+    module's posterior mean (the live kernels), not the replaced conv frozen at its init."""
+    from fastreg.bayes import to_bayes
+    from fastreg.models import DWPNet
+    torch.manual_seed(0)
+    model = DWPNet(width=0.125)
+    reg = AdversarialRegularizer(model, _bank(), ["conv1"], lam=0.0, unit="slice", fake_max=None)
+    to_bayes(model, ["conv1"])
+    with torch.no_grad():
+        model.conv1.weight.mul_(3.0)            # training moves the live kernels
+    reg.relink(model)
+    reg.generator_loss()
+    fed = reg._pending["conv1"][0]
+    assert torch.equal(fed, model.conv1.weight.detach().reshape(-1, 7, 7).float())
+    with pytest.raises(ValueError, match="conv1 is gone from the model or changed shape"):
+        reg.relink(DWPNet(width=0.25))
