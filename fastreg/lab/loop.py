@@ -39,7 +39,7 @@ class LoopConfig:
     ckpt_every: int = 0              # epochs; 0 = at every evaluation
     seed: int = 0
     label_smoothing: float = 0.0
-    schedule: str = "cosine"         # cosine (after the warm-up) | constant
+    schedule: str = "cosine"         # cosine | linear (to 0, after the warm-up) | constant
     augment: bool = True             # random crop + horizontal flip of every batch
 
 
@@ -87,7 +87,9 @@ class Trainer:
         total = self.total_steps
 
         def lr_at(step: int) -> float:
-            decay = 0.5 * (1 + math.cos(math.pi * min(step, total) / total)) if cfg.schedule == "cosine" else 1.0
+            frac = min(step, total) / total
+            decay = (0.5 * (1 + math.cos(math.pi * frac)) if cfg.schedule == "cosine" else
+                     1.0 - frac if cfg.schedule == "linear" else 1.0)
             return min(1.0, (step + 1) / warm) * decay
 
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_at)

@@ -32,6 +32,7 @@ from .priors import PRIORS, adversarial
 VERSION = 2
 # the training loop's own settings (recorded as "loop"; a config without them ran with these)
 LOOP = {"optimizer": "adam", "warmup": 0.05, "schedule": "cosine", "label_smoothing": 0.0, "augment": True}
+SCHEDULES = ("cosine", "linear", "constant")   # --lr-schedule; the loop's "schedule"
 # what a setting meant in runs made before it was recorded (version 1 configs)
 UPGRADE = {**METHOD_KEYS, "layer_weights": "sum", "classes": None, "sources": None, "vae_epochs": 300, "arch": "dwpnet",
            "d_share": "layer", "dataset": "cifar10", "image_size": 32, "bank_map": None, "vae_files": None, "shrink": 0.1,
@@ -74,7 +75,12 @@ def build_parser() -> Parser:
                    help="train this many optimizer steps instead: the epochs that hold them at --batch-size "
                         "(default: from --epochs)")
     p.add_argument("--batch-size", type=positive_int, default=100, help="images per step")
-    p.add_argument("--lr", type=positive_float, default=1e-3, help="AdamW peak learning rate (cosine decay)")
+    p.add_argument("--lr", type=positive_float, default=1e-3, help="AdamW peak learning rate")
+    p.add_argument("--lr-schedule", choices=SCHEDULES, default="cosine",
+                   help="after the warm-up the learning rate decays to 0 by a half cosine (default) or linearly "
+                        "(as the Deep Weight Prior's code), or stays constant")
+    p.add_argument("--warmup", type=fraction, default=0.05,
+                   help="fraction of the steps with a linear learning-rate warm-up (default 0.05; 0 for none)")
     p.add_argument("--weight-decay", type=nonneg_float, default=5e-4, help="AdamW weight decay")
     p.add_argument("--width", type=positive_float, default=1.0, help="channel multiplier of the classifier")
     p.add_argument("--seed", type=nonneg_int, default=0, help="model init, augmentation and D seed")
@@ -225,7 +231,8 @@ def config_of(a) -> dict:
     option but where it runs and what it keeps, the loop's own settings (digits are not
     flipped or shifted: no augmentation on MNIST), the version."""
     own = {k: v for k, v in vars(a).items() if k not in NOT_SETTINGS}
-    loop = {**LOOP, "augment": getattr(a, "dataset", "cifar10") != "mnist"}
+    loop = {**LOOP, "augment": getattr(a, "dataset", "cifar10") != "mnist",
+            "schedule": getattr(a, "lr_schedule", LOOP["schedule"]), "warmup": getattr(a, "warmup", LOOP["warmup"])}
     return {**own, "loop": loop, "settings_version": VERSION}
 
 

@@ -1,5 +1,6 @@
 """CLI smoke runs on synthetic npz data, and every bad input: one line, exit 2, nothing written."""
 import json
+import math
 import subprocess
 import sys
 
@@ -97,11 +98,13 @@ def test_loop_schedule_and_augment_switches(tmp_path, monkeypatch):
     x, y = torch.rand(8, 3, 32, 32), torch.arange(8) % 2
     split = Split(x, y, np.arange(8))
     model = lambda: torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 2))  # noqa: E731
-    for schedule, mid, end in (("cosine", 0.5, 0.0), ("constant", 1.0, 1.0)):
+    for schedule, quarter, end in (("cosine", 0.5 * (1 + math.cos(math.pi / 4)), 0.0), ("linear", 0.75, 0.0),
+                                   ("constant", 1.0, 1.0)):
         tr = loop.Trainer(model(), split, split, loop.LoopConfig(epochs=4, batch_size=4, schedule=schedule),
                           torch.device("cpu"), tmp_path / schedule)
         lam = tr.sched.lr_lambdas[0]
-        assert lam(tr.total_steps // 2) == pytest.approx(mid) and lam(tr.total_steps) == pytest.approx(end)
+        assert tr.total_steps == 8
+        assert lam(2) == pytest.approx(quarter) and lam(tr.total_steps) == pytest.approx(end)
     seen = []
     monkeypatch.setattr(loop, "augment", lambda xb, gen: seen.append(1) or xb)
     for augment in (True, False):

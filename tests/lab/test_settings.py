@@ -23,3 +23,14 @@ def test_config_records_loop_and_version_and_old_configs_upgrade():
     assert up["loop"] == LOOP and up["classes"] is None and up["sources"] is None
     assert settings_diff(old, cfg) == []
     assert settings_diff(old, {**cfg, "loop": {**LOOP, "warmup": 0.0}}) == ["loop"]
+
+
+def test_the_learning_rate_schedule_and_warmup_are_settings_the_loop_records():
+    """``--lr-schedule linear --warmup 0`` (the Deep Weight Prior's schedule) reach the recorded
+    loop, and a run with them differs from a default run in exactly those settings."""
+    parse = lambda *x: config_of(build_parser().parse_args(["--train-size", "100", "--out", "x", *x]))  # noqa: E731
+    cfg, lin = parse(), parse("--lr-schedule", "linear", "--warmup", "0")
+    assert lin["loop"] == {**LOOP, "schedule": "linear", "warmup": 0.0}
+    assert settings_diff(cfg, lin) == ["loop", "lr_schedule", "warmup"]
+    old = {k: v for k, v in cfg.items() if k not in ("lr_schedule", "warmup")}   # recorded before the options
+    assert settings_diff(old, cfg) == []
