@@ -76,16 +76,17 @@ def paired_delta(diffs: list[float] | None, seeds: int, missing: str = "not run"
     return delta({"mean": m, "lo": lo, "hi": hi, "test": test, "seeds": diffs}, seeds)
 
 
-def accuracies(report: str | Path, data: dict) -> dict[tuple[int, str], dict[int, float]]:
-    """(train size, method label) → {seed: test accuracy in %} over the finished runs; exit 2
-    where a label holds a seed twice (more than one protocol in one report)."""
+def accuracies(report: str | Path, data: dict, key: str = "test_acc") -> dict[tuple[int, str], dict[int, float]]:
+    """(train size, method label) → {seed: test accuracy in %} over the finished runs that
+    record ``key`` (``test_acc``, or a Bayesian run's ``test_acc_local`` / ``test_acc_mean``);
+    exit 2 where a label holds a seed twice (more than one protocol in one report)."""
     acc: dict[tuple[int, str], dict[int, float]] = {}
     for r in data["runs"]:
-        if r["status"] != "ok":
+        if r["status"] != "ok" or r.get(key) is None:
             continue
         seeds = acc.setdefault((r["train_size"], r["method"]), {})
         if r["seed"] in seeds:
             _refuse(f"{report}: {r['method']} at n = {r['train_size']} holds seed {r['seed']} twice "
                     "(more than one protocol in one report)")
-        seeds[r["seed"]] = 100 * r["test_acc"]
+        seeds[r["seed"]] = 100 * r[key]
     return acc

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from fastreg import KernelBank
-from fastreg.lab import collect, train
+from fastreg.lab import collect, report, train
 from fastreg.lab.cli import run_main
 from fastreg.lab.mnist import mnist_sets
 from fastreg.models import build_model
@@ -101,6 +101,9 @@ def test_vi_runs_record_their_method_and_refuse_what_they_cannot_serve(digits, t
         assert rows[-1]["kl_per_weight"] > 0 and 0 <= rows[-1]["test_acc"] <= 1
         final = json.loads((out / "final.json").read_text())   # the two other ways to predict, beside it
         assert all(0 <= final[f"test_acc_{how}"] <= 1 for how in ("local", "mean"))
+    assert run_main(report.main, [str(tmp_path), "--out", str(tmp_path / "r.md")]) == 0   # and in its rows
+    rows = json.loads((tmp_path / "r.json").read_text())["runs"]
+    assert len(rows) == 2 and all(set(r) >= {"test_acc_local", "test_acc_mean"} for r in rows)
     capsys.readouterr()
     for bad, msg in ((["--bank", "none", "--inference", "vi", "--lambda", "1"], "--lambda 0 and no --prior"),
                      (["--bank", "none", "--lambda", "0", "--inference", "vi", "--vi-prior", "vae"], "needs a bank"),

@@ -178,7 +178,12 @@ def per_run_rows(runs: list[Run]) -> list[dict]:
     return [{"run": str(r.dir), "train_size": r.size, "method": r.label, "reg_layers": r.layers,
              "protocol": r.protocol, "seed": r.seed, "data_seed": r.cfg.get("data_seed", r.seed), "status": r.status,
              "test_acc": r.final.get("test_acc") if r.status == "ok" else None,
+             **{k: r.final[k] for k in OTHER_PREDICTIONS if r.status == "ok" and finite(r.final.get(k))},
              "wall_time_s": r.wall, **{k: v for k, v in r.metrics.items() if finite(v)}} for r in runs]
+
+
+# a Bayesian run's test accuracy predicted the two other ways (fastreg.lab.train._other_predictions)
+OTHER_PREDICTIONS = ("test_acc_local", "test_acc_mean")
 
 
 def protocol_groups(runs: list[Run]) -> list[tuple[dict, list[Run]]]:
