@@ -25,6 +25,10 @@
 #                 --methods vaeinit-slice-unscaled+vi-vae -- --steps 2000 --batch-size 256 --weight-decay 0
 #                 --vae-files conv1=runs/dwpvae/vae7x7.safetensors,conv2=runs/dwpvae/vae5x5.safetensors",
 #                carry=[".gpu-mnist", "runs/dwpbank", "runs/dwpvae"], timeout_s=600)
+# DESIGN.md §15's step-budget check (~22 min a run on one CPU core) the same way, without --vae-files
+# and with --methods vaeinit-slice-unscaled+vi-normal,vaeinit-slice-unscaled+vi-loguniform-trunc,
+# vaeinit-slice-unscaled+vi-vae -- --steps 10000 --batch-size 256 --weight-decay 0 --lr-schedule linear
+# --warmup 0, carrying runs/vae too (the fitted VAEs, so the GPU does not refit them; --vae-cache runs/vae).
 # Runs cut off by the budget are left out; rerunning the sweep resumes nothing here
 # (the machine starts bare), so keep each call's grid to what fits.
 source "$(dirname "$0")/gpu_common.sh"
