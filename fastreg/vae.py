@@ -97,8 +97,9 @@ def fit(x: torch.Tensor, hidden: int, z_dim: int, epochs: int = 300, seed: int =
     x = x.detach().float().cpu().reshape(len(x), -1)
     if len(x) < MIN_KERNELS:
         raise BankError(f"fitting a kernel VAE needs at least {MIN_KERNELS} kernels, the bank layer has {len(x)}")
-    torch.manual_seed(seed)
-    vae = KernelVAE(x.shape[1], hidden, z_dim)
+    with torch.random.fork_rng(devices=[]):   # its own seed, and the caller's global RNG untouched:
+        torch.manual_seed(seed)               # a run that fits (cold cache) draws what one that loads draws
+        vae = KernelVAE(x.shape[1], hidden, z_dim)
     vae.shift.copy_(x.mean(0))
     vae.scale.copy_(x.std(0).clamp_min(1e-6 * float(x.std().clamp_min(1e-12))))
     opt = torch.optim.Adam(vae.parameters(), lr=lr)
@@ -260,12 +261,13 @@ def vae_for(bank, layer: str, weight_shape, unit: str, cache: str | Path | None 
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         t0 = time.time()
-        vae, curve = fit(x, hidden, z, epochs, seed, checkpoint=path.with_suffix(".fit.pt"), progress=progress)
-        save(vae, path, {"bank_layers": json.dumps(list(draw.src)), "unit": draw.bank_unit, "epochs": epochs,
-                         "seed": seed, "kernels": len(x), "curve": json.dumps([round(c, 6) for c in curve]),
-                         "fit_seconds": round(time.time() - t0, 1)})
-        path.with_suffix(".fit.pt").unlink(missing_ok=True)
-        _picture(load(path)[0], x, int(weight_shape[-1]), draw.bank_unit, path.with_suffix(".png"))
+        with torch.random.fork_rng(devices=[]):   # a run that fits draws afterwards what one that loads draws
+            vae, curve = fit(x, hidden, z, epochs, seed, checkpoint=path.with_suffix(".fit.pt"), progress=progress)
+            save(vae, path, {"bank_layers": json.dumps(list(draw.src)), "unit": draw.bank_unit, "epochs": epochs,
+                             "seed": seed, "kernels": len(x), "curve": json.dumps([round(c, 6) for c in curve]),
+                             "fit_seconds": round(time.time() - t0, 1)})
+            path.with_suffix(".fit.pt").unlink(missing_ok=True)
+            _picture(load(path)[0], x, int(weight_shape[-1]), draw.bank_unit, path.with_suffix(".png"))
     vae, _ = load(path)
     return vae, draw.unit, path
 

@@ -16,7 +16,7 @@ from fastreg.errors import BankError
 from fastreg.lab import train
 from fastreg.lab.cli import run_main
 from fastreg.ops.tolerance import rel_err
-from fastreg.vae import KernelVAE, fit, load, save
+from fastreg.vae import KernelVAE, fit, load, save, vae_for
 from helpers import make_npz_data, smooth_kernels
 
 
@@ -89,6 +89,32 @@ def test_the_fit_resumes_after_a_kill_to_the_same_numbers(tmp_path):
     resumed, curve2 = fit(x, 16, 2, epochs=12, seed=3, checkpoint=ck, every=4)
     assert curve2 == curve
     assert all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()))
+
+
+def test_a_fit_leaves_the_callers_global_rng_as_it_was():
+    """A run that fits its VAE (a cold cache) must draw the same numbers afterwards as a run
+    that loads it: ``fit`` seeds its own init and leaves the global generator alone; and the
+    same seed still gives the same VAE."""
+    x = smooth_kernels(300, 5).reshape(300, -1)
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    a, _ = fit(x, 16, 2, epochs=2, seed=3)
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.manual_seed(999)
+    b, _ = fit(x, 16, 2, epochs=2, seed=3)
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_a_cold_vae_cache_leaves_the_global_rng_where_a_warm_one_does(tmp_path):
+    """A training run that fits its VAE into an empty cache must go on drawing the numbers a run
+    that finds it cached draws (a Bayesian run's noise comes from the global generator)."""
+    bank = KernelBank({"conv1": smooth_kernels(300, 5)})
+    after = []
+    for _ in ("cold", "warm"):
+        torch.manual_seed(5)
+        vae_for(bank, "conv1", (4, 1, 5, 5), "slice", tmp_path, epochs=2)
+        after.append(torch.rand(4))
+    assert len(list(tmp_path.glob("*.safetensors"))) == 1 and torch.equal(after[0], after[1])
 
 
 def test_a_vae_file_of_the_wrong_shape_or_kind_is_refused(tmp_path):
