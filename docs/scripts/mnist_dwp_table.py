@@ -7,8 +7,9 @@ Table 1: every row of the sweep's preset ``dwp`` (three variational posteriors, 
 estimates), its mean test accuracy over the seeds at each train size. Table 2: the paper's
 question, the DWP prior against the standard-normal and the log-uniform prior (every VI row
 starts from the same VAE init), and the cheap priors against the model's own init: paired Δ
-in pp, 95 % CI over the seeds (paired t), bold where it excludes 0. One protocol per report: a
-label met twice at one size and seed is refused.
+in pp, 95 % CI over the seeds (paired t), bold where it excludes 0. Table 3, at the sizes where
+runs record them: the VI rows predicted the three ways (DESIGN.md §15). One protocol per
+report: a label met twice at one size and seed is refused.
 """
 from __future__ import annotations
 
@@ -59,6 +60,44 @@ def main(report: str) -> None:
             shared = sorted(set(x or {}) & set(y or {}))
             cells.append(paired_delta([x[s] - y[s] for s in shared], most) if shared else "not run")
         print(f"| {what} | " + " | ".join(cells) + " |")
+
+    predictions(report, sizes, most)
+
+
+KEYS = [("test_acc", "weight samples (the protocol's)"), ("test_acc_local", "per-activation noise (the paper's)"),
+        ("test_acc_mean", "posterior mean")]
+
+
+def predictions(report: str, sizes: list[int], most: int) -> None:
+    """Table 3, where runs record it (DESIGN.md §15): each VI row's networks predicted the three
+    ways, over the runs that record all three; and DWP against the other priors each way."""
+    acc = {k: accuracies(report, load(report), k) for k, _ in KEYS}
+    vi = [(m, what) for m, what in ROWS if m.startswith(VI)]
+    have = [n for n in sizes if any((n, m) in acc["test_acc_local"] for m, _ in vi)]
+    if not have:
+        return
+    print()
+    print("| VI row, predicted by | " + " | ".join(f"n = {n}: {what.split(' (')[0]}" for n in have
+                                                   for _, what in KEYS) + " |")
+    print("|---" + "|---:" * (len(have) * len(KEYS)) + "|")
+    for m, what in vi:
+        cells = []
+        for n in have:
+            seeds = set(acc["test_acc_local"].get((n, m), {}))
+            for k, _ in KEYS:
+                v = [x for s, x in acc[k].get((n, m), {}).items() if s in seeds]
+                cells.append(f"{np.mean(v):.2f} %" + ("" if len(v) == most else f" ({len(v)} seed{'s' * (len(v) > 1)})")
+                             if v else "not recorded")
+        print(f"| {what.split(':')[0]} | " + " | ".join(cells) + " |")
+    for b in (VI + "normal", VI + "loguniform-trunc"):
+        cells = []
+        for n in have:
+            for k, _ in KEYS:
+                x, y = acc[k].get((n, VI + "vae"), {}), acc[k].get((n, b), {})
+                shared = sorted(set(x) & set(y) & set(acc["test_acc_local"].get((n, VI + "vae"), {}))
+                                & set(acc["test_acc_local"].get((n, b), {})))
+                cells.append(paired_delta([x[s] - y[s] for s in shared], most, "not recorded"))
+        print(f"| Δ DWP vs {b[len(VI):]} (pp) | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
