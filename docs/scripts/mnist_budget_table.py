@@ -36,12 +36,13 @@ def _mean(seeds: dict[int, float] | None, most: int, missing: str = "not run") -
     return f"{np.mean(list(seeds.values())):.2f} %{note}"
 
 
-def _delta(x: dict[int, float] | None, y: dict[int, float] | None, most: int) -> str:
+def _delta(x: dict[int, float] | None, y: dict[int, float] | None, most: int, missing: str = "not run") -> str:
     shared = sorted(set(x or {}) & set(y or {}))
-    return paired_delta([x[s] - y[s] for s in shared], most) if shared else "not run"
+    return paired_delta([x[s] - y[s] for s in shared], most) if shared else missing
 
 
 def main(protocol: str, budget: str) -> None:
+    """The four tables, from the protocol's report (its n = 50 rows) and the budget report."""
     data = [load(protocol), load(budget)]
     acc = {k: [accuracies(r, d, k) for r, d in zip((protocol, budget), data)] for k, _ in KEYS}
     most = 5
@@ -73,8 +74,9 @@ def main(protocol: str, budget: str) -> None:
     print(f"| paired Δ (pp), n = {N}, predicted with per-activation noise | " + " | ".join(BUDGETS) + " |")
     print("|---|---|---|")
     for m, what in PRIORS[:-1]:
-        cells = [_delta(a.get((N, dwp)), a.get((N, m)), most) for a in acc["test_acc_local"]]
+        cells = [_delta(a.get((N, dwp)), a.get((N, m)), most, "not recorded") for a in acc["test_acc_local"]]
         print(f"| DWP vs {what} | " + " | ".join(cells) + " |")
+
 
 if __name__ == "__main__":
     if len(sys.argv) != 3 or not all(Path(a).with_suffix(".json").is_file() for a in sys.argv[1:]):

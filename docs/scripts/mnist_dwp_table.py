@@ -70,7 +70,8 @@ KEYS = [("test_acc", "weight samples (the protocol's)"), ("test_acc_local", "per
 
 def predictions(report: str, sizes: list[int], most: int) -> None:
     """Table 3, where runs record it (DESIGN.md §15): each VI row's networks predicted the three
-    ways, over the runs that record all three; and DWP against the other priors each way."""
+    ways, over the runs that record all three; and DWP against the standard-normal and the
+    truncated log-uniform prior (the paper's pair) each way."""
     acc = {k: accuracies(report, load(report), k) for k, _ in KEYS}
     vi = [(m, what) for m, what in ROWS if m.startswith(VI)]
     have = [n for n in sizes if any((n, m) in acc["test_acc_local"] for m, _ in vi)]

@@ -39,7 +39,7 @@ class LoopConfig:
     ckpt_every: int = 0              # epochs; 0 = at every evaluation
     seed: int = 0
     label_smoothing: float = 0.0
-    schedule: str = "cosine"         # cosine | linear (to 0, after the warm-up) | constant
+    schedule: str = "cosine"         # cosine | linear (to 0 over all steps, times the warm-up ramp) | constant
     augment: bool = True             # random crop + horizontal flip of every batch
 
 
@@ -130,7 +130,8 @@ class Trainer:
         _set_rng_state(st["rng"], self.gen)
         self._acc = st["acc"].to(self.device)
         self.elapsed, self._t_seg = float(st.get("elapsed", 0.0)), time.time()
-        self.cpu_elapsed, self._c_seg = float(st.get("cpu_elapsed", 0.0)), time.process_time()
+        # a checkpoint from before CPU time was kept: the total is unknown (NaN), not undercounted
+        self.cpu_elapsed, self._c_seg = float(st.get("cpu_elapsed", math.nan)), time.process_time()
         if self.reg is not None:
             if st.get("reg") is None:
                 raise ValueError("checkpoint has no regularizer state")

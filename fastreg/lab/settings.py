@@ -77,8 +77,8 @@ def build_parser() -> Parser:
     p.add_argument("--batch-size", type=positive_int, default=100, help="images per step")
     p.add_argument("--lr", type=positive_float, default=1e-3, help="AdamW peak learning rate")
     p.add_argument("--lr-schedule", choices=SCHEDULES, default="cosine",
-                   help="after the warm-up the learning rate decays to 0 by a half cosine (default) or linearly "
-                        "(as the Deep Weight Prior's code), or stays constant")
+                   help="the learning rate decays to 0 over the run by a half cosine (default) or linearly (as "
+                        "the Deep Weight Prior's code), or stays constant; the warm-up ramp multiplies it")
     p.add_argument("--warmup", type=fraction, default=0.05,
                    help="fraction of the steps with a linear learning-rate warm-up (default 0.05; 0 for none)")
     p.add_argument("--weight-decay", type=nonneg_float, default=5e-4, help="AdamW weight decay")

@@ -204,7 +204,7 @@ def _gray_bank(model, layers: list[str], bank: KernelBank, bank_map) -> None:
                                  f"(collect --from-npy)")
 
 
-def _other_predictions(trainer: Trainer, model) -> dict:
+def _other_predictions(trainer: Trainer, model: torch.nn.Module) -> dict:
     """A Bayesian net's test accuracy predicted the two other ways (``bayes.predicting``): with
     per-activation noise, as the Deep Weight Prior's code predicts, and by the posterior mean.
     Recorded beside ``test_acc`` (exact weight samples, the protocol's), after it, never instead."""
@@ -334,6 +334,7 @@ def _main(argv: Sequence[str] | None) -> int:
         raise
     t0 = time.time()
     last = trainer.run()
+    wall, cpu = trainer.wall_time(), trainer.cpu_time()   # training only, not the evaluations below
     other = _other_predictions(trainer, model)   # on every rank: an evaluation all-reduces
     if not dist.is_main:
         return 0
@@ -351,8 +352,9 @@ def _main(argv: Sequence[str] | None) -> int:
     # finished runs can be shipped and reported without their checkpoints; before
     # final.json, which marks the run finished.
     atomic_write_bytes(out / FINAL_KERNELS, safetensors_save(kept, metadata={"format": "fastreg-kernels/1"}))
-    atomic_write_json(out / "timing.json", {"wall_time_s": round(trainer.wall_time(), 2),
-                                            "cpu_time_s": round(trainer.cpu_time(), 2), "device": str(device)})
+    atomic_write_json(out / "timing.json", {"wall_time_s": round(wall, 2),
+                                            "cpu_time_s": round(cpu, 2) if math.isfinite(cpu) else None,
+                                            "device": str(device)})
     atomic_write_json(out / "final.json", final)
     (out / "failed.json").unlink(missing_ok=True)   # left by an earlier attempt the sweep gave up on
     if not a.keep_checkpoint:    # weights + optimizer state: 70 MB for the default job, not needed now

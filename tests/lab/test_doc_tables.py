@@ -121,3 +121,46 @@ def test_mnist_dwp_table_refuses_two_protocols_in_one_report(tmp_path):
     (tmp_path / "r.json").write_text(json.dumps({"format": 2, "cells": [], "runs": runs}))
     r = subprocess.run([sys.executable, str(MNIST), str(tmp_path / "r.md")], capture_output=True, text=True)
     assert r.returncode == 2 and "twice" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+
+def test_mnist_budget_table_pairs_budgets_and_priors_and_the_three_predictions(tmp_path):
+    """The step-budget check (DESIGN.md §15): each prior at both budgets with the paired Δ
+    between them, DWP against the other two at each, and the three ways to predict over the
+    runs that record them ("not recorded" where a run ran without them)."""
+    vi = "vaeinit-slice-unscaled+vi-"
+    short = _runs(vi + "normal", [70, 72, 71, 73, 74], 50) + _runs(vi + "vae", [65, 66, 67, 68, 69], 50)
+    long = _runs(vi + "normal", [71, 74, 72, 75, 73], 50) + _runs(vi + "vae", [75, 76, 77, 78, 79], 50)
+    for i, r in enumerate(long):          # normal: local 80-84, mean 60-64; vae: local 85-89, mean 63-67
+        r.update(test_acc_local=(80 + i) / 100, test_acc_mean=(60 + i - 2 * (i >= 5)) / 100)
+    for name, runs in (("p", short), ("b", long)):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"format": 2, "cells": [], "runs": runs}))
+    out = subprocess.run([sys.executable, str(SCRIPT.parent / "mnist_budget_table.py"), str(tmp_path / "p.md"),
+                          str(tmp_path / "b.md")], capture_output=True, text=True, check=True).stdout
+    first, second, third, fourth = out.split("\n\n")
+    line = lambda text, key: [c.strip() for c in next(x for x in text.splitlines() if key in x).split("|")]  # noqa: E731
+    assert line(first, f"`{vi}vae`")[2:5] == ["67.00 %", "77.00 %", "+10.00 (the same every seed)"]
+    assert line(first, f"`{vi}loguniform-trunc`")[2:5] == ["not run", "not run", "not run"]
+    dwp_vs_sn = line(second, "DWP vs standard normal")      # −5, −6, −4, −5, −5; then +4, +2, +5, +3, +6
+    assert dwp_vs_sn[2].startswith("**−5.00 [") and dwp_vs_sn[3].startswith("**+4.00 [")
+    assert line(second, "DWP vs log-uniform")[2:4] == ["not run", "not run"]
+    weights, local, mean = (line(third, k) for k in ("weight samples", "per-activation", "posterior mean"))
+    assert weights[2:5] == ["not recorded"] * 3 and weights[5:8] == ["73.00 %", "not recorded", "77.00 %"]
+    assert (local[5], local[7], mean[5], mean[7]) == ("82.00 %", "87.00 %", "62.00 %", "65.00 %")
+    assert line(fourth, "DWP vs standard normal")[2:4] == ["not recorded", "+5.00 (the same every seed)"]
+
+
+def test_mnist_dwp_table_adds_the_three_predictions_where_runs_record_them(tmp_path):
+    vi = "vaeinit-slice-unscaled+vi-"
+    runs = _runs(vi + "normal", [70, 72], 50) + _runs(vi + "normal", [80, 81], 100) + _runs(vi + "vae", [78, 80], 100)
+    for r, local in zip(runs[2:], [90, 91, 93, 94]):
+        r.update(test_acc_local=local / 100, test_acc_mean=0.5)
+    (tmp_path / "r.json").write_text(json.dumps({"format": 2, "cells": [], "runs": runs}))
+    out = subprocess.run([sys.executable, str(MNIST), str(tmp_path / "r.md")], capture_output=True, text=True,
+                         check=True).stdout
+    third = out.split("\n\n")[2]
+    assert "n = 100: per-activation noise" in third and "n = 50" not in third     # only where recorded
+    row = [c.strip() for c in next(x for x in third.splitlines() if x.startswith("| VI, DWP prior")).split("|")]
+    assert row[2:5] == ["79.00 %", "93.50 %", "50.00 %"]
+    delta = [c.strip() for c in next(x for x in third.splitlines() if "Δ DWP vs normal" in x).split("|")]
+    assert delta[3] == "+3.00 (the same every seed)"

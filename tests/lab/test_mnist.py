@@ -129,3 +129,24 @@ def test_the_sweep_plans_the_dwp_preset_on_mnist(digits, tmp_path, capsys):
     assert "--vi-prior loguniform-trunc" in plan
     assert run_main(sweep.main, [*base, "--sizes", "400", "--out", "x"]) == 2
     assert "needs 40 images per class" in capsys.readouterr().err
+
+
+def test_a_vi_runs_judge_follows_the_bayesian_convs_and_leaves_training_alone(digits, tmp_path, monkeypatch):
+    """λ = 0 VI with a bank: the judge sees the Bayesian convs ``to_bayes`` swapped in
+    (``relink``); without it, it judges the replaced convs. The classifier trains bit-identically
+    either way (the judge draws from its own generators and gives no gradient at λ = 0)."""
+    from helpers import smooth_kernels
+    from fastreg.regularizer import AdversarialRegularizer
+    bank = tmp_path / "bank"
+    bank.mkdir()
+    KernelBank({"conv1": smooth_kernels(120, 7), "conv2": smooth_kernels(300, 5, 1)}).save(bank / "bank.safetensors")
+    argv = ["--dataset", "mnist", "--arch", "fconv", "--data-root", str(digits), "--train-size", "20", "--epochs",
+            "3", "--batch-size", "20", "--reg-layers", "conv1,conv2", "--weight-decay", "0", "--lambda", "0",
+            "--inference", "vi", "--vi-prior", "normal", "--bank", str(bank / "bank.safetensors")]
+    assert run_main(train.main, [*argv, "--out", str(tmp_path / "live")]) == 0
+    monkeypatch.setattr(AdversarialRegularizer, "relink", lambda self, model: None)
+    assert run_main(train.main, [*argv, "--out", str(tmp_path / "stale")]) == 0
+    live, stale = ((tmp_path / r / "final_kernels.safetensors").read_bytes() for r in ("live", "stale"))
+    assert live == stale
+    judged = [json.loads((tmp_path / r / "final.json").read_text())["g_loss"] for r in ("live", "stale")]
+    assert judged[0] != judged[1]

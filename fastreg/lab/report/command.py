@@ -173,6 +173,10 @@ def figures_section(names: Sequence[str], out: Path, seconds: float) -> list[str
             "", f"_Report computed in {seconds:.0f} s._", ""]
 
 
+# a Bayesian run's test accuracy predicted the two other ways (fastreg.lab.train._other_predictions)
+OTHER_PREDICTIONS = ("test_acc_local", "test_acc_mean")
+
+
 def per_run_rows(runs: list[Run]) -> list[dict]:
     """results.json: one row per run folder, finished or not, with its filter metrics."""
     return [{"run": str(r.dir), "train_size": r.size, "method": r.label, "reg_layers": r.layers,
@@ -180,10 +184,6 @@ def per_run_rows(runs: list[Run]) -> list[dict]:
              "test_acc": r.final.get("test_acc") if r.status == "ok" else None,
              **{k: r.final[k] for k in OTHER_PREDICTIONS if r.status == "ok" and finite(r.final.get(k))},
              "wall_time_s": r.wall, **{k: v for k, v in r.metrics.items() if finite(v)}} for r in runs]
-
-
-# a Bayesian run's test accuracy predicted the two other ways (fastreg.lab.train._other_predictions)
-OTHER_PREDICTIONS = ("test_acc_local", "test_acc_mean")
 
 
 def protocol_groups(runs: list[Run]) -> list[tuple[dict, list[Run]]]:
