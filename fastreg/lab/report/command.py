@@ -38,6 +38,7 @@ from ..cli import Parser
 from ..methods import method_order
 from .header import TITLE, header_section
 from .tables import fmt, report_tables
+from ...bayes import PREDICTIONS
 from ..runs import Run, discover, finite
 
 EXTERNAL = [  # (source, setting, labelled images, test accuracy %)
@@ -174,7 +175,7 @@ def figures_section(names: Sequence[str], out: Path, seconds: float) -> list[str
 
 
 # a Bayesian run's test accuracy predicted the two other ways (fastreg.lab.train._other_predictions)
-OTHER_PREDICTIONS = ("test_acc_local", "test_acc_mean")
+OTHER_PREDICTIONS = tuple(f"test_acc_{how}" for how in PREDICTIONS[1:])
 
 
 def per_run_rows(runs: list[Run]) -> list[dict]:
