@@ -59,11 +59,10 @@ class BayesConv2d(nn.Conv2d):
             if conv.bias is not None:
                 self.bias.copy_(conv.bias)
         self.log_sigma2 = nn.Parameter(torch.full_like(self.weight, float(log_sigma2)))
-        self.stochastic = True
         self.predict = "weights"   # an evaluation pass: one weight sample for the batch (PREDICTIONS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.stochastic or (not self.training and self.predict == "mean"):
+        if not self.training and self.predict == "mean":
             return self._conv_forward(x, self.weight, self.bias)
         if not self.training and self.predict == "weights":   # one posterior sample, shared by the batch
             return self._conv_forward(x, self.sample_weight(), self.bias)
