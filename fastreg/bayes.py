@@ -43,6 +43,7 @@ C1, C2, C3 = 1.16145124, -1.50204118, 0.58629921
 PRIORS = ("normal", "loguniform", "loguniform-trunc", "vae")
 TRUNC = "loguniform-trunc"        # the one prior served by the truncated-α posterior, and only by it
 PREDICTIONS = ("weights", "local", "mean")   # how an evaluation pass treats the posterior
+OTHER_PREDICTIONS = PREDICTIONS[1:]   # recorded beside the protocol's own ("weights")
 
 
 class BayesConv2d(nn.Conv2d):

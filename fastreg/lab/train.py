@@ -26,7 +26,7 @@ from ..errors import BankError, UsageError
 from ..io_util import atomic_write_bytes, atomic_write_json, check_out_dir, read_json, safe_torch_load
 from ..layers import conv_layers, select_layers
 from ..models import GRAYSCALE, build_model
-from ..bayes import PREDICTIONS, TRUNC, BayesConv2d, KLTerm, predicting, to_bayes
+from ..bayes import OTHER_PREDICTIONS, TRUNC, BayesConv2d, KLTerm, predicting, to_bayes
 from ..terms import Terms
 from ..regularizer import AdversarialRegularizer
 from .banks import bank_id, bank_label, load_bank
@@ -211,7 +211,7 @@ def _other_predictions(trainer: Trainer, model: torch.nn.Module) -> dict:
     out: dict = {}
     if not any(isinstance(m, BayesConv2d) for m in model.modules()):
         return out
-    for how in PREDICTIONS[1:]:         # the first is the protocol's own, measured already
+    for how in OTHER_PREDICTIONS:       # the protocol's own is measured already
         with predicting(model, how):
             r = trainer.evaluate()
         out[f"test_acc_{how}"], out[f"test_loss_{how}"] = r["test_acc"], r["test_loss"]

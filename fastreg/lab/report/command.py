@@ -38,7 +38,7 @@ from ..cli import Parser
 from ..methods import method_order
 from .header import TITLE, header_section
 from .tables import fmt, report_tables
-from ...bayes import PREDICTIONS
+from ...bayes import OTHER_PREDICTIONS as OTHER_WAYS
 from ..runs import Run, discover, finite
 
 EXTERNAL = [  # (source, setting, labelled images, test accuracy %)
@@ -175,7 +175,7 @@ def figures_section(names: Sequence[str], out: Path, seconds: float) -> list[str
 
 
 # a Bayesian run's test accuracy predicted the two other ways (fastreg.lab.train._other_predictions)
-OTHER_PREDICTIONS = tuple(f"test_acc_{how}" for how in PREDICTIONS[1:])
+OTHER_PREDICTIONS = tuple(f"test_acc_{how}" for how in OTHER_WAYS)
 
 
 def per_run_rows(runs: list[Run]) -> list[dict]:
