@@ -28,9 +28,9 @@ def test_kl_normal_and_entropy_against_float64_by_hand():
     m = _layer()
     mu, ls2 = m.weight.detach().double().numpy(), m.log_sigma2.detach().double().numpy()
     want = sum(0.5 * (math.exp(l) + u * u - 1 - l) for u, l in zip(mu.ravel(), ls2.ravel()))
-    assert float(kl_normal(m.weight, m.log_sigma2)) == pytest.approx(want, rel=1e-5)
+    assert kl_normal(m.weight, m.log_sigma2).item() == pytest.approx(want, rel=1e-5)
     want_h = sum(0.5 * math.log(2 * math.pi * math.e * math.exp(l)) for l in ls2.ravel())
-    assert float(entropy(m.log_sigma2)) == pytest.approx(want_h, rel=1e-5)
+    assert entropy(m.log_sigma2).item() == pytest.approx(want_h, rel=1e-5)
 
 
 @pytest.mark.parametrize("log_alpha", [-6.0, -2.0, 0.0, 1.5, 4.0])
@@ -40,7 +40,7 @@ def test_kl_loguniform_is_the_published_approximation(log_alpha):
     ls2 = torch.log(mu * mu) + log_alpha
     a = math.exp(log_alpha)
     want = -(0.63576 / (1 + math.exp(-(1.87320 + 1.48695 * log_alpha))) - 0.5 * math.log(1 + 1 / a) - 0.63576)
-    assert float(kl_loguniform(mu, ls2)) == pytest.approx(want, rel=1e-9, abs=1e-12)
+    assert kl_loguniform(mu, ls2).item() == pytest.approx(want, rel=1e-9, abs=1e-12)
     assert (K1, K2, K3) == (0.63576, 1.87320, 1.48695)
 
 
@@ -56,7 +56,7 @@ def test_kl_loguniform_trunc_is_kingmas_approximation(alpha):
     Deep Weight Prior code's constants; α = sigmoid(logit), so it never reaches 1."""
     logit = torch.tensor([math.log(alpha / (1 - alpha))] * 3, dtype=torch.float64)
     want = -3 * (0.5 * math.log(alpha) + 1.16145124 * alpha - 1.50204118 * alpha ** 2 + 0.58629921 * alpha ** 3)
-    assert float(kl_loguniform_trunc(logit)) == pytest.approx(want, rel=1e-9)
+    assert kl_loguniform_trunc(logit).item() == pytest.approx(want, rel=1e-9)
     assert (C1, C2, C3) == (1.16145124, -1.50204118, 0.58629921)
 
 
@@ -82,7 +82,7 @@ def test_the_truncated_alpha_posterior_samples_alpha_mu_squared():
     assert torch.allclose(outs.var(0), var, rtol=0.15)
     term = KLTerm(net, "loguniform-trunc", n_train=40)
     want = (kl_loguniform_trunc(net[0].alpha_logit) + kl_loguniform_trunc(net[2].alpha_logit)) / 40
-    assert float(term.generator_loss()) == pytest.approx(float(want), rel=1e-6)
+    assert term.generator_loss().item() == pytest.approx(want.item(), rel=1e-6)
     for prior in ("normal", "loguniform"):
         with pytest.raises(ValueError, match="truncated-α posterior and only with it"):
             KLTerm(net, prior, 40)
@@ -118,7 +118,7 @@ def test_the_vae_bound_is_minus_entropy_minus_the_elbo_of_one_sample():
     w = (m.weight + torch.exp(0.5 * m.log_sigma2) * torch.randn(m.weight.shape, generator=g2)).reshape(-1, 9)
     eps = torch.randn(len(w), 2, generator=g2)
     want = -entropy(m.log_sigma2) - (vae.elbo(w / 2.0, eps).sum() - w.numel() * math.log(2.0))
-    assert float(got) == pytest.approx(float(want), rel=1e-6)
+    assert got.item() == pytest.approx(want.item(), rel=1e-6)
     got.backward()
     assert m.weight.grad.abs().sum() > 0 and m.log_sigma2.grad.abs().sum() > 0
 
@@ -131,7 +131,7 @@ def test_to_bayes_keeps_names_and_weights_and_klterm_is_kl_over_n():
     assert list(conv_layers(net)) == ["0", "2"] and net.prediction_samples == 7
     term = KLTerm(net, "normal", n_train=50, weight=2.0)
     want = 2.0 * (kl_normal(net[0].weight, net[0].log_sigma2) + kl_normal(net[2].weight, net[2].log_sigma2)) / 50
-    assert float(term.generator_loss()) == pytest.approx(float(want), rel=1e-6)
+    assert term.generator_loss().item() == pytest.approx(want.item(), rel=1e-6)
     with torch.no_grad():
         net[2].log_sigma2[0].fill_(-6.0)      # one filter's 36 weights of 144 moved: the median stays
         net[2].log_sigma2[1:3].fill_(-7.0)    # 72 more: half the weights at -7 or above, the median -7
@@ -174,7 +174,7 @@ def test_a_vi_run_learns_a_toy_problem():
     with torch.no_grad():
         p = torch.stack([F.softmax(net(xte), 1) for _ in range(net.prediction_samples)]).mean(0)
     assert float((p.argmax(1) == yte).float().mean()) > 0.9
-    assert float(net[0].log_sigma2.mean()) > -8.0       # the KL term pulled the variances up from their init
+    assert net[0].log_sigma2.mean().item() > -8.0       # the KL term pulled the variances up from their init
 
 
 
@@ -245,7 +245,7 @@ def test_the_posterior_on_cuda_predicts_and_bounds_as_on_the_cpu(monkeypatch):
     assert torch.allclose(out.cpu().double(), ref, rtol=1e-5, atol=1e-5)
     mu, ls2 = m.weight.double(), m.log_sigma2.double()
     for kl in (kl_normal, kl_loguniform):
-        assert float(kl(g.weight, g.log_sigma2)) == pytest.approx(float(kl(mu, ls2)), rel=1e-5)
+        assert kl(g.weight, g.log_sigma2).item() == pytest.approx(float(kl(mu, ls2)), rel=1e-5)
     logit = torch.randn(40, dtype=torch.float64)
     assert float(kl_loguniform_trunc(logit.float().cuda())) == pytest.approx(float(kl_loguniform_trunc(logit)), rel=1e-5)
     g.train()

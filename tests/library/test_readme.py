@@ -154,11 +154,11 @@ def test_readme_chain_example_copies_one_source_network():
     assert sorted(ns["copied"]["convs"]) == sorted(convs) and any("shortcut" in n for n in convs)
     for name in ns["copied"]["convs"]:
         assert torch.equal(convs[name].weight.detach(), src[name + ".weight"].float()), name
-    assert float(ns["l2sp"].generator_loss()) == 0.0
+    assert ns["l2sp"].generator_loss().item() == 0.0
     with torch.no_grad():
         convs["conv1"].weight.add_(0.1)
     expect = 0.5 * 0.01 * 0.01 * convs["conv1"].weight.numel()
-    assert abs(float(ns["l2sp"].generator_loss()) - expect) < 1e-6 * max(expect, 1)
+    assert abs(ns["l2sp"].generator_loss().item() - expect) < 1e-6 * max(expect, 1)
 
 
 # ------------------------------------------- torchvision families, pasted verbatim
