@@ -78,6 +78,11 @@ class Run:
         return protocol(self.cfg)
 
     @property
+    def kept(self) -> bool:
+        """Whether it is a row an earlier report kept (``report.kept``), not a run folder."""
+        return False
+
+    @property
     def label(self) -> str:
         """Its cell's label: the method, then the settings that vary (``adv1 [width=0.5]``)."""
         return self.method + (f" [{self.variant}]" if self.variant else "")

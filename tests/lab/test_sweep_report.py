@@ -302,7 +302,7 @@ def test_a_cell_mixing_banks_is_refused_but_not_a_merged_bank_read_in_another_ke
     a = {"format": "fastreg-bank/1", "merged": json.dumps([part])}
     b = {"format": "fastreg-bank/1", "merged": json.dumps([dict(reversed(list(part.items())))])}
     assert a["merged"] != b["merged"]
-    run = lambda seed, meta: SimpleNamespace(seed=seed, dir=f"s{seed}", cfg={"bank_meta": meta})  # noqa: E731
+    run = lambda seed, meta: SimpleNamespace(seed=seed, dir=f"s{seed}", cfg={"bank_meta": meta}, kept=False)  # noqa: E731
     cells_mod.check_cells({cells_mod.Cell(100, "adv1", "", "conv1"): [run(0, a), run(1, b)]})            # the same bank
     other = {"format": "fastreg-bank/1", "merged": json.dumps([{**part, "seeds": "[2]"}])}
     with pytest.raises(UsageError, match="different banks"):

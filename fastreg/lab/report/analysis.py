@@ -74,6 +74,8 @@ def label_runs(runs: list[Run]) -> None:
             g.setdefault((r.size, r.cfg.get("amp")) if key == "precision" else r.size, []).append(r)
         return g
 
+    kept = [r for r in runs if r.kept]            # rows of an earlier report: labelled already
+    runs = [r for r in runs if not r.kept]
     _name_banks(runs)
     def values(k: str, rs: list[Run]) -> set:   # a run without a bank does not make banks vary
         return {json.dumps(_setting(r, k)) for r in rs if not (k in OPTIONAL and _setting(r, k) is None)}
@@ -82,6 +84,10 @@ def label_runs(runs: list[Run]) -> None:
     for r in runs:
         r.extra = {k: _setting(r, k) for k in vary}
         r.variant = ", ".join(f"{k}={v}" for k, v in r.extra.items() if not (k in OPTIONAL and v is None))
+    by = sorted({k for r in kept for k in r.extra})
+    if kept and runs and by != sorted(vary):      # one label would name two different cells
+        raise UsageError(f"the kept rows are labelled by {', '.join(by) or 'no setting'}, the run folders by "
+                         f"{', '.join(vary) or 'no setting'}; report them apart")
 
 
 def uses_bank(cfg: dict) -> bool:
@@ -108,7 +114,8 @@ def _name_banks(runs: list[Run]) -> None:
 
 def check_cells(cells: dict[tuple, list[Run]]) -> None:
     """A cell's runs must be distinct seeds from one bank: a copied run folder, or a rerun
-    into the same sweep with another ``--bank``, would otherwise count as an extra seed."""
+    into the same sweep with another ``--bank``, would otherwise count as an extra seed. A kept
+    row (``kept``) that did not record its bank is trusted to its label."""
     for c, rs in cells.items():
         seen: dict[int, Run] = {}
         for r in rs:
@@ -116,7 +123,7 @@ def check_cells(cells: dict[tuple, list[Run]]) -> None:
                 raise UsageError(f"cell n={c.size} {c.label} ({c.layers}) holds seed {r.seed} twice: {seen[r.seed].dir} "
                                  f"and {r.dir}; report them from separate folders")
             seen[r.seed] = r
-        if len({run_bank_id(r.cfg) for r in rs}) > 1:
+        if len({b for r in rs if (b := r.bank_id if r.kept else run_bank_id(r.cfg)) is not None}) > 1:
             raise UsageError(f"cell n={c.size} {c.label} ({c.layers}) mixes runs with different banks; "
                              f"report them from separate folders")
 

@@ -14,104 +14,18 @@ and checks each table row against the report's Markdown.
 """
 from __future__ import annotations
 
-import ast
 import json
-import re
 from pathlib import Path
 from typing import Sequence
 
 from ...errors import UsageError
 from ...io_util import atomic_write_json, read_json
-from .references import judge_rows
-from .analysis import EXTRA, Cell, check_cells, comparison_refs, report_records
+from .analysis import Cell, check_cells, comparison_refs, report_records
+from .rows import kept_layers, runs_from_rows
 from ..cli import Parser, entry
 from ..methods import method_order
 from ..protocol import protocol_key
-from ..runs import Run, finite
-
-
-class ArchivedRun(Run):
-    """A run known only by its row: its method is its label's (no config to derive it from)."""
-    archived_method: str = ""
-
-    @property
-    def method(self) -> str:
-        return self.archived_method
-
-
-def _value(v: str):
-    """A setting's value as a label shows it (``f"{k}={v}"``): None, a bool, a number, a dict or
-    list as Python writes it, or the text (a bank's name, classes ``5,6,7``)."""
-    if v in ("None", "True", "False") or v[:1] in "{[":
-        try:
-            return ast.literal_eval(v)
-        except (ValueError, SyntaxError):
-            return v
-    for kind in (int, float):
-        try:
-            return kind(v)
-        except ValueError:
-            pass
-    return v
-
-
-_SETTING = re.compile(r", (?=(?:%s)=)" % "|".join(map(re.escape, EXTRA)))   # ", " before the next KEY=
-
-
-def split_label(label: str, known: dict[str, dict]) -> tuple[str, str, dict]:
-    """(method, variant, settings) of a cell label ``method [k=v, …]``: the settings from the cell
-    record of that label where the JSON has one (``known``), else read from the label."""
-    method, _, rest = label.partition(" [")
-    variant = rest[:-1] if rest.endswith("]") else rest
-    if label in known:
-        return method, variant, known[label]
-    extra = {}
-    for part in filter(None, _SETTING.split(variant)):
-        k, eq, v = part.partition("=")
-        if not eq or k not in EXTRA:
-            raise UsageError(f"cell label {label!r}: {part!r} is not a setting the report labels cells by")
-        extra[k] = _value(v)
-    return method, variant, extra
-
-
-ROW_KEYS = ("run", "train_size", "method", "reg_layers", "seed", "status", "test_acc")
-
-
-def _check_row(i: int, row) -> None:
-    if not isinstance(row, dict) or any(k not in row for k in ROW_KEYS):
-        raise UsageError(f"run row {i}: not a report's row (it needs {', '.join(ROW_KEYS)})")
-    if row["status"] == "ok" and not finite(row["test_acc"]):
-        raise UsageError(f"run row {i} ({row['run']}): counted, but its test accuracy is {row['test_acc']!r}")
-
-
-def runs_from_rows(rows: list, known: dict[str, dict] | None = None) -> list[Run]:
-    """The counted runs, rebuilt from ``results.json`` rows: enough for the analysis, no more."""
-    for i, row in enumerate(rows):
-        _check_row(i, row)
-    rows = [row for row in rows if row["status"] == "ok"]
-    parsed = [split_label(row["method"], known or {}) for row in rows]
-    vary = [k for k in EXTRA if any(k in e for *_, e in parsed)]   # a setting left out of a label is None there
-    out = []
-    for row, (method, variant, extra) in zip(rows, parsed):
-        extra = {k: extra.get(k) for k in vary}
-        cfg = {"train_size": row["train_size"], "seed": row["seed"], "reg_layers": row["reg_layers"],
-               "data_seed": row.get("data_seed", row["seed"])}     # rows before it was recorded: the seed
-        r = ArchivedRun(Path(row["run"]), cfg, "ok", final={"test_acc": row["test_acc"]},
-                        wall=row.get("wall_time_s"), variant=variant, extra=extra,
-                        metrics={k: v for k, v in row.items() if k.split("_")[0] in ("auc", "mmd", "lfe")})
-        r.archived_method = method
-        out.append(r)
-    return out
-
-
-def _layers(runs: list[Run]) -> list[dict]:
-    """The deeper layers the judge measured (``auc_conv2``, …), as a live report lists them. A
-    live report takes the layers of its reference banks; the rows do not name those, and the
-    low-freq energy alone is also kept for layers no bank serves (every ResNet conv), so the
-    judge's keys stand for them."""
-    names = sorted({k[4:] for r in runs for k in r.metrics if k.startswith("auc_")},
-                   key=lambda n: (len(n), n))
-    return [{"layer": n, "judge_rows": judge_rows(n)} for n in names]
+from ..runs import Run
 
 
 def rebuild(data: dict, banks: Sequence[str] = (), refs: Sequence[str] = ()) -> dict:
@@ -140,7 +54,7 @@ def rebuild(data: dict, banks: Sequence[str] = (), refs: Sequence[str] = ()) -> 
                              f"them; name them with --banks, oldest first")
         return age[r.extra["bank"]]
 
-    records = report_records(cells, keys, refs, _layers(runs), created=created)
+    records = report_records(cells, keys, refs, kept_layers(runs), created=created)
     protos = [row["protocol"] for row in data["runs"]
               if row.get("status") == "ok" and isinstance(row.get("protocol"), dict)]
     if len({protocol_key(p) for p in protos}) > 1:

@@ -33,6 +33,9 @@ from ...filter_metrics import group_halves, judge_auc, low_freq_energy, mmd_rbf
 from ...io_util import atomic_write_bytes, atomic_write_json, check_out_dir
 from .references import BankRefs, References, bank_filters, filter_metrics, judge_rows, metric_keys
 from .analysis import bank_created, comparison_refs, make_cells, report_records, uses_bank
+from .kept import keep
+from .rows import kept_layers
+from ..banks import run_bank_id
 from ..protocol import protocol_key
 from ..cli import Parser
 from ..methods import method_order
@@ -62,6 +65,9 @@ def build_parser() -> Parser:
     p.add_argument("--include", action="append", default=[], metavar="MD",
                    help="a Markdown file to include after the header, headings one level down (e.g. the "
                         "study the runs rest on); repeatable (default: none)")
+    p.add_argument("--keep", action="append", default=[], metavar="JSON", type=Path,
+                   help="an earlier report's JSON: its finished runs count where their folder is gone or "
+                        "unfinished (runs/ is not committed; the report is); repeatable (default: none)")
     p.add_argument("--title", default=TITLE, help="the report's heading (default: %(default)s)")
     p.add_argument("--bank", default=None, help="reference kernels for the filter metrics of every run (.safetensors, "
                                                 "DWP .npy or a packaged bank's name; default: each run's own bank)")
@@ -124,7 +130,9 @@ def _check_out(roots: list[Path], out: Path) -> None:
 def deeper_layers(cells: dict[tuple, list[Run]], refs: BankRefs) -> list[dict]:
     """The deeper reference layers (conv2, …) some cell was measured on, with the judge's
     subsample size: the report has a table for each."""
-    names = [n for n in dict.fromkeys(n for x in refs.all() for n in x) if n != "conv1"]
+    names = [n for n in dict.fromkeys([*(n for x in refs.all() for n in x),       # kept rows: the layers they measured
+                                       *(L["layer"] for L in kept_layers([r for rs in cells.values() for r in rs if r.kept]))])
+             if n != "conv1"]
     return [{"layer": n, "judge_rows": judge_rows(n)} for n in names
             if any(metric_keys(n)[2] in r.metrics for rs in cells.values() for r in rs)]
 
@@ -179,12 +187,16 @@ OTHER_PREDICTIONS = tuple(f"test_acc_{how}" for how in OTHER_WAYS)
 
 
 def per_run_rows(runs: list[Run]) -> list[dict]:
-    """results.json: one row per run folder, finished or not, with its filter metrics."""
-    return [{"run": str(r.dir), "train_size": r.size, "method": r.label, "reg_layers": r.layers,
+    """results.json: one row per run folder, finished or not, with its filter metrics and its
+    bank's identity (what ``--keep`` needs to count it again once the folder is gone); a kept
+    row as it was kept."""
+    return [dict(r.row) if r.kept else
+            {"run": str(r.dir), "train_size": r.size, "method": r.label, "reg_layers": r.layers,
              "protocol": r.protocol, "seed": r.seed, "data_seed": r.cfg.get("data_seed", r.seed), "status": r.status,
              "test_acc": r.final.get("test_acc") if r.status == "ok" else None,
              **{k: r.final[k] for k in OTHER_PREDICTIONS if r.status == "ok" and finite(r.final.get(k))},
-             "wall_time_s": r.wall, **{k: v for k, v in r.metrics.items() if finite(v)}} for r in runs]
+             "wall_time_s": r.wall, **({"bank_id": run_bank_id(r.cfg)} if uses_bank(r.cfg) else {}),
+             **{k: v for k, v in r.metrics.items() if finite(v)}} for r in runs]
 
 
 def protocol_groups(runs: list[Run]) -> list[tuple[dict, list[Run]]]:
@@ -236,7 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _check_out(roots, out)
     _check_overwrite(roots, out, a.force)
     included = [_included(Path(f)) for f in a.include]
-    runs = [r for root in roots for r in discover(root)]
+    kept, runs = keep(a.keep, [r for root in roots for r in discover(root)])   # before --out is rewritten
+    runs += kept.runs
     ok = [r for r in runs if r.status == "ok"]
     if not ok:
         raise UsageError(f"{', '.join(map(str, roots))}: no finished runs ({len(runs)} unfinished or failed)")
@@ -244,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     groups = [g for g in groups if g[2]]
     refs = BankRefs(a.bank)
     t0 = time.time()
-    for r in tqdm(ok, desc="filter metrics", unit="run", leave=False):
+    for r in tqdm([r for r in ok if not r.kept], desc="filter metrics", unit="run", leave=False):
         filter_metrics(r, refs.of_run(r))
     sections, figs = [], {}
     for i, (proto, rs, cells) in enumerate(groups):
@@ -253,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stem = out.stem if len(groups) == 1 else f"{out.stem}_protocol{i + 1}"
         figs.update(protocol_figures(cells, deltas, rs, refs, stem, proto))
     data = sections[0] if len(sections) == 1 else {"format": 2, "protocols": sections}
-    L = [*header_section(argv, roots, runs, refs.describe(), a.title), *included, *report_tables(data),
+    L = [*header_section(argv, roots, runs, refs.describe(), a.title, kept), *included, *report_tables(data),
          *reference_section(refs), *flagged_section(runs), *external_section()]
     L += figures_section(list(figs), out, time.time() - t0)
     text = "\n".join(L)

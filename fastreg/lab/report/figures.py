@@ -92,8 +92,8 @@ def figures(cells: dict, deltas: dict, ok: list[Run], bank: torch.Tensor | None,
                  + (f"\n{about}" if about else ""), fontsize=9)
     out[f"{stem}_acc_vs_size.png"] = _png(fig)
 
-    base = sorted((r for r in ok if r.method == "baseline"), key=lambda r: (r.size, r.seed)) or \
-        sorted(ok, key=lambda r: (r.size, r.seed))
+    base = sorted((r for r in ok if r.method == "baseline"), key=lambda r: (r.kept, r.size, r.seed)) or \
+        sorted(ok, key=lambda r: (r.kept, r.size, r.seed))      # a run folder, not a kept row: it has filters
     n, seed = base[0].size, base[0].seed
     at = [r for r in ok if r.size == n and r.seed == seed]
     if bank_name is not None and any(r.bank_name == bank_name and r.method != "baseline" for r in at):

@@ -5,9 +5,12 @@ from __future__ import annotations
 import shlex
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from ..runs import Run, finite, read_jsonl
+
+if TYPE_CHECKING:
+    from .kept import Kept
 
 TITLE = "Results of fastreg runs"
 
@@ -65,15 +68,26 @@ def portable(cmd: str) -> str:
 
 
 def header_section(argv: Sequence[str], roots: list[Path], runs: list[Run], bank_desc: str,
-                   title: str = TITLE) -> list[str]:
-    """Title, the commands that made the runs, device, total training time, reference bank."""
+                   title: str = TITLE, kept: "Kept | None" = None) -> list[str]:
+    """Title, the commands that made the runs, device, total training time, reference bank; and
+    the runs counted from an earlier report's rows (``kept``), where their folders are gone."""
     cmds, devs, wall, known = _sweep_info(roots, runs)
+    if kept is not None:
+        cmds = [*kept.commands, *(c for c in (portable(c) for c in cmds) if c not in kept.commands)]
+        devs = [*kept.devices, *(d for d in devs if d not in kept.devices)]
     cmds = list(dict.fromkeys(portable(c) for c in cmds))
     n_ok = sum(r.status == "ok" for r in runs)
+    n_kept = sum(r.kept for r in runs)
+    also = [] if not kept or not kept.sources else [
+        f"Beside them, {n_kept} finished runs whose folders are gone count from the per-run rows of "
+        f"{', '.join(f'`{p.as_posix()}`' for p in kept.sources)} (`--keep`), with the filter metrics measured then"
+        + (f"; {kept.replaced} more of its rows are finished run folders here, which count instead" if kept.replaced else "")
+        + ".", ""]
     return [f"# {title}", "",
             f"Generated {time.strftime('%Y-%m-%d %H:%M')} by "
             f"`python -m fastreg.report {shlex.join(portable_tokens(argv))}` "
-            f"from {len(runs)} run folders under {', '.join(f'`{r}`' for r in roots)}.", "", "**Commands**", "", "```bash",
+            f"from {len(runs) - n_kept} run folders under {', '.join(f'`{r}`' for r in roots)}.", "", *also,
+            "**Commands**", "", "```bash",
             *(cmds or ["# (no sweep_log.jsonl found: runs were not started by fastreg.sweep)"]), "```", "",
             f"**Device**: {', '.join(devs)}  ", f"**Total training wall time**: {wall / 3600:.2f} h "
             f"({wall:.0f} s, summed over the {known} of {n_ok} finished runs with a recorded time)  ",
