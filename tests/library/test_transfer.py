@@ -74,7 +74,7 @@ def test_the_map_on_shallower_deeper_narrower_and_wider_targets(capsys):
     assert m56.modules["layer3.2.bn2"] == "layer3.2.bn2" and "layer3.5.conv1" not in m56.copied
     tgt = build_model("resnet56", 5)
     transfer_init(tgt, [sd], quiet=True)
-    assert float(tgt.layer2[7].bn2.weight.abs().sum()) == 0 and float(tgt.layer2[2].bn2.weight.abs().sum()) > 0
+    assert tgt.layer2[7].bn2.weight.abs().sum().item() == 0 and tgt.layer2[2].bn2.weight.abs().sum().item() > 0
     narrow = build_model("resnet20", 5, 0.5)
     got = transfer_init(narrow, [sd], quiet=True)
     assert len(got.copied) == len([k for k, v in got.modules.items() if v != "new: head"])
