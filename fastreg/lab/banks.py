@@ -64,6 +64,20 @@ def recorded_meta(cfg: Mapping) -> dict | None:
     return meta if isinstance(meta, dict) and meta else None
 
 
+def run_bank_recipe(cfg: Mapping) -> str:
+    """The bank a run trained with, by its recipe: ``run_bank_id`` without the time the bank (or
+    a merged bank's part) was made, so the same command on the same inputs on another machine
+    names the same bank. What a report's per-run rows keep (``report --keep`` checks it)."""
+    meta = recorded_meta(cfg)
+    if not meta:
+        return str(cfg.get("bank"))
+    meta = {k: v for k, v in meta.items() if k != "created"}
+    parts = merged_parts(meta)
+    if parts is not None:
+        meta["merged"] = [{k: v for k, v in m.items() if k != "created"} for m in parts]
+    return json.dumps(meta, sort_keys=True)
+
+
 def run_bank_id(cfg: Mapping) -> str:
     """The identity of the bank a run trained with: ``bank_id`` of its recorded metadata, else
     the ``--bank`` it was given (runs that recorded none). The identity the report groups and

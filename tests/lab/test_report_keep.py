@@ -55,6 +55,12 @@ def test_a_kept_report_counts_runs_whose_folders_are_gone(setup, tmp_path, capsy
     assert run_main(report.main, [str(root), "--out", str(third), "--keep", str(tmp_path / "edited.json")]) == 0
     data3 = json.loads(third.with_suffix(".json").read_text())
     assert data3["cells"] == kept["cells"] and "2 more of its rows are finished run folders" in third.read_text()
+    for cfg in (root / "n20/adv1").rglob("config.json"):             # the bank rebuilt: the same recipe
+        c = json.loads(cfg.read_text())
+        c["bank_meta"]["created"] = "another time"
+        cfg.write_text(json.dumps(c))
+    assert run_main(report.main, [str(root), "--out", str(tmp_path / "fourth.md"), "--keep",
+                                  str(first.with_suffix(".json"))]) == 0
     capsys.readouterr()
     for r in edited["runs"]:                                          # a kept row of another bank
         if r["run"].endswith("n20/adv1/s1"):

@@ -14,7 +14,7 @@ import numpy as np
 from ..inits import needs
 from ..methods import SEED_METHODS, method_order
 from ..priors import adversarial, prior_needs
-from ..banks import bank_label, merged_parts, recorded_meta, run_bank_id
+from ..banks import bank_label, merged_parts, recorded_meta, run_bank_id, run_bank_recipe
 from ...errors import UsageError
 from ..runs import Run, finite, precision_of
 from ..settings import upgrade, weighs_layers
@@ -112,6 +112,14 @@ def _name_banks(runs: list[Run]) -> None:
             r.bank_name += "#" + hashlib.sha1(run_bank_id(r.cfg).encode()).hexdigest()[:6]
 
 
+def _bank_ids(rs: list[Run]) -> set[str]:
+    """The banks of a cell's runs; beside kept rows, by recipe (``run_bank_recipe``: a bank rebuilt
+    by the same command is the same bank), where a row recorded one."""
+    if not any(r.kept for r in rs):
+        return {run_bank_id(r.cfg) for r in rs}
+    return {b for r in rs if (b := r.bank_id if r.kept else run_bank_recipe(r.cfg)) is not None}
+
+
 def check_cells(cells: dict[tuple, list[Run]]) -> None:
     """A cell's runs must be distinct seeds from one bank: a copied run folder, or a rerun
     into the same sweep with another ``--bank``, would otherwise count as an extra seed. A kept
@@ -123,7 +131,7 @@ def check_cells(cells: dict[tuple, list[Run]]) -> None:
                 raise UsageError(f"cell n={c.size} {c.label} ({c.layers}) holds seed {r.seed} twice: {seen[r.seed].dir} "
                                  f"and {r.dir}; report them from separate folders")
             seen[r.seed] = r
-        if len({b for r in rs if (b := r.bank_id if r.kept else run_bank_id(r.cfg)) is not None}) > 1:
+        if len(_bank_ids(rs)) > 1:
             raise UsageError(f"cell n={c.size} {c.label} ({c.layers}) mixes runs with different banks; "
                              f"report them from separate folders")
 

@@ -35,7 +35,7 @@ from .references import BankRefs, References, bank_filters, filter_metrics, judg
 from .analysis import bank_created, comparison_refs, make_cells, report_records, uses_bank
 from .kept import keep
 from .rows import kept_layers
-from ..banks import run_bank_id
+from ..banks import run_bank_recipe
 from ..protocol import protocol_key
 from ..cli import Parser
 from ..methods import method_order
@@ -195,7 +195,7 @@ def per_run_rows(runs: list[Run]) -> list[dict]:
              "protocol": r.protocol, "seed": r.seed, "data_seed": r.cfg.get("data_seed", r.seed), "status": r.status,
              "test_acc": r.final.get("test_acc") if r.status == "ok" else None,
              **{k: r.final[k] for k in OTHER_PREDICTIONS if r.status == "ok" and finite(r.final.get(k))},
-             "wall_time_s": r.wall, **({"bank_id": run_bank_id(r.cfg)} if uses_bank(r.cfg) else {}),
+             "wall_time_s": r.wall, **({"bank_id": run_bank_recipe(r.cfg)} if uses_bank(r.cfg) else {}),
              **{k: v for k, v in r.metrics.items() if finite(v)}} for r in runs]
 
 

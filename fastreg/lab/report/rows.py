@@ -33,7 +33,8 @@ class ArchivedRun(Run):
 
     @property
     def bank_id(self) -> str | None:
-        """The bank it trained with, where its row recorded it (rows from 2026-12-07 on)."""
+        """The bank it trained with, by recipe (``banks.run_bank_recipe``), where its row recorded
+        it (rows written since ``--keep`` exists)."""
         return self.row.get("bank_id")
 
 
