@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # What is left of the Deep Weight Prior's MNIST runs (DESIGN §15), as a queue of jobs run by
 # LANES lanes side by side on one thread each: the grid (seeds 2-4 at 200, 500 and 1000 digits),
-# then the step-budget check at 50 digits (the rows and seeds its report has not kept yet).
+# then the step-budget check at 50 digits (the rows and seeds its report has not kept yet), then
+# the paper's own VAEs as the prior at 50 digits (seeds 0-4, ~1.5 h a run), once converted into
+# runs/dwpvae by docs/scripts/import_dwp_vae.py (DESIGN §15).
 # Resumable: every job is `sweep --resume`, a finished job leaves a marker, and a lock a killed
 # lane left is cleared when the queue starts again.
 #
@@ -31,6 +33,12 @@ for s in 0 1; do JOBS+=("budget_s${s};runs/dwp_mnist_budget;50;$s;$V+vi-logunifo
 for s in 2 3 4; do
   JOBS+=("budget_s${s};runs/dwp_mnist_budget;50;$s;$V+vi-normal,$V+vi-vae,$V+vi-loguniform-trunc;$BUDGET")
 done
+PAPER="--vae-files conv1=runs/dwpvae/vae7x7.safetensors,conv2=runs/dwpvae/vae5x5.safetensors"
+if [ -f runs/dwpvae/vae7x7.safetensors ] && [ -f runs/dwpvae/vae5x5.safetensors ]; then
+  for s in 0 1 2 3 4; do JOBS+=("papervae_s${s};runs/dwp_mnist_papervae;50;$s;$V+vi-vae;$GRID $PAPER"); done
+else
+  echo "no runs/dwpvae/vae{7x7,5x5}.safetensors: the paper-VAE check is left out (docs/scripts/import_dwp_vae.py)"
+fi
 lane() {
   for job in "${JOBS[@]}"; do
     IFS=';' read -r name out n s methods args <<< "$job"
