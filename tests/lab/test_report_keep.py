@@ -61,6 +61,12 @@ def test_a_kept_report_counts_runs_whose_folders_are_gone(setup, tmp_path, capsy
         cfg.write_text(json.dumps(c))
     assert run_main(report.main, [str(root), "--out", str(tmp_path / "fourth.md"), "--keep",
                                   str(first.with_suffix(".json"))]) == 0
+    (root / "n20/baseline/s0/failed.json").write_text("{}")          # the rerun failed: listed, the row counts
+    fifth = tmp_path / "fifth.md"
+    assert run_main(report.main, [str(root), "--out", str(fifth), "--keep", str(first.with_suffix(".json"))]) == 0
+    acc = lambda d: [(c["label"], c["seeds"], c["acc_mean"]) for c in d["cells"]]   # noqa: E731
+    assert acc(json.loads(fifth.with_suffix(".json").read_text())) == acc(kept)
+    assert "Runs not counted" in fifth.read_text() and "n20/baseline/s0` | failed" in fifth.read_text()
     capsys.readouterr()
     for r in edited["runs"]:                                          # a kept row of another bank
         if r["run"].endswith("n20/adv1/s1"):

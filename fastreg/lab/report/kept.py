@@ -5,8 +5,8 @@ Run folders live under ``runs/``, which is not committed; a report's JSON is, wi
 (a new checkout, a wiped disk) keeps its finished runs through the report made of them: each
 counted row of a kept JSON stands in for its run folder wherever that folder holds no finished
 run, with the filter metrics measured when it did. A finished folder wins over its row; an
-unfinished one (a rerun in progress) waits behind it. The commands and devices the earlier report
-named come along from its Markdown beside the JSON.
+unfinished one (a rerun in progress) waits behind it, and a failed one is listed beside it. The
+commands and devices the earlier report named come along from its Markdown beside the JSON.
 """
 from __future__ import annotations
 
@@ -62,9 +62,10 @@ def _rows(path: Path) -> tuple[list, dict]:
 
 
 def keep(paths: Sequence[Path], live: list[Run]) -> tuple[Kept, list[Run]]:
-    """The kept rows that count beside the ``live`` run folders, and the live runs that do: a
-    finished folder replaces its row, a row replaces its unfinished folder. A path kept twice
-    (two reports of one run) is refused."""
+    """The kept rows that count beside the ``live`` run folders, and the live runs to report: a
+    finished folder replaces its row; a row stands in front of its folder while that is still
+    running, and beside it when it failed (the failure is listed). A path kept twice (two
+    reports of one run) is refused."""
     kept = Kept()
     finished = {_key(r.dir) for r in live if r.status == "ok"}
     seen: dict[str, Path] = {}
@@ -87,5 +88,5 @@ def keep(paths: Sequence[Path], live: list[Run]) -> tuple[Kept, list[Run]]:
         kept.commands += [c for c in cmds if c not in kept.commands]
         kept.devices += [d for d in devs if d not in kept.devices]
         kept.sources.append(path)
-    standing = {_key(r.dir) for r in kept.runs}
-    return kept, [r for r in live if r.status == "ok" or _key(r.dir) not in standing]
+    standing = {_key(r.dir) for r in kept.runs}     # a rerun under way waits; a failed one is flagged
+    return kept, [r for r in live if r.status != "incomplete" or _key(r.dir) not in standing]
