@@ -4,23 +4,8 @@ over its row."""
 import json
 import shutil
 
-import pytest
-
-from fastreg.lab import report, sweep
+from fastreg.lab import report
 from fastreg.lab.cli import run_main
-from helpers import make_bank_file, make_npz_data
-
-
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("keep")
-    data = make_npz_data(tmp / "data")
-    bank = make_bank_file(tmp / "bank.safetensors")
-    base = ["--sizes", "20", "--methods", "baseline,adv1", "--seeds", "0,1", "--width", "0.125",
-            "--epochs", "2", "--data-root", str(data), "--bank", str(bank), "--device", "cpu"]
-    out = tmp / "runs"
-    assert run_main(sweep.main, base + ["--out", str(out), "--", "--eval-size", "50", "--batch-size", "50"]) == 0
-    return tmp, data, bank, base, out
 
 
 def test_a_kept_report_counts_runs_whose_folders_are_gone(setup, tmp_path, capsys):

@@ -72,9 +72,8 @@ def header_section(argv: Sequence[str], roots: list[Path], runs: list[Run], bank
     """Title, the commands that made the runs, device, total training time, reference bank; and
     the runs counted from an earlier report's rows (``kept``), where their folders are gone."""
     cmds, devs, wall, known = _sweep_info(roots, runs)
-    if kept is not None:
-        cmds = [*kept.commands, *(c for c in (portable(c) for c in cmds) if c not in kept.commands)]
-        devs = [*kept.devices, *(d for d in devs if d not in kept.devices)]
+    if kept is not None:                  # the kept report's first (its commands are portable already)
+        cmds, devs = [*kept.commands, *cmds], list(dict.fromkeys([*kept.devices, *devs]))
     cmds = list(dict.fromkeys(portable(c) for c in cmds))
     n_ok = sum(r.status == "ok" for r in runs)
     n_kept = sum(r.kept for r in runs)
