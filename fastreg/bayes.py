@@ -237,7 +237,9 @@ class KLTerm(nn.Module):
     def generator_loss(self) -> torch.Tensor:
         kl = self.kl()
         numbers = sum(m.weight.numel() for m in self.layers.values())
-        self._stats = self._stats + torch.tensor([float(kl.detach()) / numbers, 1.0])
+        # kept on the KL's device: no host sync a step (read once a log interval, by pop_stats)
+        one = torch.ones((), device=kl.device)
+        self._stats = self._stats.to(kl.device) + torch.stack([kl.detach().float() / numbers, one])
         return self.weight * kl / self.n_train
 
     def discriminator_step(self) -> None:

@@ -132,11 +132,15 @@ def test_to_bayes_keeps_names_and_weights_and_klterm_is_kl_over_n():
     term = KLTerm(net, "normal", n_train=50, weight=2.0)
     want = 2.0 * (kl_normal(net[0].weight, net[0].log_sigma2) + kl_normal(net[2].weight, net[2].log_sigma2)) / 50
     assert term.generator_loss().item() == pytest.approx(want.item(), rel=1e-6)
+    term.generator_loss()                     # two steps' KL per weight, averaged at the log interval
+    numbers = net[0].weight.numel() + net[2].weight.numel()
+    kl_per_weight = want.item() * 50 / 2.0 / numbers
     with torch.no_grad():
         net[2].log_sigma2[0].fill_(-6.0)      # one filter's 36 weights of 144 moved: the median stays
         net[2].log_sigma2[1:3].fill_(-7.0)    # 72 more: half the weights at -7 or above, the median -7
     stats = term.pop_stats()
     assert set(stats) == {"kl_per_weight", "log_sigma2/0", "log_sigma2/2"}
+    assert stats["kl_per_weight"] == pytest.approx(kl_per_weight, rel=1e-6)
     assert stats["log_sigma2/0"] == pytest.approx(-8.0) and stats["log_sigma2/2"] == pytest.approx(-7.0)
     with pytest.raises(ValueError, match="needs a VAE for each"):
         KLTerm(net, "vae", 50)
@@ -253,3 +257,7 @@ def test_the_posterior_on_cuda_predicts_and_bounds_as_on_the_cpu(monkeypatch):
     (F.cross_entropy(g(x.cuda()).flatten(1)[:, :3], torch.tensor([0, 1, 2], device="cuda"))
      + kl_vae_bound(g, vae, "slice") / 100).backward()
     assert torch.isfinite(g.weight.grad).all() and g.log_sigma2.grad.abs().sum() > 0
+    term = KLTerm(nn.Sequential(g), "normal", n_train=10)   # its running stats stay on the device
+    loss = term.generator_loss()
+    assert loss.device.type == "cuda" and term.pop_stats()["kl_per_weight"] == pytest.approx(
+        float(kl_normal(mu, ls2)) / mu.numel(), rel=1e-5)
