@@ -51,7 +51,7 @@ echo "== benchmarks =="
 BT=$(mktemp -d)
 # pytest-benchmark writes its JSON at the end of a session, so the fused kernels' numbers
 # get a session of their own, ahead of the slow torch.compile warm-ups.
-for suite in "disc_step:60:triton" "disc_step:70:eager or compile" "sample:40:" "train_step:50:" "priors:30:" "many_layers:40:" "bayes:30:"; do
+for suite in "disc_step:60:triton" "disc_step:70:eager or compile" "sample:40:" "train_step:50:" "priors:30:" "many_layers:40:" "bayes:30:" "transfer:30:"; do
   IFS=: read -r name cap sel <<< "$suite"
   tag=$name${sel:+-${sel%% *}}
   timeout $(left "$cap") $PY -m pytest bench/test_bench_$name.py --benchmark-only -q ${sel:+-k "$sel"} \
