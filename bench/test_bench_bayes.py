@@ -19,7 +19,7 @@ import torch
 from fastreg.bank import DEFAULT_BANK, KernelBank
 from fastreg.bayes import TRUNC, KLTerm, to_bayes
 from fastreg.models import FConvMNIST
-from fastreg.vae import default_size, fit
+from fastreg.vae import vae_for
 from step_helper import make_train_step
 
 HAS_CUDA = torch.cuda.is_available()
@@ -31,14 +31,9 @@ pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
 
 def _slice_vaes(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
-    """A kernel VAE per conv over the bank's 2-D slices of its size (DWP's sizes), fitted briefly."""
+    """A kernel VAE per conv over the bank's 2-D slices that serve it (DWP's sizes), one epoch."""
     bank = KernelBank.load(DEFAULT_BANK)
-    vaes = {}
-    for name in ("conv1", "conv2"):
-        k = getattr(model, name).kernel_size[0]
-        rows = bank.layers[name].reshape(-1, k * k)[:4096]
-        vaes[name], _ = fit(rows, *default_size(k * k, k), epochs=1, seed=0)
-    return vaes
+    return {n: vae_for(bank, n, getattr(model, n).weight.shape, "slice", epochs=1)[0] for n in ("conv1", "conv2")}
 
 
 def _model(variant: str) -> tuple[torch.nn.Module, KLTerm | None]:

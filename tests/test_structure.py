@@ -233,6 +233,7 @@ def test_a_library_error_about_an_argument_is_flagged_by_the_command():
     assert e.value.param == "arch" and "--" not in str(e.value)
     assert flagged(e.value).startswith("--arch: unknown arch 'resnet99'")
 
+
 def test_the_gpu_check_runs_every_benchmark_suite():
     """A suite gpu_check.sh does not name is never measured on the one GPU a session may get."""
     script = (ROOT / "bench" / "gpu_check.sh").read_text()
