@@ -164,3 +164,32 @@ def test_mnist_dwp_table_adds_the_three_predictions_where_runs_record_them(tmp_p
     assert row[2:5] == ["79.00 %", "93.50 %", "50.00 %"]
     delta = [c.strip() for c in next(x for x in third.splitlines() if "Δ DWP vs normal" in x).split("|")]
     assert delta[3] == "+3.00 (the same every seed)"
+
+
+def test_mnist_papervae_table_pairs_the_paper_vae_with_the_grid_rows(tmp_path):
+    """The paper-VAE check (DESIGN.md §15): the paper-VAE row's mean beside the grid's three
+    priors, and its paired Δ against each over the seeds both ran, for both ways to predict."""
+    vi = "vaeinit-slice-unscaled+vi-"
+    grid = (_runs(vi + "normal", [70, 72, 71, 73, 74], 50) + _runs(vi + "vae", [65, 66, 67, 68, 69], 50)
+            + _runs(vi + "normal", [90, 91], 100))
+    paper = _runs(vi + "vae", [75, 77, 76], 50)
+    for r, local in zip(paper, [80, 81, 82]):
+        r["test_acc_local"] = local / 100
+    for name, runs in (("p", grid), ("v", paper)):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"format": 2, "cells": [], "runs": runs}))
+    out = subprocess.run([sys.executable, str(SCRIPT.parent / "mnist_papervae_table.py"), str(tmp_path / "p.md"),
+                          str(tmp_path / "v.md")], capture_output=True, text=True, check=True).stdout
+    first, second = out.split("\n\n")
+    line = lambda text, key: [c.strip() for c in next(x for x in text.splitlines() if key in x).split("|")]  # noqa: E731
+    assert line(first, "standard normal")[2:4] == ["72.00 %", "not recorded"]
+    assert line(first, "paper's own")[2:4] == ["76.00 % (3 seeds)", "81.00 % (3 seeds)"]
+    assert line(first, "log-uniform")[2:4] == ["not recorded", "not recorded"]
+    sn = line(second, "standard normal")                  # 75-70, 77-72, 76-71 → +5 on the 3 shared seeds
+    assert sn[2] == "+5.00 (the same every seed)" and sn[3] == "not recorded"
+    assert line(second, "MLP VAE")[2].startswith("**+10.00 [")  # +10, +11, +9 (seeds 0-2)
+
+
+def test_mnist_papervae_table_refuses_a_missing_report_in_one_line(tmp_path):
+    r = subprocess.run([sys.executable, str(SCRIPT.parent / "mnist_papervae_table.py"), str(tmp_path / "a.md"),
+                        str(tmp_path / "b.md")], capture_output=True, text=True)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and r.stdout == ""

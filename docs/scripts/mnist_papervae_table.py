@@ -1,0 +1,65 @@
+"""Print the paper-VAE check of docs/results.md (DESIGN.md §15): the Deep Weight Prior at n = 50
+with the paper's own trained VAEs as prior and init, beside the grid's three priors (fastreg's
+VAE as DWP), from the two reports' JSON.
+
+    python docs/scripts/mnist_papervae_table.py docs/reports/dwp_mnist.md docs/reports/dwp_mnist_papervae.md
+
+Table 1: each row's mean test accuracy, predicted by exact weight samples (the protocol's) and
+with per-activation noise (the paper's code), over the runs that record each. Table 2: the
+paper-VAE row against each grid row, paired over the seeds both ran (Δ in pp, 95 % CI, bold
+where it excludes 0), the reading DESIGN.md §15 fixed before the check ran.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from report_cells import accuracies, load, paired_delta
+
+N = 50
+VI = "vaeinit-slice-unscaled+vi-"
+GRID = [(VI + "normal", "standard normal"), (VI + "loguniform-trunc", "log-uniform, truncated α"),
+        (VI + "vae", "DWP, fastreg's MLP VAE (the grid)")]
+PAPER = (VI + "vae", "DWP, the paper's own VAEs")
+KEYS = [("test_acc", "weight samples (the protocol's)"), ("test_acc_local", "per-activation noise (the paper's)")]
+
+
+def _mean(seeds: dict[int, float] | None, most: int) -> str:
+    if not seeds:
+        return "not recorded"
+    note = "" if len(seeds) == most else f" ({len(seeds)} seed{'s' * (len(seeds) > 1)})"
+    return f"{np.mean(list(seeds.values())):.2f} %{note}"
+
+
+def _delta(x: dict[int, float] | None, y: dict[int, float] | None, most: int) -> str:
+    shared = sorted(set(x or {}) & set(y or {}))
+    return paired_delta([x[s] - y[s] for s in shared], most) if shared else "not recorded"
+
+
+def main(protocol: str, papervae: str) -> None:
+    """The two tables, from the protocol's report (its n = 50 rows) and the paper-VAE report."""
+    data = {r: load(r) for r in (protocol, papervae)}
+    acc = {k: {r: accuracies(r, d, k) for r, d in data.items()} for k, _ in KEYS}
+    most = 5
+    rows = [(protocol, m, what) for m, what in GRID] + [(papervae, *PAPER)]
+    print(f"| n = {N}, 2000 steps | " + " | ".join(what for _, what in KEYS) + " |")
+    print("|---|---:|---:|")
+    for report, m, what in rows:
+        cells = [_mean(acc[k][report].get((N, m)), most) for k, _ in KEYS]
+        print(f"| {what}: `{m}` | " + " | ".join(cells) + " |")
+    print()
+    print(f"| paired Δ (pp), n = {N}, the paper's VAEs vs | " + " | ".join(what for _, what in KEYS) + " |")
+    print("|---|---|---|")
+    for m, what in GRID:
+        cells = [_delta(acc[k][papervae].get((N, PAPER[0])), acc[k][protocol].get((N, m)), most) for k, _ in KEYS]
+        print(f"| {what} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or not all(Path(a).with_suffix(".json").is_file() for a in sys.argv[1:]):
+        print("usage: mnist_papervae_table.py PROTOCOL_REPORT.md PAPERVAE_REPORT.md (each .json beside it)",
+              file=sys.stderr)
+        sys.exit(2)
+    main(sys.argv[1], sys.argv[2])
