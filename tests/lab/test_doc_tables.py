@@ -167,12 +167,13 @@ def test_mnist_dwp_table_adds_the_three_predictions_where_runs_record_them(tmp_p
 
 
 def test_mnist_papervae_table_pairs_the_paper_vae_with_the_grid_rows(tmp_path):
-    """The paper-VAE check (DESIGN.md §15): the paper-VAE row's mean beside the grid's three
-    priors, and its paired Δ against each over the seeds both ran, for both ways to predict."""
-    vi = "vaeinit-slice-unscaled+vi-"
+    """The paper-VAE check (DESIGN.md §15): the paper-VAE rows' means beside the grid's, and the
+    paired Δ of the VI row against each grid prior, against its own init as a point estimate,
+    and of the two inits, over the seeds both ran, for both ways to predict."""
+    vi, init = "vaeinit-slice-unscaled+vi-", "vaeinit-slice-unscaled"
     grid = (_runs(vi + "normal", [70, 72, 71, 73, 74], 50) + _runs(vi + "vae", [65, 66, 67, 68, 69], 50)
-            + _runs(vi + "normal", [90, 91], 100))
-    paper = _runs(vi + "vae", [75, 77, 76], 50)
+            + _runs(init, [74, 74, 74, 74, 74], 50) + _runs(vi + "normal", [90, 91], 100))
+    paper = _runs(vi + "vae", [75, 77, 76], 50) + _runs(init, [78, 76, 80, 79], 50)
     for r, local in zip(paper, [80, 81, 82]):
         r["test_acc_local"] = local / 100
     for name, runs in (("p", grid), ("v", paper)):
@@ -182,11 +183,15 @@ def test_mnist_papervae_table_pairs_the_paper_vae_with_the_grid_rows(tmp_path):
     first, second = out.split("\n\n")
     line = lambda text, key: [c.strip() for c in next(x for x in text.splitlines() if key in x).split("|")]  # noqa: E731
     assert line(first, "standard normal")[2:4] == ["72.00 %", "not recorded"]
-    assert line(first, "paper's own")[2:4] == ["76.00 % (3 seeds)", "81.00 % (3 seeds)"]
+    assert line(first, "DWP, the paper's own")[2:4] == ["76.00 % (3 seeds)", "81.00 % (3 seeds)"]
+    assert line(first, "the paper's VAE init")[2:4] == ["78.25 % (4 seeds)", "not recorded"]
     assert line(first, "log-uniform")[2:4] == ["not recorded", "not recorded"]
-    sn = line(second, "standard normal")                  # 75-70, 77-72, 76-71 → +5 on the 3 shared seeds
+    sn = line(second, "vs standard normal")              # 75-70, 77-72, 76-71 → +5 on the 3 shared seeds
     assert sn[2] == "+5.00 (the same every seed)" and sn[3] == "not recorded"
-    assert line(second, "MLP VAE")[2].startswith("**+10.00 [")  # +10, +11, +9 (seeds 0-2)
+    assert line(second, "vs DWP, fastreg")[2].startswith("**+10.00 [")   # +10, +11, +9 (seeds 0-2)
+    prior = line(second, "own VAEs vs the paper's VAE init")            # −3, +1, −4 (seeds 0-2)
+    assert prior[2].startswith("−2.00 [") and prior[2].endswith("(3 seeds)")
+    assert line(second, "init, point estimate vs fastreg")[2].startswith("**+4.25 [")  # +4, +2, +6, +5
 
 
 def test_mnist_papervae_table_refuses_a_missing_report_in_one_line(tmp_path):
