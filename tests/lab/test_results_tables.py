@@ -30,6 +30,7 @@ TABLES = [  # (doc, printer command): the commands the doc itself names
     ("docs/results.md", f"{S}transfer_table.py {R}transfer1000.md {R}whole_network.md"),
     ("docs/results.md", f"{S}mnist_dwp_table.py {R}dwp_mnist.md"),
     ("docs/results.md", f"{S}mnist_budget_table.py {R}dwp_mnist.md {R}dwp_mnist_budget.md"),
+    ("docs/results.md", f"{S}mnist_papervae_table.py {R}dwp_mnist.md {R}dwp_mnist_papervae.md"),
     ("docs/results.md", f"{S}dwp_kernel_check.py {R}dwp_kernels.json"),
     ("README.md", f"{S}whole_network_table.py {R}whole_network.md resnet20 all 100 "
                   "baseline,filterinit,chaininit,chaininit+l2sp,finetune"),
