@@ -16,9 +16,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from report_cells import accuracies, load, paired_delta
+from report_cells import accuracies, load, mean_cell, paired_cell
 
 N = 50
 VI = "vaeinit-slice-unscaled+vi-"
@@ -27,18 +25,6 @@ PRIORS = [(VI + "normal", "standard normal"), (VI + "loguniform-trunc", "log-uni
 BUDGETS = ("2000 steps (the protocol)", "10 000 steps, linear decay (the paper's budget)")
 KEYS = [("test_acc", "weight samples (the protocol's)"), ("test_acc_local", "per-activation noise (the paper's)"),
         ("test_acc_mean", "posterior mean")]
-
-
-def _mean(seeds: dict[int, float] | None, most: int, missing: str = "not run") -> str:
-    if not seeds:
-        return missing
-    note = "" if len(seeds) == most else f" ({len(seeds)} seed{'s' * (len(seeds) > 1)})"
-    return f"{np.mean(list(seeds.values())):.2f} %{note}"
-
-
-def _delta(x: dict[int, float] | None, y: dict[int, float] | None, most: int, missing: str = "not run") -> str:
-    shared = sorted(set(x or {}) & set(y or {}))
-    return paired_delta([x[s] - y[s] for s in shared], most) if shared else missing
 
 
 def main(protocol: str, budget: str) -> None:
@@ -50,13 +36,13 @@ def main(protocol: str, budget: str) -> None:
     print("|---|---:|---:|---|")
     for m, what in PRIORS:
         short, long = (a.get((N, m)) for a in acc["test_acc"])
-        print(f"| {what}: `{m}` | {_mean(short, most)} | {_mean(long, most)} | {_delta(long, short, most)} |")
+        print(f"| {what}: `{m}` | {mean_cell(short, most)} | {mean_cell(long, most)} | {paired_cell(long, short, most)} |")
     print()
     print(f"| paired Δ (pp), n = {N} | " + " | ".join(BUDGETS) + " |")
     print("|---|---|---|")
     dwp = PRIORS[-1][0]
     for m, what in PRIORS[:-1]:
-        cells = [_delta(a.get((N, dwp)), a.get((N, m)), most) for a in acc["test_acc"]]
+        cells = [paired_cell(a.get((N, dwp)), a.get((N, m)), most) for a in acc["test_acc"]]
         print(f"| DWP vs {what} | " + " | ".join(cells) + " |")
     print()
     print(f"| n = {N}, predicted by | " + " | ".join(f"{p}, {b.split(' (')[0]}" for b in BUDGETS
@@ -68,13 +54,13 @@ def main(protocol: str, budget: str) -> None:
             for m, _ in PRIORS:
                 have = set(acc["test_acc_local"][i].get((N, m), {}))   # the runs that record all three
                 seeds = {s: v for s, v in acc[k][i].get((N, m), {}).items() if s in have}
-                cells.append(_mean(seeds, most, "not recorded"))
+                cells.append(mean_cell(seeds, most, "not recorded"))
         print(f"| {what} | " + " | ".join(cells) + " |")
     print()
     print(f"| paired Δ (pp), n = {N}, predicted with per-activation noise | " + " | ".join(BUDGETS) + " |")
     print("|---|---|---|")
     for m, what in PRIORS[:-1]:
-        cells = [_delta(a.get((N, dwp)), a.get((N, m)), most, "not recorded") for a in acc["test_acc_local"]]
+        cells = [paired_cell(a.get((N, dwp)), a.get((N, m)), most, "not recorded") for a in acc["test_acc_local"]]
         print(f"| DWP vs {what} | " + " | ".join(cells) + " |")
 
 

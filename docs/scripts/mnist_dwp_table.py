@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from report_cells import accuracies, load, paired_delta
+from report_cells import accuracies, load, paired_cell, paired_delta
 
 VI = "vaeinit-slice-unscaled+vi-"
 ROWS = [(VI + "normal", "VI, standard-normal prior"), (VI + "loguniform", "VI, log-uniform prior"),
@@ -54,11 +54,7 @@ def main(report: str) -> None:
     for a, b, what in PAIRS:
         if not any((n, a) in acc and (n, b) in acc for n in sizes):
             continue
-        cells = []
-        for n in sizes:
-            x, y = acc.get((n, a)), acc.get((n, b))
-            shared = sorted(set(x or {}) & set(y or {}))
-            cells.append(paired_delta([x[s] - y[s] for s in shared], most) if shared else "not run")
+        cells = [paired_cell(acc.get((n, a)), acc.get((n, b)), most) for n in sizes]
         print(f"| {what} | " + " | ".join(cells) + " |")
 
     predictions(report, sizes, most)

@@ -16,9 +16,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from report_cells import accuracies, load, paired_delta
+from report_cells import accuracies, load, mean_cell, paired_cell
 
 N = 50
 VI = "vaeinit-slice-unscaled+vi-"
@@ -27,18 +25,6 @@ GRID = [(VI + "normal", "standard normal"), (VI + "loguniform-trunc", "log-unifo
         (VI + "vae", "DWP, fastreg's MLP VAE (the grid)"), (INIT, "fastreg's VAE init, point estimate (the grid)")]
 PAPER = [(VI + "vae", "DWP, the paper's own VAEs"), (INIT, "the paper's VAE init, point estimate")]
 KEYS = [("test_acc", "weight samples (the protocol's)"), ("test_acc_local", "per-activation noise (the paper's)")]
-
-
-def _mean(seeds: dict[int, float] | None, most: int) -> str:
-    if not seeds:
-        return "not recorded"
-    note = "" if len(seeds) == most else f" ({len(seeds)} seed{'s' * (len(seeds) > 1)})"
-    return f"{np.mean(list(seeds.values())):.2f} %{note}"
-
-
-def _delta(x: dict[int, float] | None, y: dict[int, float] | None, most: int) -> str:
-    shared = sorted(set(x or {}) & set(y or {}))
-    return paired_delta([x[s] - y[s] for s in shared], most) if shared else "not recorded"
 
 
 def main(protocol: str, papervae: str) -> None:
@@ -50,7 +36,7 @@ def main(protocol: str, papervae: str) -> None:
     print(f"| n = {N}, 2000 steps | " + " | ".join(what for _, what in KEYS) + " |")
     print("|---|---:|---:|")
     for report, m, what in rows:
-        cells = [_mean(acc[k][report].get((N, m)), most) for k, _ in KEYS]
+        cells = [mean_cell(acc[k][report].get((N, m)), most, "not recorded") for k, _ in KEYS]
         print(f"| {what}: `{m}` | " + " | ".join(cells) + " |")
     print()
     (dwp, dwp_what), (init, init_what) = PAPER
@@ -60,7 +46,7 @@ def main(protocol: str, papervae: str) -> None:
     print(f"| paired Δ (pp), n = {N} | " + " | ".join(what for _, what in KEYS) + " |")
     print("|---|---|---|")
     for (ra, ma), (rb, mb), what in pairs:
-        cells = [_delta(acc[k][ra].get((N, ma)), acc[k][rb].get((N, mb)), most) for k, _ in KEYS]
+        cells = [paired_cell(acc[k][ra].get((N, ma)), acc[k][rb].get((N, mb)), most, "not recorded") for k, _ in KEYS]
         print(f"| {what} | " + " | ".join(cells) + " |")
 
 

@@ -90,3 +90,19 @@ def accuracies(report: str | Path, data: dict, key: str = "test_acc") -> dict[tu
                     "(more than one protocol in one report)")
         seeds[r["seed"]] = 100 * r[key]
     return acc
+
+
+def mean_cell(seeds: dict[int, float] | None, most: int, missing: str = "not run") -> str:
+    """The mean of per-seed accuracies (%) as a cell, the seed count where it is not ``most``;
+    ``missing`` where there are none."""
+    if not seeds:
+        return missing
+    note = "" if len(seeds) == most else f" ({len(seeds)} seed{'s' * (len(seeds) > 1)})"
+    return f"{sum(seeds.values()) / len(seeds):.2f} %{note}"
+
+
+def paired_cell(x: dict[int, float] | None, y: dict[int, float] | None, most: int, missing: str = "not run") -> str:
+    """``x − y`` paired over the seeds both hold, as a ``paired_delta`` cell; ``missing`` where
+    they share none."""
+    shared = sorted(set(x or {}) & set(y or {}))
+    return paired_delta([x[s] - y[s] for s in shared], most) if shared else missing
